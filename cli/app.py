@@ -1,0 +1,24 @@
+"""The `olymp` command: registers one module per subcommand, nothing else."""
+
+import typer
+
+from cli import extract, predict, train_head
+
+app = typer.Typer(
+    name="olymp",
+    help="Embedding pipelines for contests: extract → train-head → predict, offline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("extract")(extract.extract)
+app.command("train-head")(train_head.train_head)
+app.command("predict")(predict.predict)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

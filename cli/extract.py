@@ -1,0 +1,90 @@
+"""`olymp extract`: files → frozen backbone → Parquet embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from cli.console import console, err_console, exit_on_error
+from pipelines.extract.config import ExtractConfig
+from pipelines.extract.runner import ExtractProgress, run_extraction
+
+
+def extract(
+    inputs: Annotated[Path, typer.Argument(help="A folder of images (recursive) or a CSV/Parquet listing with id,path.", exists=True)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Embedding directory to create or resume.")],
+    backbone: Annotated[str, typer.Option(help="timm name, catalog name or hf-hub:timm/... id.")] = "efficientnet_lite0",
+    weights: Annotated[Optional[str], typer.Option(help="Weights file (.safetensors/.pt), or 'random' for smoke tests. Default: offline auto.")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Images per forward pass (default: 8 on CPU, 128 on GPU).")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=0, help="Decode processes (default: from the cores).")] = None,
+    part_size: Annotated[int, typer.Option(min=1, help="Rows per Parquet part (the unit of resume).")] = 2048,
+    max_error_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Stop when this share of inputs fails.")] = 0.5,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N inputs (sorted by id).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an output made with another backbone/preprocessing.")] = False,
+) -> None:
+    """Embed images with a frozen backbone into a Parquet dataset; re-run to resume.
+
+    Example:  olymp extract data/train -o emb/train --backbone efficientnet_lite0
+    """
+    config = ExtractConfig(
+        inputs=str(inputs), output=str(output), backbone=backbone, weights=weights, device=device,
+        batch_size=batch_size, workers=workers, part_size=part_size, max_error_rate=max_error_rate,
+        limit=limit, overwrite=overwrite,
+    )
+    with exit_on_error(), ExtractView() as view:
+        summary = run_extraction(config, on_progress=view.update)
+    render_summary(summary)
+
+
+class ExtractView:
+    """Draws the runner's progress events: a header line, then a bar with items/s."""
+
+    def __init__(self):
+        self.progress = Progress(
+            TextColumn("[bold]extract"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]} img/s"), TextColumn("[red]{task.fields[errors]} errors"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False,
+        )
+        self.task = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.task is not None:
+            self.progress.stop()
+        return False
+
+    def update(self, event: ExtractProgress) -> None:
+        if event.stage == "start":
+            info = event.info
+            err_console.print(
+                f"backbone [bold]{info['backbone']}[/] ({info['timm_name']}, {info['embedding_dim']}-d) "
+                f"on [bold]{info['device']}[/], batches of {info['batch_size']}, {info['workers']} decode workers\n"
+                f"weights: {info['weights_source']}", highlight=False,
+            )
+            if info["resumed"]:
+                err_console.print(f"resuming: {info['resumed']} inputs already done, {event.total} to go")
+            self.progress.start()
+            self.task = self.progress.add_task("extract", total=event.total, rate="-", errors=0)
+        elif event.stage == "batch" and self.task is not None:
+            elapsed = self.progress.tasks[0].elapsed or 0.0
+            rate = f"{event.processed / elapsed:.1f}" if elapsed > 0 else "-"
+            self.progress.update(self.task, completed=event.processed, rate=rate, errors=event.errors)
+
+
+def render_summary(summary) -> None:
+    rows = [("output", summary.output),
+            ("embedded", f"{summary.embedded} of {summary.inputs} inputs ({summary.embedding_dim}-d)")]
+    if summary.resumed:
+        rows.append(("resumed", f"{summary.resumed} were already done"))
+    rows.append(("this run", f"{summary.processed} inputs in {summary.seconds:.1f} s "
+                             f"({summary.items_per_second:.1f}/s on {summary.device})"))
+    errors = f"{summary.errors}" + (f" — see {summary.errors_file}" if summary.errors_file else "")
+    rows.append(("errors", f"[red]{errors}[/]" if summary.errors else errors))
+    for key, value in rows:  # plain lines: long paths must stay whole for copy-paste
+        console.print(f"[bold]{key:<9}[/] {value}", highlight=False, soft_wrap=True)

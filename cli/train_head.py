@@ -1,0 +1,113 @@
+"""`olymp train-head`: a cross-validated head on embeddings -> run directory + fold scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cli.console import console, err_console, exit_on_error
+
+
+def train_head(
+    embeddings: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Embedding dir(s) from `olymp extract`; several are joined on id, features concatenated in order.",
+            exists=True, file_okay=False, show_default=False, metavar="EMBEDDINGS",
+        ),
+    ],
+    labels: Annotated[
+        Path, typer.Option("--labels", "-l", help="CSV with an id column and a target column.", exists=True, dir_okay=False)
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run directory to create.")],
+    id_col: Annotated[str, typer.Option("--id-col", help="Id column of the labels CSV.")] = "id",
+    target_col: Annotated[str, typer.Option("--target-col", help="Target column of the labels CSV.")] = "label",
+    group_col: Annotated[
+        str | None, typer.Option("--group-col", help="Rows sharing this column's value stay in one fold.")
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option("--task", help="binary | multiclass | regression  [default: inferred]")
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option("--metric", help="Reported first, drives early stopping: auc logloss accuracy f1_macro | rmse mae r2."),
+    ] = None,
+    head: Annotated[str, typer.Option("--head", help="lgbm | logreg")] = "lgbm",
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Head parameter KEY=VALUE, repeatable (e.g. num_leaves=63, C=0.1)."),
+    ] = None,
+    folds: Annotated[int, typer.Option("--folds", help="Number of CV folds.", min=2)] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the folds and models.")] = 42,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in -o.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the table.")] = False,
+) -> None:
+    """Fit a head with K-fold CV on embeddings; save folds, out-of-fold predictions, scores and models.
+
+    Example:  olymp train-head emb/train --labels train.csv -o runs/lgbm
+    """
+    from pipelines.heads import parse_params
+    from pipelines.train import TrainConfig, train
+
+    shown = err_console if json_out else console
+
+    def on_progress(kind: str, message: str) -> None:
+        if kind == "warning":
+            err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        elif kind == "fold":
+            shown.print(f"[dim]{message}[/]", highlight=False)
+        else:
+            shown.print(f"[bold]task[/] {message}", highlight=False, soft_wrap=True)
+
+    with exit_on_error():
+        config = TrainConfig(
+            embeddings=[str(p) for p in embeddings], labels=str(labels), output=str(output),
+            id_col=id_col, target_col=target_col, group_col=group_col, task=task, metric=metric,
+            head=head, head_params=parse_params(param), folds=folds, seed=seed, overwrite=overwrite,
+        )
+        result = train(config, on_progress=on_progress)
+
+    if json_out:
+        typer.echo(json.dumps(result.summary(), indent=2))
+        return
+    console.print(scores_table(result))
+    console.print(
+        f"run saved to [bold]{result.run_dir}[/] (manifest.json, folds.csv, oof.csv, scores.json, models/) "
+        f"in {result.seconds:.1f}s; next: olymp predict {result.run_dir} TEST_EMBEDDINGS -o submission.csv",
+        highlight=False, soft_wrap=True,
+    )
+
+
+def _fmt(value) -> str:
+    return "-" if value is None or value != value else f"{value:.4f}"
+
+
+def scores_table(result) -> Table:
+    from pipelines.metrics import GREATER_IS_BETTER
+
+    table = Table(title=f"{result.head} · {result.task} · {len(result.fold_scores)} folds · {result.n_rows} rows")
+    table.add_column("fold")
+    table.add_column("rows", justify="right")
+    has_iterations = any("best_iteration" in fold for fold in result.fold_scores)
+    if has_iterations:
+        table.add_column("trees", justify="right")
+    for i, name in enumerate(result.metrics):
+        arrow = "↑" if GREATER_IS_BETTER[name] else "↓"
+        table.add_column(f"[bold]{name}[/] {arrow}" if i == 0 else f"{name} {arrow}", justify="right")
+    for fold in result.fold_scores:
+        cells = [str(fold["fold"]), str(fold["n_valid"])]
+        if has_iterations:
+            cells.append(str(fold.get("best_iteration", "")))
+        table.add_row(*cells, *(_fmt(fold[name]) for name in result.metrics))
+    pad = [""] if has_iterations else []
+    table.add_section()
+    table.add_row(
+        "mean ± std", str(result.n_rows), *pad,
+        *(f"{_fmt(result.mean[n])} ± {_fmt(result.std[n])}" for n in result.metrics),
+    )
+    table.add_row("all oof", str(result.n_rows), *pad, *(_fmt(result.oof[n]) for n in result.metrics))
+    return table

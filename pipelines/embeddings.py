@@ -1,0 +1,90 @@
+"""The embedding dataset on disk: what `extract` writes and `train-head` / `predict` read.
+
+Layout of an embedding directory (a Parquet dataset `pandas.read_parquet(dir)` reads directly;
+pyarrow skips names starting with "_" or "."):
+
+    part-00000.parquet ...   id: string, embedding: fixed_size_list<float32>[D]
+    _manifest.json           backbone, weights source + SHA-256, preprocessing, D, versions, counts
+    _errors.csv              id, path, error for every input that could not be embedded
+    _errors/                 per-part error records (the resumable source of _errors.csv)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.errors import InputError
+
+MANIFEST_NAME = "_manifest.json"
+ERRORS_NAME = "_errors.csv"
+ERROR_PARTS_DIR = "_errors"
+PART_GLOB = "part-*.parquet"
+METADATA_KEY = b"olymp"  # Parquet key-value metadata: the JSON fingerprint of the producer
+FORMAT_VERSION = 1
+
+# Manifest fields that decide whether two embedding sets are interchangeable
+# (train vs test, or a resumed run vs the original one).
+FINGERPRINT_FIELDS = ("modality", "backbone", "weights_sha256", "preprocessing", "embedding_dim")
+
+
+@dataclass
+class EmbeddingSet:
+    ids: np.ndarray  # object array of str, one per row
+    vectors: np.ndarray  # float32 (N, D)
+    manifest: dict  # the dataset's _manifest.json
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+
+def fingerprint(manifest: dict) -> dict:
+    """The part of a manifest that must match for embeddings to be comparable."""
+    return {key: manifest.get(key) for key in FINGERPRINT_FIELDS}
+
+
+def load_manifest(path: str | Path) -> dict:
+    path = Path(path)
+    manifest_path = path / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise InputError(
+            f"{path} is not an olymp embedding directory (no {MANIFEST_NAME}); "
+            f"create one with: olymp extract INPUTS -o {path}"
+        )
+    return json.loads(manifest_path.read_text())
+
+
+def part_files(path: str | Path) -> list[Path]:
+    return sorted(Path(path).glob(PART_GLOB))
+
+
+def read_embeddings(path: str | Path) -> EmbeddingSet:
+    """Read every committed part of an embedding directory into numpy arrays."""
+    path = Path(path)
+    manifest = load_manifest(path)
+    parts = part_files(path)
+    dim = int(manifest["embedding_dim"])
+    if not parts:
+        return EmbeddingSet(np.array([], dtype=object), np.zeros((0, dim), np.float32), manifest)
+    table = pa.concat_tables(pq.read_table(p) for p in parts)
+    ids = np.asarray(table.column("id").to_pylist(), dtype=object)
+    flat = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    vectors = np.ascontiguousarray(flat.reshape(len(ids), dim), dtype=np.float32)
+    return EmbeddingSet(ids, vectors, manifest)
+
+
+def read_errors(path: str | Path) -> list[dict]:
+    """Error records (id, path, error) of an embedding directory; empty when all inputs embedded."""
+    import csv
+
+    errors_csv = Path(path) / ERRORS_NAME
+    if not errors_csv.is_file():
+        return []
+    with errors_csv.open(newline="") as f:
+        return list(csv.DictReader(f))

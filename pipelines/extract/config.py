@@ -1,0 +1,29 @@
+"""Typed settings of one `olymp extract` run (TOML table `[extract]` or CLI options)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# PIL's own decompression-bomb threshold (2 × Image.MAX_IMAGE_PIXELS): larger images are
+# recorded as errors instead of eating a worker's memory.
+DEFAULT_MAX_IMAGE_PIXELS = 178_956_970
+
+
+@dataclass
+class ExtractConfig:
+    # --- what to read and where to write
+    inputs: str  # a folder (recursive) or a CSV/Parquet listing with `id` and `path` columns
+    output: str  # the embedding directory (a Parquet dataset), created or resumed
+    # --- the model
+    backbone: str = "efficientnet_lite0"  # catalog or timm name, or hf-hub:timm/...
+    weights: str | None = None  # None: offline auto (package, HF cache); a path; or "random"
+    # --- how to run it
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    batch_size: int | None = None  # images per forward pass; None: 8 on CPU, 128 on GPU
+    workers: int | None = None  # DataLoader decode processes; None: from the cores available
+    part_size: int = 2048  # rows per Parquet part: the unit of resume (lost work on a crash ≤ this)
+    # --- bad input
+    max_error_rate: float = 0.5  # stop when more than this share of inputs fails (after 100)
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # larger images are recorded as errors
+    overwrite: bool = False  # replace an output made with another backbone/preprocessing
+    limit: int | None = None  # only the first N inputs (sorted), for smoke runs

@@ -1,0 +1,159 @@
+"""Writer stage: buffer embeddings and commit them as Parquet parts, atomically and resumably.
+
+A part is the unit of resume. Committing part K means: its error records go to
+`_errors/part-K.csv` (temp name, then rename), then its rows to `part-K.parquet` (temp name,
+then rename). The Parquet rename is the commit point: an errors file without its part is a
+leftover of an interrupted commit and is discarded on resume.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.embeddings import ERROR_PARTS_DIR, ERRORS_NAME, MANIFEST_NAME, METADATA_KEY, PART_GLOB
+
+ERROR_FIELDS = ("id", "path", "error")
+
+
+def write_atomic(path: Path, write) -> None:
+    """Call write(tmp_path), then rename onto path: readers never see a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: dict) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n"))
+
+
+def write_error_csv(path: Path, records: list[dict]) -> None:
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=ERROR_FIELDS)
+            writer.writeheader()
+            writer.writerows({k: r[k] for k in ERROR_FIELDS} for r in records)
+
+    write_atomic(path, write)
+
+
+def read_error_csv(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def embedding_schema(dim: int, metadata: dict) -> pa.Schema:
+    return pa.schema(
+        [pa.field("id", pa.string(), nullable=False), pa.field("embedding", pa.list_(pa.float32(), dim))],
+        metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()},
+    )
+
+
+@dataclass
+class CommittedState:
+    """What earlier runs already wrote into an output directory."""
+
+    ids: set = field(default_factory=set)  # every id with a committed embedding or error
+    embedded: int = 0
+    errors: int = 0
+    next_part: int = 0
+
+
+def scan_committed(output: Path) -> CommittedState:
+    """Read back committed parts (ids only) and drop leftovers of an interrupted commit."""
+    state = CommittedState()
+    for leftover in output.glob(".*.tmp"):
+        leftover.unlink()
+    for part in sorted(output.glob(PART_GLOB)):
+        ids = pq.read_table(part, columns=["id"]).column("id").to_pylist()
+        state.ids.update(ids)
+        state.embedded += len(ids)
+        state.next_part = max(state.next_part, part_number(part) + 1)
+    error_dir = output / ERROR_PARTS_DIR
+    if error_dir.is_dir():
+        for leftover in error_dir.glob(".*.tmp"):
+            leftover.unlink()
+        for error_file in sorted(error_dir.glob("part-*.csv")):
+            if not (output / f"{error_file.stem}.parquet").exists():
+                error_file.unlink()  # its part never committed: those inputs run again
+                continue
+            records = read_error_csv(error_file)
+            state.ids.update(r["id"] for r in records)
+            state.errors += len(records)
+    return state
+
+
+def part_number(path: Path) -> int:
+    return int(path.stem.split("-")[1])
+
+
+class PartWriter:
+    """Buffers rows and error records; commits a part every `part_size` inputs."""
+
+    def __init__(self, output: Path, dim: int, metadata: dict, part_size: int, first_part: int):
+        self.output = output
+        self.schema = embedding_schema(dim, metadata)
+        self.dim = dim
+        self.part_size = part_size
+        self.next_part = first_part
+        self.ids: list[str] = []
+        self.vectors: list[np.ndarray] = []
+        self.errors: list[dict] = []
+
+    @property
+    def pending(self) -> int:
+        return len(self.ids) + len(self.errors)
+
+    def add(self, ids: list[str], vectors: np.ndarray, errors: list[dict]) -> None:
+        if ids:
+            self.ids.extend(ids)
+            self.vectors.append(np.asarray(vectors, dtype=np.float32).reshape(len(ids), self.dim))
+        self.errors.extend(errors)
+        if self.pending >= self.part_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        name = f"part-{self.next_part:05d}"
+        if self.errors:
+            error_dir = self.output / ERROR_PARTS_DIR
+            error_dir.mkdir(exist_ok=True)
+            write_error_csv(error_dir / f"{name}.csv", self.errors)
+        flat = np.concatenate(self.vectors).ravel() if self.vectors else np.zeros(0, np.float32)
+        table = pa.table(
+            {
+                "id": pa.array(self.ids, pa.string()),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), self.dim),
+            },
+            schema=self.schema,
+        )
+        write_atomic(self.output / f"{name}.parquet", lambda tmp: pq.write_table(table, tmp))
+        self.next_part += 1
+        self.ids, self.vectors, self.errors = [], [], []
+
+
+def merge_error_parts(output: Path) -> Path | None:
+    """Gather every committed part's error records into one `_errors.csv` for the user."""
+    error_dir = output / ERROR_PARTS_DIR
+    records = []
+    if error_dir.is_dir():
+        for error_file in sorted(error_dir.glob("part-*.csv")):
+            records.extend(read_error_csv(error_file))
+    target = output / ERRORS_NAME
+    if not records:
+        target.unlink(missing_ok=True)
+        return None
+    write_error_csv(target, sorted(records, key=lambda r: r["id"]))
+    return target
+
+
+def write_manifest(output: Path, manifest: dict) -> None:
+    write_json(output / MANIFEST_NAME, manifest)

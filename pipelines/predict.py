@@ -1,0 +1,307 @@
+"""`predict`: a train-head run + test embeddings (or raw test inputs) -> a submission frame.
+
+Steps: resolve inputs (extracting raw ones with the training backbone) -> check fingerprints
+against training -> average the fold models -> give ids whose extraction failed the training
+prior -> shape the frame (labels, or one probability column per class; like the contest's
+sample submission when given) -> write the CSV.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines.embeddings import FINGERPRINT_FIELDS, MANIFEST_NAME, fingerprint, part_files, read_errors
+from pipelines.errors import ConfigError, InputError, MismatchError
+from pipelines.heads import get_head
+from pipelines.tasks import CLASSIFICATION
+from pipelines.train import load_run, load_sets
+
+# on_progress(level, message): level is "info" or "warning".
+Progress = Callable[[str, str], None]
+
+TEST_EMBEDDINGS_DIR = "test_embeddings"  # where raw test inputs are extracted, inside the run dir
+
+
+@dataclass
+class PredictConfig:
+    # --- inputs
+    run_dir: str  # a train-head run directory
+    inputs: list[str]  # test embedding dirs in the training order, or one raw input (folder / listing)
+    # --- output
+    output: str | None = None  # submission CSV to write; None: only return the frame
+    proba: bool = False  # one probability column per class instead of the predicted label
+    sample_submission: str | None = None  # the contest's sample: row order, id and target column names
+    # --- extraction of raw inputs (ignored for embedding dirs)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    batch_size: int | None = None  # images per forward pass; None: the per-device default of extract
+
+
+@dataclass
+class PredictResult:
+    frame: pd.DataFrame  # the submission, one row per test id
+    task: str
+    proba: bool  # whether `frame` holds probabilities
+    n_rows: int  # rows in `frame`
+    n_prior: int  # rows that got the training prior (no embedding: failed or missing)
+    n_models: int  # fold models averaged
+    embeddings: list[str]  # test embedding dirs used (extracted ones included)
+    output: Path | None
+    warnings: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- inputs
+
+def is_embedding_dir(path: str | Path) -> bool:
+    return Path(path).is_dir() and (Path(path) / MANIFEST_NAME).is_file()
+
+
+def _extraction_weights(trained: dict) -> str | None:
+    """ExtractConfig.weights that reproduce the training embeddings: an explicit `weights`
+    entry, "random" for random init, an existing file, else None (offline auto-resolution;
+    the fingerprint check afterwards catches any difference)."""
+    if trained.get("weights"):
+        return str(trained["weights"])
+    source = trained.get("weights_source")
+    if not source:
+        return None
+    if str(source).lower().startswith("random"):
+        return "random"
+    return str(source) if Path(str(source)).is_file() else None
+
+
+def extract_raw(source: str, trained: dict, run_dir: Path, config: PredictConfig, notify: Progress) -> str:
+    """Run `olymp extract` on a raw input with the backbone/weights the run was trained on."""
+    from pipelines.extract.config import ExtractConfig
+    from pipelines.extract.runner import run_extraction
+
+    backbone = trained.get("backbone")
+    if not backbone:
+        raise InputError(
+            f"the run's training embeddings ({trained.get('path')}) do not record a backbone; "
+            f"extract {source} yourself with olymp extract and pass that directory"
+        )
+    name = f"{Path(source).stem or 'test'}-{re.sub(r'[^A-Za-z0-9._-]+', '_', backbone)}"
+    output = run_dir / TEST_EMBEDDINGS_DIR / name
+    notify("info", f"extracting {source} with {backbone} -> {output}")
+    run_extraction(
+        ExtractConfig(
+            inputs=str(source),
+            output=str(output),
+            backbone=backbone,
+            weights=_extraction_weights(trained),
+            device=config.device,
+            batch_size=config.batch_size,
+        )
+    )
+    return str(output)
+
+
+def resolve_inputs(config: PredictConfig, run: dict, notify: Progress) -> list[str]:
+    """One test embedding dir per training embedding set, extracting raw inputs first."""
+    trained = run["embeddings"]
+    inputs = [str(p) for p in config.inputs]
+    if not inputs:
+        raise ConfigError("no test input given; e.g. olymp predict runs/a test_emb/ -o submission.csv")
+    for path in inputs:
+        if not Path(path).exists():
+            raise InputError(f"{path} does not exist; pass a test embedding dir or a folder/listing of test files")
+        if Path(path).is_dir() and not is_embedding_dir(path) and part_files(path):
+            raise InputError(f"{path} has embedding parts but no {MANIFEST_NAME}; re-run olymp extract into it to finish")
+    if len(inputs) == len(trained):
+        pairs = list(zip(inputs, trained))
+    elif len(inputs) == 1 and not is_embedding_dir(inputs[0]):
+        pairs = [(inputs[0], entry) for entry in trained]  # one raw input, once per training backbone
+    else:
+        backbones = ", ".join(str(entry.get("backbone")) for entry in trained)
+        raise InputError(
+            f"the run was trained on {len(trained)} embedding set(s) ({backbones}) and got {len(inputs)}; "
+            f"pass {len(trained)} test embedding dir(s) in that order, or one raw input folder/listing"
+        )
+    return [
+        source if is_embedding_dir(source) else extract_raw(source, entry, Path(config.run_dir), config, notify)
+        for source, entry in pairs
+    ]
+
+
+def _show(value) -> str:
+    return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else repr(value)
+
+
+def check_fingerprints(run: dict, manifests: list[dict], dirs: list[str]) -> None:
+    """Refuse test embeddings made differently from the training ones, naming both values."""
+    for entry, manifest, path in zip(run["embeddings"], manifests, dirs):
+        want, got = entry["fingerprint"], fingerprint(manifest)
+        diffs = [
+            f"{key}: training {_show(want.get(key))}, test {_show(got.get(key))}"
+            for key in FINGERPRINT_FIELDS
+            if want.get(key) != got.get(key)
+        ]
+        if diffs:
+            raise MismatchError(
+                f"{path} was not made like the training embeddings ({entry['path']}): {'; '.join(diffs)}; "
+                f"re-extract the test set with: olymp extract TEST_INPUTS -o TEST_DIR --backbone {want.get('backbone')}"
+            )
+
+
+# --------------------------------------------------------------------------- predictions
+
+def average_folds(run_dir: Path, run: dict, X: np.ndarray) -> np.ndarray:
+    """Mean of the fold models' predictions (probabilities or values)."""
+    head_cls = get_head(run["head"]["name"])
+    n_classes = len(run["classes"]) if run["classes"] else 0
+    total = None
+    for model_file in run["models"]:
+        path = run_dir / model_file
+        if not path.is_file():
+            raise InputError(f"{path} is missing; re-run olymp train-head to rebuild the run")
+        pred = head_cls.load(path, run["task"], n_classes).predict(X)
+        total = pred if total is None else total + pred
+    return total / len(run["models"])
+
+
+def _prior_rows(run: dict, n: int) -> np.ndarray:
+    if run["task"] in CLASSIFICATION:
+        return np.tile(np.asarray(run["prior"], dtype=np.float64), (n, 1))
+    return np.full(n, float(run["prior"]))
+
+
+def _read_sample(path: str) -> pd.DataFrame:
+    try:
+        sample = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read {Path(path).name} as CSV ({error}); pass --sample-submission with the contest's CSV") from None
+    if sample.shape[1] < 2:
+        raise InputError(f"{Path(path).name} has {sample.shape[1]} column(s); a sample submission has an id column and target column(s)")
+    return sample
+
+
+def _layout(run: dict, proba: bool, sample: pd.DataFrame | None, notify: Progress) -> tuple[str, list[str], str]:
+    """(id column name, value column names, mode) where mode is label | proba | positive | value."""
+    task, classes = run["task"], run["classes"]
+    if task == "regression":
+        if proba:
+            raise ConfigError("a regression run has no class probabilities; drop --proba")
+    if sample is None:
+        id_name, target_name = run["labels"]["id_col"], run["labels"]["target_col"]
+        if task == "regression":
+            return id_name, [target_name], "value"
+        return (id_name, list(classes), "proba") if proba else (id_name, [target_name], "label")
+
+    id_name, columns = str(sample.columns[0]), [str(c) for c in sample.columns[1:]]
+    if task == "regression":
+        if len(columns) != 1:
+            raise InputError(f"the sample submission has {len(columns)} target columns ({', '.join(columns)}); a regression run writes one")
+        return id_name, columns, "value"
+    if len(columns) == len(classes) and set(columns) == set(classes):
+        if not proba:
+            notify("info", "the sample submission has one column per class: writing probabilities")
+        return id_name, columns, "proba"
+    if len(columns) == 1:
+        if proba and task == "binary":
+            return id_name, columns, "positive"  # P(classes[1]) in the single column
+        if proba:
+            raise MismatchError(
+                f"--proba needs one sample column per class; the sample has '{columns[0]}', "
+                f"the run's classes are {', '.join(classes)}; drop --proba"
+            )
+        return id_name, columns, "label"
+    raise MismatchError(
+        f"the sample submission's columns ({', '.join(columns)}) are not the run's classes "
+        f"({', '.join(classes)}); pass the contest's sample file, or drop --sample-submission"
+    )
+
+
+def _frame(ids, pred, run, id_name, columns, mode) -> pd.DataFrame:
+    frame = pd.DataFrame({id_name: pd.Series(ids, dtype=object)})
+    classes = run["classes"]
+    if mode == "value":
+        frame[columns[0]] = pred
+    elif mode == "label":
+        frame[columns[0]] = np.asarray(classes, dtype=object)[pred.argmax(axis=1)]
+    elif mode == "positive":
+        frame[columns[0]] = pred[:, 1]
+    else:
+        order = [classes.index(c) for c in columns]
+        frame = pd.concat([frame, pd.DataFrame(pred[:, order], columns=columns)], axis=1)
+    return frame
+
+
+def _follow_sample(sample, id_name, ids, pred, usable, run, notes, path):
+    """Rows in the sample's order; sample ids without a test input get the prior."""
+    wanted = sample[id_name].to_numpy(dtype=object)
+    found = pd.Index(ids).get_indexer(wanted)
+    hit = found >= 0
+    if not hit.any():
+        raise InputError(
+            f"no id of {Path(path).name} is among the test ids (sample ids look like '{wanted[0]}', "
+            f"test ids like '{ids[0] if len(ids) else '-'}'); pass the matching test inputs"
+        )
+    if (~hit).any():
+        notes.append(f"{int((~hit).sum())} ids of the sample submission are not in the test inputs; they get the training prior")
+    if len(ids) > hit.sum():
+        notes.append(f"{len(ids) - int(hit.sum())} test ids are not in the sample submission; they are left out")
+    ordered = _prior_rows(run, len(wanted))
+    ordered[hit] = pred[found[hit]]
+    ordered_usable = np.zeros(len(wanted), dtype=bool)
+    ordered_usable[hit] = usable[found[hit]]
+    return wanted, ordered, ordered_usable
+
+
+def predict(config: PredictConfig, on_progress: Progress | None = None) -> PredictResult:
+    """Predict every test id with the run's fold models; write `config.output` when given."""
+    notify = on_progress or (lambda level, message: None)
+    run_dir = Path(config.run_dir)
+    run = load_run(run_dir)
+    sample = _read_sample(config.sample_submission) if config.sample_submission else None
+    id_name, columns, mode = _layout(run, config.proba, sample, notify)
+
+    dirs = resolve_inputs(config, run, notify)
+    sets = load_sets(dirs)
+    check_fingerprints(run, [emb.manifest for emb in sets], dirs)
+
+    # Every id any test set knows (embedded, or recorded as failed) gets a row.
+    failed = {row["id"] for path in dirs for row in read_errors(path)}
+    all_ids = np.asarray(sorted(set().union(*(emb.ids.tolist() for emb in sets), failed)), dtype=object)
+    positions = [pd.Index(emb.ids).get_indexer(all_ids) for emb in sets]
+    usable = np.logical_and.reduce([pos >= 0 for pos in positions])
+    rows = np.flatnonzero(usable)
+    X = np.hstack([emb.vectors[pos[rows]] for emb, pos in zip(sets, positions)]).astype(np.float32, copy=False)
+    if X.shape[1] != run["n_features"]:
+        raise MismatchError(
+            f"test features have {X.shape[1]} columns, training had {run['n_features']}; "
+            "pass the same embedding sets as training, in the same order"
+        )
+    pred = _prior_rows(run, len(all_ids))
+    if len(rows):
+        pred[rows] = average_folds(run_dir, run, X)
+
+    notes = []
+    n_failed = sum(i in failed for i in all_ids[~usable])
+    n_missing = int((~usable).sum()) - n_failed
+    if n_failed:
+        notes.append(f"{n_failed} test ids failed extraction (listed in _errors.csv); they get the training prior")
+    if n_missing:
+        notes.append(f"{n_missing} test ids lack an embedding in some test set; they get the training prior")
+
+    if sample is not None:
+        all_ids, pred, usable = _follow_sample(sample, id_name, all_ids, pred, usable, run, notes, config.sample_submission)
+    for note in notes:
+        notify("warning", note)
+
+    frame = _frame(all_ids, pred, run, id_name, columns, mode)
+    output = None
+    if config.output:
+        output = Path(config.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(output, index=False)
+    return PredictResult(
+        frame=frame, task=run["task"], proba=mode in ("proba", "positive"), n_rows=len(frame),
+        n_prior=int((~usable).sum()), n_models=len(run["models"]), embeddings=dirs, output=output, warnings=notes,
+    )

@@ -1,0 +1,411 @@
+"""`train-head`: embeddings + a labels CSV -> cross-validated head, out-of-fold predictions, a run dir.
+
+Steps, each a small function: read labels -> join embedding sets on id -> infer the task ->
+assign folds -> fit one head per fold -> write the run directory:
+
+    RUN_DIR/
+      manifest.json   versions, inputs (+ fingerprints, labels SHA-256), task, classes, head, folds
+      folds.csv       id, fold
+      oof.csv         id, fold, one probability column per class (or `prediction`)
+      scores.json     every metric per fold, mean, std and on all out-of-fold rows
+      models/fold-K.txt | fold-K.json   one model per fold (LightGBM text / logreg JSON)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines import cv, metrics
+from pipelines.embeddings import EmbeddingSet, fingerprint, read_embeddings, read_errors
+from pipelines.errors import ConfigError, InputError
+from pipelines.heads import get_head
+from pipelines.tasks import TASKS, Target, infer_task, prior
+from pipelines.versions import package_versions
+
+RUN_MANIFEST = "manifest.json"
+RUN_FORMAT = 1
+MODELS_DIR = "models"
+RUN_FILES = (RUN_MANIFEST, "folds.csv", "oof.csv", "scores.json")
+
+# on_progress(kind, message): kind is "task" (the inferred task and why), "fold" (a fold's main
+# score) or "warning"; the CLI decides how to show each.
+Progress = Callable[[str, str], None]
+
+
+@dataclass
+class TrainConfig:
+    # --- inputs
+    embeddings: list[str]  # embedding dirs; joined on id, features concatenated in this order
+    labels: str  # CSV with an id column and a target column
+    output: str  # the run directory to create
+    id_col: str = "id"  # id column of the labels CSV (matches the embeddings' ids)
+    target_col: str = "label"  # target column of the labels CSV
+    group_col: str | None = None  # rows sharing a group stay in one fold
+    # --- what to fit
+    task: str | None = None  # binary | multiclass | regression; None: inferred from the target
+    metric: str | None = None  # reported first and watched for early stopping; None: task default
+    head: str = "lgbm"  # lgbm | logreg
+    head_params: dict = field(default_factory=dict)  # overrides of the head's defaults
+    # --- cross-validation
+    folds: int = 5  # number of folds
+    seed: int = 42  # fold shuffling and model seeds
+    # --- output
+    overwrite: bool = False  # replace an existing run in `output`
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    task: str
+    task_reason: str  # e.g. "multiclass: 10 distinct string labels"
+    classes: list[str] | None
+    metric: str  # the main metric (first in `metrics`)
+    metrics: list[str]
+    head: str
+    fold_scores: list[dict]  # per fold: fold, n_train, n_valid, head info, every metric
+    mean: dict[str, float]
+    std: dict[str, float]
+    oof: dict[str, float]  # every metric on all out-of-fold predictions at once
+    n_rows: int
+    n_features: int
+    warnings: list[str]
+    seconds: float
+
+    def summary(self) -> dict:
+        """JSON-ready digest (what `train-head --json` prints)."""
+        return _json_ready({
+            "run_dir": str(self.run_dir), "task": self.task, "task_reason": self.task_reason,
+            "classes": self.classes, "metric": self.metric, "head": self.head,
+            "n_rows": self.n_rows, "n_features": self.n_features, "folds": self.fold_scores,
+            "mean": self.mean, "std": self.std, "oof": self.oof, "warnings": self.warnings,
+            "seconds": round(self.seconds, 3),
+        })
+
+
+# --------------------------------------------------------------------------- inputs
+
+def _column_fix(option: str, columns: list[str], avoid: set) -> str:
+    candidates = [c for c in columns if c not in avoid]
+    if len(candidates) == 1:
+        return f"pass {option} {candidates[0]}"
+    if not candidates and option == "--group-col":
+        return "drop --group-col"
+    return f"pass {option} with one of them"
+
+
+def read_labels(path: str | Path, id_col: str, target_col: str, group_col: str | None = None) -> pd.DataFrame:
+    """The labels CSV as strings ("007" stays "007"), checked: columns present, ids unique,
+    rows without a target left out (counted in `attrs["dropped"]`)."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read {path.name} as CSV ({error}); pass --labels with a CSV file") from None
+    columns = [str(c) for c in frame.columns]
+    listing = ", ".join(columns)
+    for col, option, avoid in (
+        (id_col, "--id-col", {target_col}),
+        (target_col, "--target-col", {id_col, group_col}),
+        (group_col, "--group-col", {id_col, target_col}),
+    ):
+        if col is not None and col not in columns:
+            fix = _column_fix(option, columns, avoid)
+            raise InputError(f"{path.name} has no column '{col}' (columns: {listing}); {fix}")
+    if frame[id_col].isna().any():
+        raise InputError(f"{path.name} has {int(frame[id_col].isna().sum())} rows with an empty '{id_col}'; fill or drop them")
+    duplicated = frame[id_col].duplicated()
+    if duplicated.any():
+        example = frame[id_col][duplicated].iloc[0]
+        raise InputError(
+            f"{path.name} has {int(duplicated.sum())} duplicate ids in '{id_col}' (e.g. '{example}'); keep one row per id"
+        )
+    missing = frame[target_col].isna()
+    if group_col is not None:
+        if frame[group_col].isna().any():
+            raise InputError(f"{path.name} has rows with an empty '{group_col}'; give every row a group")
+    kept = frame.loc[~missing].reset_index(drop=True)
+    kept.attrs["dropped"] = int(missing.sum())
+    return kept
+
+
+def _check_complete(path: Path, manifest: dict) -> None:
+    status = manifest.get("status")
+    if status is not None and status != "complete":
+        raise InputError(
+            f"{path} is an unfinished extraction (status '{status}'); re-run the same olymp extract command to finish it"
+        )
+
+
+def load_sets(paths: list[str]) -> list[EmbeddingSet]:
+    sets = []
+    for path in paths:
+        emb = read_embeddings(path)
+        _check_complete(Path(path), emb.manifest)
+        index = pd.Index(emb.ids)
+        if not index.is_unique:
+            example = index[index.duplicated()][0]
+            raise InputError(f"{path} holds id '{example}' more than once; re-extract it into a fresh directory")
+        sets.append(emb)
+    return sets
+
+
+def join(ids: np.ndarray, sets: list[EmbeddingSet], paths: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Rows (of `ids`) present in every set, and their concatenated features (float32).
+    Returns (row positions into `ids`, X, warnings)."""
+    keep = np.ones(len(ids), dtype=bool)
+    positions, notes = [], []
+    for emb, path in zip(sets, paths):
+        pos = pd.Index(emb.ids).get_indexer(ids)
+        found = pos >= 0
+        if not found.any():
+            raise InputError(
+                f"no id of the labels is in {path} (label ids look like '{ids[0]}', "
+                f"embedding ids like '{emb.ids[0] if len(emb.ids) else '-'}'); check --id-col"
+            )
+        n_missing = int((~found).sum())
+        if n_missing:
+            failed = {row["id"] for row in read_errors(path)}
+            n_failed = int(sum(i in failed for i in ids[~found]))
+            reason = f", {n_failed} of them failed extraction (see {path}/_errors.csv)" if n_failed else ""
+            notes.append(f"{n_missing} labelled ids have no embedding in {path}{reason}; they are left out")
+        keep &= found
+        positions.append(pos)
+    rows = np.flatnonzero(keep)
+    blocks = [emb.vectors[pos[rows]] for emb, pos in zip(sets, positions)]
+    X = blocks[0] if len(blocks) == 1 else np.hstack(blocks)
+    return rows, np.ascontiguousarray(X, dtype=np.float32), notes
+
+
+# --------------------------------------------------------------------------- output
+
+def _json_ready(value):
+    """NaN -> None, numpy scalars -> Python, recursively (scores.json stays strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _versions() -> dict:
+    found = package_versions("torch", "lightgbm", "scikit-learn", "numpy", "pandas")
+    if found["olymp"] == "not installed":  # a source checkout: the version it declares
+        import tomllib
+
+        try:
+            pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+            found["olymp"] = tomllib.loads(pyproject.read_text())["project"]["version"] + "+source"
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            pass
+    return found
+
+
+def prepare_run_dir(path: str | Path, overwrite: bool) -> Path:
+    run_dir = Path(path)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"{run_dir} is a file; pass -o with a directory for the run")
+    if (run_dir / RUN_MANIFEST).exists() or (run_dir / MODELS_DIR).exists():
+        if not overwrite:
+            raise InputError(f"{run_dir} already holds a run; pass --overwrite or choose another -o")
+        shutil.rmtree(run_dir / MODELS_DIR, ignore_errors=True)
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+    (run_dir / MODELS_DIR).mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _oof_frame(ids, folds, oof, target: Target) -> pd.DataFrame:
+    frame = pd.DataFrame({"id": ids, "fold": folds})
+    if target.is_classification:
+        probabilities = pd.DataFrame(oof, columns=target.classes)
+        return pd.concat([frame, probabilities], axis=1)
+    frame["prediction"] = oof
+    return frame
+
+
+# --------------------------------------------------------------------------- the run
+
+def _validate(config: TrainConfig) -> None:
+    if not config.embeddings:
+        raise ConfigError("no embedding directory given; e.g. olymp train-head train_emb/ --labels labels.csv -o runs/a")
+    if config.task is not None and config.task not in TASKS:
+        raise ConfigError(f"unknown task '{config.task}'; pass --task with one of: {', '.join(TASKS)}")
+    if config.folds < 2:
+        raise ConfigError(f"--folds {config.folds} leaves nothing to validate on; pass --folds 2 or more")
+    get_head(config.head)  # unknown head fails before any work
+
+
+@dataclass
+class TrainingData:
+    ids: np.ndarray  # object array of str: labelled ids with embeddings in every set
+    X: np.ndarray  # float32 (N, sum of dims), sets concatenated in the given order
+    target: Target
+    groups: np.ndarray | None  # object array, or None without --group-col
+    sets: list[EmbeddingSet]
+    notes: list[str]  # rows left out and why
+
+
+def load_training_data(config: TrainConfig) -> TrainingData:
+    """Labels joined to every embedding set, and the task they pose."""
+    labels_path = Path(config.labels)
+    labels = read_labels(labels_path, config.id_col, config.target_col, config.group_col)
+    notes = []
+    if labels.attrs["dropped"]:
+        notes.append(f"{labels.attrs['dropped']} rows of {labels_path.name} have no '{config.target_col}'; they are left out")
+    label_ids = labels[config.id_col].to_numpy(dtype=object)
+    paths = [str(p) for p in config.embeddings]
+    sets = load_sets(paths)
+    rows, X, join_notes = join(label_ids, sets, paths)
+    raw_target = labels[config.target_col].to_numpy(dtype=object)[rows]
+    groups = None if config.group_col is None else labels[config.group_col].to_numpy(dtype=object)[rows]
+    target = infer_task(raw_target, config.task, config.target_col)
+    return TrainingData(label_ids[rows], X, target, groups, sets, notes + join_notes)
+
+
+@dataclass
+class FoldResults:
+    oof: np.ndarray  # (N, K) probabilities or (N,) values, each row from the fold that validated it
+    scores: list[dict]  # per fold: fold, n_train, n_valid, head info, every metric
+    model_files: list[str]  # relative to the run dir
+    head_params: dict  # the params the head actually used
+    notes: list[str]
+
+
+def fit_folds(
+    head_cls, target: Target, X: np.ndarray, folds: np.ndarray, names: list[str], config: TrainConfig,
+    run_dir: Path, notify: Progress,
+) -> FoldResults:
+    """One head per fold: fit on the other folds, predict its own rows, save the model."""
+    y = target.y
+    oof = np.zeros((len(y), target.n_classes)) if target.is_classification else np.zeros(len(y))
+    scores, model_files, notes, head_params = [], [], [], {}
+    for k in range(config.folds):
+        train_idx, valid_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
+        head = head_cls(target.task, target.n_classes, config.head_params, names[0], config.seed)
+        head.fit(X[train_idx], y[train_idx], X[valid_idx], y[valid_idx])
+        oof[valid_idx] = head.predict(X[valid_idx])
+        model_file = f"{MODELS_DIR}/fold-{k}{head_cls.suffix}"
+        head.save(run_dir / model_file)
+        model_files.append(model_file)
+        head_params = head.params
+        if head.info.get("converged") is False:
+            notes.append(f"fold {k}: {config.head} did not converge; pass --param max_iter=5000 (or a smaller C)")
+            notify("warning", notes[-1])
+        fold = metrics.score(target.task, y[valid_idx], oof[valid_idx], names)
+        scores.append({"fold": k, "n_train": len(train_idx), "n_valid": len(valid_idx), **head.info, **fold})
+        notify("fold", f"fold {k}: {names[0]} {fold[names[0]]:.4f}")
+    return FoldResults(oof, scores, model_files, head_params, notes)
+
+
+def run_manifest(config: TrainConfig, data: TrainingData, names: list[str], fitted: FoldResults) -> dict:
+    labels_path = Path(config.labels)
+    target = data.target
+    return {
+        "olymp_format": RUN_FORMAT,
+        "kind": "head_run",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+        "embeddings": [
+            {
+                "path": str(Path(path).resolve()),
+                "fingerprint": fingerprint(emb.manifest),
+                "backbone": emb.manifest.get("backbone"),
+                "weights": emb.manifest.get("weights"),
+                "weights_source": emb.manifest.get("weights_source"),
+                "embedding_dim": emb.dim,
+            }
+            for emb, path in zip(data.sets, config.embeddings)
+        ],
+        "labels": {
+            "path": str(labels_path.resolve()),
+            "sha256": _sha256(labels_path),
+            "id_col": config.id_col,
+            "target_col": config.target_col,
+            "group_col": config.group_col,
+        },
+        "task": target.task,
+        "task_reason": target.reason,
+        "classes": target.classes,
+        "prior": prior(target),
+        "metric": names[0],
+        "metrics": names,
+        "head": {"name": config.head, "params": fitted.head_params},
+        "folds": config.folds,
+        "seed": config.seed,
+        "n_rows": int(len(data.ids)),
+        "n_features": int(data.X.shape[1]),
+        "models": fitted.model_files,
+    }
+
+
+def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResult:
+    """Fit `config.head` on every fold, write the run directory, return scores."""
+    notify = on_progress or (lambda kind, message: None)
+    started = time.perf_counter()
+    _validate(config)
+    data = load_training_data(config)
+    target = data.target
+    notify("task", target.reason)
+    names = metrics.metrics_for(target.task, config.metric)
+    folds, fold_notes = cv.assign_folds(target, config.folds, config.seed, data.groups)
+    notes = data.notes + fold_notes
+    for note in notes:
+        notify("warning", note)
+    head_cls = get_head(config.head)
+    head_cls.resolve_params(target.task, target.n_classes, config.head_params, names[0], config.seed)  # fail early
+
+    run_dir = prepare_run_dir(config.output, config.overwrite)
+    fitted = fit_folds(head_cls, target, data.X, folds, names, config, run_dir, notify)
+    mean, std = metrics.summarize(fitted.scores, names)
+    oof_scores = metrics.score(target.task, target.y, fitted.oof, names)
+
+    pd.DataFrame({"id": data.ids, "fold": folds}).to_csv(run_dir / "folds.csv", index=False)
+    _oof_frame(data.ids, folds, fitted.oof, target).to_csv(run_dir / "oof.csv", index=False)
+    scores = {"metric": names[0], "metrics": names, "folds": fitted.scores, "mean": mean, "std": std, "oof": oof_scores}
+    (run_dir / "scores.json").write_text(json.dumps(_json_ready(scores), indent=2))
+    manifest = run_manifest(config, data, names, fitted)
+    (run_dir / RUN_MANIFEST).write_text(json.dumps(_json_ready(manifest), indent=2))
+
+    return TrainResult(
+        run_dir=run_dir, task=target.task, task_reason=target.reason, classes=target.classes,
+        metric=names[0], metrics=names, head=config.head, fold_scores=fitted.scores, mean=mean,
+        std=std, oof=oof_scores, n_rows=int(len(data.ids)), n_features=int(data.X.shape[1]),
+        warnings=notes + fitted.notes, seconds=time.perf_counter() - started,
+    )
+
+
+def load_run(run_dir: str | Path) -> dict:
+    """A run's manifest.json, checked to be one."""
+    path = Path(run_dir) / RUN_MANIFEST
+    if not path.is_file():
+        raise InputError(
+            f"{run_dir} is not a train-head run (no {RUN_MANIFEST}); "
+            "create one with: olymp train-head EMBEDDINGS --labels labels.csv -o RUN_DIR"
+        )
+    manifest = json.loads(path.read_text())
+    if manifest.get("kind") != "head_run":
+        raise InputError(f"{path} is not a train-head manifest (kind {manifest.get('kind')!r}); pass a train-head -o directory")
+    return manifest

@@ -1,0 +1,232 @@
+"""`olymp predict` through the CLI and the library: labels, probabilities, sample submissions,
+failed ids, fingerprint refusals and raw inputs (with a fake extraction)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cli.app import app
+from pipelines.embeddings import read_embeddings
+from pipelines.errors import MismatchError
+from pipelines.predict import PredictConfig, predict
+from pipelines.train import TrainConfig, train
+
+runner = CliRunner()
+CLASSES = np.array(["cat", "dog", "owl"])
+FAST = {"learning_rate": 0.2}
+
+
+def predict_cli(*args):
+    return runner.invoke(app, ["predict", *map(str, args)])
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, make_embeddings, make_csv, make_separable):
+    """A multiclass lgbm run on 200 rows and a 60-row test set (plus 3 failed extractions)."""
+    root = tmp_path_factory.mktemp("predict")
+    X, y = make_separable(260, dim=12, n_classes=3, seed=5)
+    ids = [f"{i:04d}" for i in range(260)]
+    train_ids, test_ids = ids[:200], ids[200:]
+    make_embeddings(root / "train_emb", train_ids, X[:200])
+    make_csv(root / "labels.csv", image_id=train_ids, species=CLASSES[y[:200]])
+    failed = [("9001", "a.jpg", "broken"), ("9002", "b.jpg", "broken"), ("9003", "c.jpg", "empty")]
+    make_embeddings(root / "test_emb", test_ids, X[200:], errors=failed)
+    train(TrainConfig(embeddings=[str(root / "train_emb")], labels=str(root / "labels.csv"),
+                      output=str(root / "run"), id_col="image_id", target_col="species", folds=3, head_params=FAST))
+    return {"root": root, "run": root / "run", "test": root / "test_emb", "test_ids": test_ids,
+            "y_test": CLASSES[y[200:]], "X_test": X[200:]}
+
+
+def test_labels_for_every_test_id(tmp_path, trained):
+    result = predict_cli(trained["run"], trained["test"], "-o", tmp_path / "sub.csv")
+    assert result.exit_code == 0, result.output
+    assert "3 test ids failed extraction" in flat(result.stderr)
+    sub = pd.read_csv(tmp_path / "sub.csv", dtype=str)
+    assert list(sub.columns) == ["image_id", "species"]  # the training CSV's names
+    assert sorted(sub["image_id"]) == sorted(trained["test_ids"] + ["9001", "9002", "9003"])
+    scored = sub.set_index("image_id").loc[trained["test_ids"], "species"]
+    assert (scored.to_numpy() == trained["y_test"]).mean() > 0.8
+
+
+def test_failed_extraction_ids_get_the_prior(trained):
+    result = predict(PredictConfig(run_dir=str(trained["run"]), inputs=[str(trained["test"])], proba=True))
+    manifest = json.loads((trained["run"] / "manifest.json").read_text())
+    frame = result.frame.set_index("image_id")
+    assert result.n_prior == 3 and result.n_rows == 63 and result.output is None
+    for failed in ("9001", "9002", "9003"):
+        np.testing.assert_allclose(frame.loc[failed, ["cat", "dog", "owl"]].to_numpy(dtype=float), manifest["prior"])
+    assert any("3 test ids failed extraction" in w for w in result.warnings)
+
+
+def test_proba_columns_named_by_class(tmp_path, trained):
+    result = predict_cli(trained["run"], trained["test"], "-o", tmp_path / "sub.csv", "--proba")
+    assert result.exit_code == 0, result.output
+    sub = pd.read_csv(tmp_path / "sub.csv", dtype={"image_id": str})
+    assert list(sub.columns) == ["image_id", "cat", "dog", "owl"]
+    np.testing.assert_allclose(sub[["cat", "dog", "owl"]].sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_predictions_average_the_fold_models(trained):
+    from pipelines.heads.lgbm import LGBMHead
+
+    frame = predict(PredictConfig(run_dir=str(trained["run"]), inputs=[str(trained["test"])], proba=True)).frame
+    models = [LGBMHead.load(trained["run"] / "models" / f"fold-{k}.txt", "multiclass", 3) for k in range(3)]
+    expected = np.mean([m.predict(trained["X_test"]) for m in models], axis=0)
+    got = frame.set_index("image_id").loc[trained["test_ids"], ["cat", "dog", "owl"]].to_numpy(dtype=float)
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+
+
+def test_sample_submission_orders_rows_and_names_columns(tmp_path, trained, make_csv):
+    order = list(reversed(trained["test_ids"][:20])) + ["9002"]
+    sample = make_csv(tmp_path / "sample.csv", Id=order, Category=["cat"] * len(order))
+    result = predict_cli(trained["run"], trained["test"], "-o", tmp_path / "sub.csv", "--sample-submission", sample)
+    assert result.exit_code == 0, result.output
+    assert "42 test ids are not in the sample submission" in flat(result.stderr)
+    sub = pd.read_csv(tmp_path / "sub.csv", dtype=str)
+    assert list(sub.columns) == ["Id", "Category"] and list(sub["Id"]) == order
+
+    # a sample with one column per class (any order) means probabilities, in its column order
+    columns = {"id": order, "owl": [0] * len(order), "cat": [0] * len(order), "dog": [0] * len(order)}
+    proba_sample = make_csv(tmp_path / "proba_sample.csv", **columns)
+    result = predict_cli(trained["run"], trained["test"], "-o", tmp_path / "p.csv", "--sample-submission", proba_sample)
+    assert result.exit_code == 0, result.output
+    sub = pd.read_csv(tmp_path / "p.csv", dtype={"id": str})
+    assert list(sub.columns) == ["id", "owl", "cat", "dog"] and list(sub["id"]) == order
+
+
+def test_sample_submission_that_fits_no_class_layout_is_refused(tmp_path, trained, make_csv):
+    sample = make_csv(tmp_path / "sample.csv", id=["0200"], a=[0], b=[0])
+    result = predict_cli(trained["run"], trained["test"], "-o", tmp_path / "sub.csv", "--sample-submission", sample)
+    assert result.exit_code == 1
+    assert "columns (a, b) are not the run's classes (cat, dog, owl)" in flat(result.stderr)
+
+
+def test_mismatched_fingerprint_is_refused_naming_both_values(tmp_path, trained, make_embeddings):
+    other = make_embeddings(tmp_path / "other", trained["test_ids"], trained["X_test"], backbone="convnext_tiny")
+    result = predict_cli(trained["run"], other, "-o", tmp_path / "sub.csv")
+    assert result.exit_code == 1
+    message = flat(result.stderr)
+    assert "backbone: training 'test_resnet', test 'convnext_tiny'" in message
+    assert "--backbone test_resnet" in message
+    assert not (tmp_path / "sub.csv").exists()
+
+    resized = make_embeddings(tmp_path / "resized", trained["test_ids"], trained["X_test"],
+                              preprocessing={"input_size": [3, 224, 224]})
+    with pytest.raises(MismatchError, match=r'preprocessing: training \{.*160.*\}, test \{"input_size": \[3, 224, 224\]\}'):
+        predict(PredictConfig(run_dir=str(trained["run"]), inputs=[str(resized)]))
+
+
+def test_input_count_and_run_dir_refusals(tmp_path, trained):
+    result = predict_cli(trained["run"], trained["test"], trained["test"], "-o", tmp_path / "sub.csv")
+    assert result.exit_code == 1 and "trained on 1 embedding set(s) (test_resnet) and got 2" in flat(result.stderr)
+    result = predict_cli(trained["test"], trained["test"], "-o", tmp_path / "sub.csv")
+    assert result.exit_code == 1 and "is not a train-head run" in flat(result.stderr)
+
+
+def test_raw_input_is_extracted_with_the_training_backbone(tmp_path, trained, make_embeddings, monkeypatch):
+    import pipelines.extract.runner as runner_module
+
+    calls = []
+
+    def fake_run_extraction(config, on_progress=None):
+        calls.append(config)
+        make_embeddings(config.output, trained["test_ids"], trained["X_test"])
+        return None
+
+    monkeypatch.setattr(runner_module, "run_extraction", fake_run_extraction)
+    images = tmp_path / "test_images"
+    images.mkdir()
+    result = predict_cli(trained["run"], images, "-o", tmp_path / "sub.csv", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    (config,) = calls
+    assert config.inputs == str(images) and config.backbone == "test_resnet" and config.weights == "random"
+    assert config.device == "cpu"
+    assert config.output.startswith(str(trained["run"] / "test_embeddings"))
+    sub = pd.read_csv(tmp_path / "sub.csv", dtype=str)
+    assert sorted(sub["image_id"]) == sorted(trained["test_ids"])
+
+
+@pytest.fixture(scope="module")
+def binary_and_regression(tmp_path_factory, make_embeddings, make_csv, make_separable):
+    root = tmp_path_factory.mktemp("tasks")
+    X, y = make_separable(150, dim=8, n_classes=2, seed=2)
+    ids = [f"s{i}" for i in range(150)]
+    make_embeddings(root / "emb", ids[:120], X[:120])
+    make_embeddings(root / "test", ids[120:], X[120:])
+    make_csv(root / "binary.csv", id=ids[:120], label=np.array(["no", "yes"])[y[:120]])
+    make_csv(root / "reg.csv", id=ids[:120], score=[f"{v:.3f}" for v in X[:120, 0] * 2])
+    train(TrainConfig(embeddings=[str(root / "emb")], labels=str(root / "binary.csv"), output=str(root / "binary"),
+                      folds=3, head="logreg"))
+    train(TrainConfig(embeddings=[str(root / "emb")], labels=str(root / "reg.csv"), output=str(root / "reg"),
+                      target_col="score", folds=3, head_params=FAST))
+    return root, ids[120:]
+
+
+def test_binary_single_column_sample_with_proba_gets_positive_probability(tmp_path, binary_and_regression, make_csv):
+    root, test_ids = binary_and_regression
+    sample = make_csv(tmp_path / "sample.csv", id=test_ids, target=[0.5] * len(test_ids))
+    result = predict_cli(root / "binary", root / "test", "-o", tmp_path / "sub.csv", "--sample-submission", sample, "--proba")
+    assert result.exit_code == 0, result.output
+    sub = pd.read_csv(tmp_path / "sub.csv")
+    assert list(sub.columns) == ["id", "target"] and sub["target"].between(0, 1).all()
+    labels = predict(PredictConfig(run_dir=str(root / "binary"), inputs=[str(root / "test")])).frame
+    assert set(labels["label"]) <= {"no", "yes"}
+
+
+def test_regression_values_and_no_proba(tmp_path, binary_and_regression):
+    root, test_ids = binary_and_regression
+    result = predict_cli(root / "reg", root / "test", "-o", tmp_path / "sub.csv")
+    assert result.exit_code == 0, result.output
+    sub = pd.read_csv(tmp_path / "sub.csv")
+    assert list(sub.columns) == ["id", "score"] and len(sub) == len(test_ids)
+    assert sub["score"].dtype == np.float64
+    result = predict_cli(root / "reg", root / "test", "-o", tmp_path / "sub.csv", "--proba")
+    assert result.exit_code == 1 and "regression run has no class probabilities; drop --proba" in flat(result.stderr)
+
+
+def test_two_embedding_sets_in_training_order(tmp_path, make_embeddings, make_csv, make_separable, monkeypatch):
+    X, y = make_separable(150, dim=10, n_classes=3, seed=7)
+    ids = [f"t{i}" for i in range(150)]
+    extra = np.random.default_rng(0).normal(size=(150, 4)).astype(np.float32)
+    make_embeddings(tmp_path / "a_train", ids[:120], X[:120, :6])
+    make_embeddings(tmp_path / "b_train", ids[:120], np.hstack([X[:120, 6:], extra[:120]]), backbone="second_net")
+    make_embeddings(tmp_path / "a_test", ids[120:], X[120:, :6])
+    make_embeddings(tmp_path / "b_test", ids[120:], np.hstack([X[120:, 6:], extra[120:]]), backbone="second_net")
+    make_csv(tmp_path / "labels.csv", id=ids[:120], label=CLASSES[y[:120]])
+    train(TrainConfig(embeddings=[str(tmp_path / "a_train"), str(tmp_path / "b_train")], labels=str(tmp_path / "labels.csv"),
+                      output=str(tmp_path / "run"), folds=3, head_params=FAST))
+
+    result = predict_cli(tmp_path / "run", tmp_path / "a_test", tmp_path / "b_test", "-o", tmp_path / "sub.csv")
+    assert result.exit_code == 0, result.output
+    sub = pd.read_csv(tmp_path / "sub.csv", dtype=str)
+    assert (sub.set_index("id").loc[ids[120:], "label"].to_numpy() == CLASSES[y[120:]]).mean() > 0.7
+
+    swapped = predict_cli(tmp_path / "run", tmp_path / "b_test", tmp_path / "a_test", "-o", tmp_path / "bad.csv")
+    assert swapped.exit_code == 1 and "backbone: training 'test_resnet', test 'second_net'" in flat(swapped.stderr)
+
+    # one raw input is extracted once per training backbone
+    import pipelines.extract.runner as runner_module
+
+    backbones = []
+
+    def fake_run_extraction(config, on_progress=None):
+        backbones.append(config.backbone)
+        source = tmp_path / ("a_test" if config.backbone == "test_resnet" else "b_test")
+        emb = read_embeddings(source)
+        make_embeddings(config.output, emb.ids, emb.vectors, backbone=config.backbone)
+
+    monkeypatch.setattr(runner_module, "run_extraction", fake_run_extraction)
+    listing = make_csv(tmp_path / "test.csv", id=ids[120:], path=[f"{i}.jpg" for i in ids[120:]])
+    result = predict_cli(tmp_path / "run", listing, "-o", tmp_path / "raw.csv")
+    assert result.exit_code == 0, result.output
+    assert backbones == ["test_resnet", "second_net"]
+    assert pd.read_csv(tmp_path / "raw.csv", dtype=str).equals(sub)
