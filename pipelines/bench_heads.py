@@ -1,0 +1,80 @@
+"""train-head (lgbm) against a plain hand-written LightGBM fold loop on the same data and params.
+
+Both read the same files (an embedding dir + labels CSV), use the same folds and the same
+LightGBM parameters; the difference is olymp's own overhead (joining, checks, writing the run).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.embeddings import FORMAT_VERSION
+
+
+def write_bench_data(root: Path, rows: int, dim: int, classes: int, seed: int = 0) -> tuple[Path, Path]:
+    from sklearn.datasets import make_classification
+
+    from pipelines.extract.writer import PartWriter, write_manifest
+
+    X, y = make_classification(n_samples=rows, n_features=dim, n_informative=dim // 4, n_classes=classes,
+                               n_clusters_per_class=2, class_sep=0.8, random_state=seed)
+    ids = [f"row-{i:06d}" for i in range(rows)]
+    embeddings = root / "emb"
+    embeddings.mkdir(parents=True)
+    manifest = {"olymp_format": FORMAT_VERSION, "kind": "embeddings", "status": "complete", "modality": "image",
+                "backbone": "bench", "weights_sha256": None, "preprocessing": {}, "embedding_dim": dim,
+                "weights_source": "synthetic", "counts": {"inputs": rows, "embedded": rows, "errors": 0}}
+    writer = PartWriter(embeddings, dim, {}, part_size=rows, first_part=0)
+    writer.add(ids, X.astype(np.float32), [])
+    writer.flush()
+    write_manifest(embeddings, manifest)
+    labels = root / "labels.csv"
+    labels.write_text("id,label\n" + "".join(f"{i},class_{c}\n" for i, c in zip(ids, y)))
+    return embeddings, labels
+
+
+def hand_written_loop(embeddings: Path, labels: Path, folds: int, seed: int) -> float:
+    """What a contestant writes in a notebook: read, join, StratifiedKFold, lgb.train, OOF."""
+    import lightgbm as lgb
+    import pandas as pd
+    from sklearn.model_selection import StratifiedKFold
+
+    from pipelines.heads.lgbm import default_lgbm_params, threads_for
+
+    frame = pd.read_parquet(embeddings).merge(pd.read_csv(labels, dtype=str), on="id")
+    X = np.stack(frame["embedding"].to_numpy()).astype(np.float32)
+    classes, y = np.unique(frame["label"].to_numpy(dtype=object), return_inverse=True)
+    oof = np.zeros((len(y), len(classes)))
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train_index, valid_index in splitter.split(X, y):
+        params = default_lgbm_params("multiclass", len(classes), seed=seed,
+                                     n_jobs=threads_for(len(train_index), X.shape[1]))
+        booster = lgb.train(params, lgb.Dataset(X[train_index], y[train_index]),
+                            valid_sets=[lgb.Dataset(X[valid_index], y[valid_index])])
+        oof[valid_index] = booster.predict(X[valid_index], num_iteration=booster.best_iteration)
+    return float((oof.argmax(1) == y).mean())
+
+
+def bench_train_head(rows: int = 2000, dim: int = 128, classes: int = 3, folds: int = 5, seed: int = 42) -> dict:
+    from pipelines.train import TrainConfig, train
+
+    with tempfile.TemporaryDirectory(prefix="olymp-bench-heads-") as tmp:
+        embeddings, labels = write_bench_data(Path(tmp), rows, dim, classes)
+        started = time.perf_counter()
+        hand_accuracy = hand_written_loop(embeddings, labels, folds, seed)
+        hand_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        result = train(TrainConfig(embeddings=[str(embeddings)], labels=str(labels), output=str(Path(tmp) / "run"),
+                                   head="lgbm", folds=folds, seed=seed))
+        olymp_seconds = time.perf_counter() - started
+    row = {"rows": rows, "dim": dim, "classes": classes, "folds": folds,
+           "train_head_s": olymp_seconds, "hand_loop_s": hand_seconds, "ratio": olymp_seconds / hand_seconds,
+           "train_head_accuracy": result.oof["accuracy"], "hand_loop_accuracy": hand_accuracy}
+    print(f"train-head lgbm {rows}x{dim}, {classes} classes, {folds} folds: olymp {olymp_seconds:.1f} s | "
+          f"hand-written loop {hand_seconds:.1f} s | ratio {row['ratio']:.2f} "
+          f"(accuracy {row['train_head_accuracy']:.3f} vs {hand_accuracy:.3f})", flush=True)
+    return row
