@@ -30,8 +30,9 @@ demo: $(STAMP) ## Digits as PNGs → extract → train-head → predict, offline
 	$(BIN)/python -m pipelines.demo $(DEMO)
 	$(BIN)/olymp extract $(DEMO)/train -o $(DEMO)/emb/train
 	$(BIN)/olymp extract $(DEMO)/test -o $(DEMO)/emb/test
-	$(BIN)/olymp train-head $(DEMO)/emb/train --labels $(DEMO)/train_labels.csv --head logreg -o $(DEMO)/run
+	$(BIN)/olymp train-head $(DEMO)/emb/train --labels $(DEMO)/train_labels.csv --head logreg -o $(DEMO)/run --overwrite
 	$(BIN)/olymp predict $(DEMO)/run $(DEMO)/emb/test -o $(DEMO)/submission.csv
+	$(BIN)/python -m pipelines.demo score $(DEMO)
 	@echo "submission: $(DEMO)/submission.csv"
 
 bench: $(STAMP) ## Measure extract vs forward-only vs a naive loop, and train-head vs a plain LightGBM loop

@@ -1,6 +1,7 @@
 """Demo data made offline: scikit-learn's bundled handwritten digits written out as PNG files.
 
-    python -m pipelines.demo demo_data   # → demo_data/{train,test}/*.png, train_labels.csv, ...
+    python -m pipelines.demo demo_data         # → demo_data/{train,test}/*.png, train_labels.csv, ...
+    python -m pipelines.demo score demo_data   # accuracy of demo_data/submission.csv on the hidden answers
 
 Real scans (1,797 digits, 8×8, 17 grey levels), so a CV score on them means something.
 """
@@ -54,6 +55,21 @@ def write_csv(path: Path, header: list[str], rows) -> None:
         writer.writerows(rows)
 
 
+def hidden_test_accuracy(root: str | Path) -> float:
+    """Accuracy of demo_data/submission.csv against the answers the contest would keep hidden."""
+    import pandas as pd
+
+    root = Path(root)
+    answers = pd.read_csv(root / "test_answers.csv", dtype=str)
+    submission = pd.read_csv(root / "submission.csv", dtype=str)
+    merged = answers.merge(submission, on="id", suffixes=("_true", "_pred"))
+    return float((merged["label_true"] == merged["label_pred"]).mean())
+
+
 if __name__ == "__main__":
-    counts = write_digits_dataset(sys.argv[1] if len(sys.argv) > 1 else "demo_data")
-    print(f"demo data: {counts['train']} train and {counts['test']} test digit images")
+    if sys.argv[1:2] == ["score"]:
+        root = sys.argv[2] if len(sys.argv) > 2 else "demo_data"
+        print(f"hidden test accuracy of {root}/submission.csv: {hidden_test_accuracy(root):.4f}")
+    else:
+        counts = write_digits_dataset(sys.argv[1] if len(sys.argv) > 1 else "demo_data")
+        print(f"demo data: {counts['train']} train and {counts['test']} test digit images")

@@ -96,3 +96,15 @@ def make_csv():
 def make_separable():
     """Factory: make_separable(n_rows, dim=16, n_classes=3, seed=0) -> (X float32, y int)."""
     return separable
+
+
+def pytest_collection_modifyitems(config, items):
+    """`requires_cuda` tests run where a GPU is visible and skip themselves elsewhere."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "requires_cuda" in item.keywords:
+            item.add_marker(skip)

@@ -24,7 +24,8 @@ from pipelines.extract.runner import run_extraction
 from tests.image_files import write_broken_images, write_images, write_odd_but_valid_images
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--backbone", "test_resnet", "--weights", "random", "--workers", "0"]
+# CPU everywhere but in test_gpu.py: bf16 on a GPU would need other tolerances.
+TINY = ["--backbone", "test_resnet", "--weights", "random", "--workers", "0", "--device", "cpu"]
 runner = CliRunner()
 
 
@@ -33,7 +34,7 @@ def extract_cli(*args: str):
 
 
 def tiny_config(inputs, output, **overrides) -> ExtractConfig:
-    settings = dict(backbone="test_resnet", weights="random", workers=0, batch_size=4)
+    settings = dict(backbone="test_resnet", weights="random", workers=0, batch_size=4, device="cpu")
     settings.update(overrides)
     return ExtractConfig(inputs=str(inputs), output=str(output), **settings)
 
@@ -165,7 +166,7 @@ def die_mid_run(event):
         if len(batches) == 5:
             os.kill(os.getpid(), signal.SIGKILL)
 run_extraction(ExtractConfig(inputs=sys.argv[1], output=sys.argv[2], backbone="test_resnet", weights="random",
-                             workers=0, batch_size=2, part_size=4), on_progress=die_mid_run)
+                             workers=0, batch_size=2, part_size=4, device="cpu"), on_progress=die_mid_run)
 """
 
 
@@ -186,7 +187,7 @@ def test_resume_after_kill_minus_nine(tmp_path):
 def test_other_backbone_into_same_output_is_refused(tmp_path):
     write_images(tmp_path / "imgs", 3)
     assert extract_cli(tmp_path / "imgs", "-o", tmp_path / "emb", *TINY).exit_code == 0
-    other = ["--backbone", "test_efficientnet", "--weights", "random", "--workers", "0"]
+    other = ["--backbone", "test_efficientnet", "--weights", "random", "--workers", "0", "--device", "cpu"]
     result = extract_cli(tmp_path / "imgs", "-o", tmp_path / "emb", *other)
     assert result.exit_code == 1
     assert "test_resnet" in result.stderr and "test_efficientnet" in result.stderr and "--overwrite" in result.stderr
@@ -210,7 +211,7 @@ def test_bad_invocations_name_the_fix(tmp_path, make_args, expected_error):
     (tmp_path / "notes" / "keep.txt").write_text("mine")
     (tmp_path / "empty_dir").mkdir()
     (tmp_path / "listing.csv").write_text("id,file\na,x.jpg\n")
-    result = extract_cli(*make_args(tmp_path), "--workers", "0")
+    result = extract_cli(*make_args(tmp_path), "--workers", "0", "--device", "cpu")
     assert result.exit_code == 1
     assert expected_error in result.stderr
     assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
@@ -219,7 +220,7 @@ def test_bad_invocations_name_the_fix(tmp_path, make_args, expected_error):
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-GPU message")
 def test_cuda_without_gpu_is_a_clear_error(tmp_path):
     write_images(tmp_path / "imgs", 1)
-    result = extract_cli(tmp_path / "imgs", "-o", tmp_path / "emb", *TINY, "--device", "cuda")
+    result = extract_cli(tmp_path / "imgs", "-o", tmp_path / "emb", *TINY[:-2], "--device", "cuda")
     assert result.exit_code == 1 and "--device cpu" in result.stderr
 
 
@@ -241,7 +242,8 @@ class WideBackbone:  # 40 000-d embeddings: collecting them all would show in th
         return self.model(images.mean(dim=(2, 3)))
 
 backbones.load_backbone = lambda name, weights=None: WideBackbone()
-run_extraction(ExtractConfig(inputs=sys.argv[1], output=sys.argv[2], workers=0, batch_size=8, part_size=16))
+run_extraction(ExtractConfig(inputs=sys.argv[1], output=sys.argv[2], workers=0, batch_size=8, part_size=16,
+                             device="cpu"))
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
