@@ -19,6 +19,7 @@ def extract(
     backbone: Annotated[str, typer.Option(help="timm name, catalog name or hf-hub:timm/... id.")] = "efficientnet_lite0",
     weights: Annotated[Optional[str], typer.Option(help="Weights file (.safetensors/.pt), or 'random' for smoke tests. Default: offline auto.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 where the hardware has it) | fp32 | bf16 | fp16 (CUDA).")] = "auto",
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Images per forward pass (default: 8 on CPU, 128 on GPU).")] = None,
     workers: Annotated[Optional[int], typer.Option(min=0, help="Decode processes (default: from the cores).")] = None,
     part_size: Annotated[int, typer.Option(min=1, help="Rows per Parquet part (the unit of resume).")] = 2048,
@@ -31,7 +32,7 @@ def extract(
     Example:  olymp extract data/train -o emb/train --backbone efficientnet_lite0
     """
     config = ExtractConfig(
-        inputs=str(inputs), output=str(output), backbone=backbone, weights=weights, device=device,
+        inputs=str(inputs), output=str(output), backbone=backbone, weights=weights, device=device, precision=precision,
         batch_size=batch_size, workers=workers, part_size=part_size, max_error_rate=max_error_rate,
         limit=limit, overwrite=overwrite,
     )
@@ -64,7 +65,7 @@ class ExtractView:
             info = event.info
             err_console.print(
                 f"backbone [bold]{info['backbone']}[/] ({info['timm_name']}, {info['embedding_dim']}-d) "
-                f"on [bold]{info['device']}[/], batches of {info['batch_size']}, {info['workers']} decode workers\n"
+                f"on [bold]{info['device']}[/] ({info['precision']}), batches of {info['batch_size']}, {info['workers']} decode workers\n"
                 f"weights: {info['weights_source']}", highlight=False,
             )
             if info["resumed"]:

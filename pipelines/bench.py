@@ -23,7 +23,7 @@ from PIL import Image
 
 from pipelines.extract.config import ExtractConfig
 from pipelines.extract.inputs import list_inputs
-from pipelines.extract.mapper import ImageMapper, resolve_device
+from pipelines.extract.mapper import ImageMapper, default_batch_size, resolve_device, resolve_precision
 from pipelines.extract.runner import run_extraction
 
 RESULTS = Path(".bench/results.json")
@@ -42,6 +42,7 @@ def write_photo_like_jpegs(folder: Path, count: int, size=(500, 375), seed: int 
 
 
 def time_extract(images: Path, backbone: str, batch_size: int, device: str) -> float:
+    """Same batch size and precision as forward-only; workers and threads as a user gets them."""
     output = Path(tempfile.mkdtemp(prefix="olymp-bench-"))
     try:
         summary = run_extraction(ExtractConfig(
@@ -88,10 +89,11 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench_extract(backbones: list[str], image_count: int, batch_size: int, device_name: str, naive_count: int) -> list[dict]:
+def bench_extract(backbones: list[str], image_count: int, batch_size: int | None, device_name: str, naive_count: int) -> list[dict]:
     from pipelines.backbones import load_backbone
 
     device = resolve_device(device_name)
+    batch_size = batch_size or default_batch_size(device)
     rows = []
     with tempfile.TemporaryDirectory(prefix="olymp-bench-jpegs-") as tmp:
         images = Path(tmp) / "jpegs"
@@ -102,7 +104,8 @@ def bench_extract(backbones: list[str], image_count: int, batch_size: int, devic
             end_to_end = time_extract(images, name, batch_size, device_name)
             naive = time_naive_loop(images, backbone, device, naive_count)
             rows.append({
-                "backbone": name, "device": str(device), "threads": torch.get_num_threads(),
+                "backbone": name, "device": str(device), "precision": resolve_precision("auto", device),
+                "threads": torch.get_num_threads(),
                 "batch_size": batch_size, "images": image_count,
                 "extract_img_s": end_to_end, "forward_only_img_s": forward, "naive_loop_img_s": naive,
                 "extract_over_forward": end_to_end / forward, "extract_over_naive": end_to_end / naive,
@@ -113,7 +116,7 @@ def bench_extract(backbones: list[str], image_count: int, batch_size: int, devic
 
 def print_row(row: dict) -> None:
     print(
-        f"{row['backbone']:<20} {row['device']:<6} extract {row['extract_img_s']:8.1f} img/s | "
+        f"{row['backbone']:<20} {row['device']:<6} {row['precision']:<5} bs {row['batch_size']:<4} extract {row['extract_img_s']:8.1f} img/s | "
         f"forward-only {row['forward_only_img_s']:8.1f} | naive {row['naive_loop_img_s']:7.1f} | "
         f"a/b {row['extract_over_forward']:.2f} | a/c {row['extract_over_naive']:.2f}",
         flush=True,
@@ -125,7 +128,7 @@ def main(argv=None) -> None:
     parser.add_argument("--images", type=int, default=256, help="JPEGs to extract per backbone")
     parser.add_argument("--naive-images", type=int, default=64, help="images through the naive loop")
     parser.add_argument("--backbones", default="resnet50,efficientnet_lite0")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: extract's per-device default")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip-heads", action="store_true")
     args = parser.parse_args(argv)

@@ -261,3 +261,24 @@ def test_peak_memory_does_not_grow_with_inputs(tmp_path):
     small, large = peak_kib(40), peak_kib(400)
     # 360 more rows of 160 kB each would add ~58 MB if they were collected; streaming adds ~none.
     assert large - small < 20_000, (small, large)
+
+
+def test_precision_auto_follows_the_hardware_and_stays_close_to_fp32(tmp_path):
+    import torch
+
+    from pipelines.errors import ConfigError
+    from pipelines.extract.mapper import cpu_has_native_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        resolve_precision("fp16", cpu)
+    write_images(tmp_path / "imgs", 4)
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        summary = run_extraction(tiny_config(tmp_path / "imgs", tmp_path / precision, precision=precision))
+        runs[precision] = read_embeddings(summary.output)
+        assert runs[precision].manifest["compute"] == {"device": "cpu", "precision": precision}
+    a, b = runs["fp32"].vectors, runs["bf16"].vectors
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.99

@@ -19,6 +19,7 @@ class ExtractConfig:
     weights: str | None = None  # None: offline auto (package, HF cache); a path; or "random"
     # --- how to run it
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 where the hardware has it) | fp32 | bf16 | fp16 (CUDA)
     batch_size: int | None = None  # images per forward pass; None: 8 on CPU, 128 on GPU
     workers: int | None = None  # DataLoader decode processes; None: from the cores available
     part_size: int = 2048  # rows per Parquet part: the unit of resume (lost work on a crash ≤ this)

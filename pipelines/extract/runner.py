@@ -79,16 +79,17 @@ def run_extraction(config: ExtractConfig, on_progress: Callable[[ExtractProgress
 
     committed = scan_committed(output)
     todo = [item for item in items if item.id not in committed.ids]
+    mapper = ImageMapper(backbone, device, config.precision)
+    manifest["compute"] = {"device": str(device), "precision": mapper.precision}
     workers = config.workers if config.workers is not None else default_workers()
     batch_size = config.batch_size or default_batch_size(device)
     write_manifest(output, manifest)
     report(ExtractProgress("start", total=len(todo), info={
         "backbone": backbone.name, "timm_name": backbone.timm_name, "weights_source": backbone.weights_source,
-        "device": str(device), "resumed": len(items) - len(todo), "embedding_dim": backbone.embedding_dim,
+        "device": str(device), "precision": mapper.precision, "resumed": len(items) - len(todo), "embedding_dim": backbone.embedding_dim,
         "workers": workers, "batch_size": batch_size,
     }))
 
-    mapper = ImageMapper(backbone, device)
     writer = PartWriter(output, backbone.embedding_dim, fingerprint(manifest), config.part_size, committed.next_part)
     loader = torch.utils.data.DataLoader(
         ImageReader(todo, backbone.data_config, config.max_image_pixels),
