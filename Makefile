@@ -10,10 +10,10 @@ export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test demo bench clean
+.PHONY: help install test demo demo-images demo-audio bench clean
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,9 @@ install: $(STAMP) ## Create .venv and install olymp with the tested package set 
 test: $(STAMP) ## Run the test suite (CPU; GPU tests skip themselves)
 	$(BIN)/python -m pytest -q
 
-demo: $(STAMP) ## Digits as PNGs → extract → train-head → predict, offline, printing the CV score
+demo: demo-images demo-audio ## Both demos below, offline, each printing its CV score and submission
+
+demo-images: $(STAMP) ## Digits as PNGs → extract → train-head → predict (offline default backbone)
 	$(BIN)/python -m pipelines.demo $(DEMO)
 	$(BIN)/olymp extract $(DEMO)/train -o $(DEMO)/emb/train
 	$(BIN)/olymp extract $(DEMO)/test -o $(DEMO)/emb/test
@@ -34,6 +36,15 @@ demo: $(STAMP) ## Digits as PNGs → extract → train-head → predict, offline
 	$(BIN)/olymp predict $(DEMO)/run $(DEMO)/emb/test -o $(DEMO)/submission.csv
 	$(BIN)/python -m pipelines.demo score $(DEMO)
 	@echo "submission: $(DEMO)/submission.csv"
+
+demo-audio: $(STAMP) ## Synthetic sound classes (wav/flac/ogg, mixed rates) → extract → train-head → predict
+	$(BIN)/python -m pipelines.demo sounds $(DEMO)/sounds
+	$(BIN)/olymp extract $(DEMO)/sounds/train -o $(DEMO)/sounds/emb/train
+	$(BIN)/olymp extract $(DEMO)/sounds/test -o $(DEMO)/sounds/emb/test
+	$(BIN)/olymp train-head $(DEMO)/sounds/emb/train --labels $(DEMO)/sounds/train_labels.csv --head logreg -o $(DEMO)/sounds/run --overwrite
+	$(BIN)/olymp predict $(DEMO)/sounds/run $(DEMO)/sounds/emb/test -o $(DEMO)/sounds/submission.csv
+	$(BIN)/python -m pipelines.demo score $(DEMO)/sounds
+	@echo "submission: $(DEMO)/sounds/submission.csv"
 
 bench: $(STAMP) ## Measure extract vs forward-only vs a naive loop, and train-head vs a plain LightGBM loop
 	$(BIN)/python -m pipelines.bench

@@ -14,9 +14,10 @@ from pipelines.extract.runner import ExtractProgress, run_extraction
 
 
 def extract(
-    inputs: Annotated[Path, typer.Argument(help="A folder of images (recursive) or a CSV/Parquet listing with id,path.", exists=True)],
+    inputs: Annotated[Path, typer.Argument(help="A folder of images or audio (recursive) or a CSV/Parquet listing with id,path.", exists=True)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Embedding directory to create or resume.")],
-    backbone: Annotated[str, typer.Option(help="timm name, catalog name or hf-hub:timm/... id.")] = "efficientnet_lite0",
+    backbone: Annotated[Optional[str], typer.Option(help="timm/catalog name, hf-hub:timm/..., or audio: panns-cnn14, panns-cnn10, panns-cnn6, panns-resnet22, panns-wavegram-logmel-cnn14, vggish, yamnet, crepe, logmel-stats, or an image CNN on log-mel. Default: efficientnet_lite0 (images); PANNs Cnn14 if its weights are on disk, else efficientnet_lite0 on log-mel (audio).")] = None,
+    modality: Annotated[str, typer.Option(help="auto (from the file extensions) | image | audio")] = "auto",
     weights: Annotated[Optional[str], typer.Option(help="Weights file (.safetensors/.pt), or 'random' for smoke tests. Default: offline auto.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (bf16 where the hardware has it) | fp32 | bf16 | fp16 (CUDA).")] = "auto",
@@ -24,15 +25,21 @@ def extract(
     workers: Annotated[Optional[int], typer.Option(min=0, help="Decode processes (default: from the cores).")] = None,
     part_size: Annotated[int, typer.Option(min=1, help="Rows per Parquet part (the unit of resume).")] = 2048,
     max_error_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Stop when this share of inputs fails.")] = 0.5,
+    window: Annotated[Optional[float], typer.Option(help="Audio: seconds per window (default: the backbone's training length, e.g. 10 for PANNs).")] = None,
+    hop: Annotated[Optional[float], typer.Option(help="Audio: seconds between window starts (default: = window).")] = None,
+    pool: Annotated[str, typer.Option(help="Audio: windows → clip: mean | max | meanmax.")] = "mean",
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N inputs (sorted by id).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an output made with another backbone/preprocessing.")] = False,
 ) -> None:
-    """Embed images with a frozen backbone into a Parquet dataset; re-run to resume.
+    """Embed images or audio clips with a frozen backbone into a Parquet dataset; re-run to resume.
 
     Example:  olymp extract data/train -o emb/train --backbone efficientnet_lite0
+
+    Audio:    olymp extract clips/ -o emb/clips --backbone logmel-stats --window 5 --pool meanmax
     """
     config = ExtractConfig(
-        inputs=str(inputs), output=str(output), backbone=backbone, weights=weights, device=device, precision=precision,
+        inputs=str(inputs), output=str(output), modality=modality, backbone=backbone, weights=weights,
+        window=window, hop=hop, pool=pool, device=device, precision=precision,
         batch_size=batch_size, workers=workers, part_size=part_size, max_error_rate=max_error_rate,
         limit=limit, overwrite=overwrite,
     )
@@ -47,7 +54,7 @@ class ExtractView:
     def __init__(self):
         self.progress = Progress(
             TextColumn("[bold]extract"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} img/s"), TextColumn("[red]{task.fields[errors]} errors"),
+            TextColumn("{task.fields[rate]} {task.fields[unit]}/s"), TextColumn("[red]{task.fields[errors]} errors"),
             TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False,
         )
         self.task = None
@@ -68,10 +75,13 @@ class ExtractView:
                 f"on [bold]{info['device']}[/] ({info['precision']}), batches of {info['batch_size']}, {info['workers']} decode workers\n"
                 f"weights: {info['weights_source']}", highlight=False,
             )
+            if info["note"]:
+                err_console.print(info["note"], highlight=False)
             if info["resumed"]:
                 err_console.print(f"resuming: {info['resumed']} inputs already done, {event.total} to go")
             self.progress.start()
-            self.task = self.progress.add_task("extract", total=event.total, rate="-", errors=0)
+            unit = "clips" if info["modality"] == "audio" else "img"
+            self.task = self.progress.add_task("extract", total=event.total, rate="-", errors=0, unit=unit)
         elif event.stage == "batch" and self.task is not None:
             elapsed = self.progress.tasks[0].elapsed or 0.0
             rate = f"{event.processed / elapsed:.1f}" if elapsed > 0 else "-"

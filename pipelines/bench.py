@@ -2,10 +2,11 @@
 
     python -m pipelines.bench [--images 200] [--backbones resnet50,efficientnet_lite0]
 
-Per backbone: (a) `extract` end to end from JPEG files, (b) forward-only on tensors already in
+Images, per backbone: (a) `extract` end to end from JPEG files, (b) forward-only on tensors already in
 memory (same batch size, same threads), (c) a naive loop (PIL open → transform → forward, one
-image at a time); ratios a/b and a/c. Then train-head (lgbm) against a plain hand-written
-LightGBM fold loop with the same parameters. Results also go to .bench/results.json.
+image at a time); ratios a/b and a/c. Audio: the same three for PANNs Cnn14 on 10 s clips, and
+log-mel on the device vs librosa (pipelines/bench_audio.py). Then train-head (lgbm) against a
+plain hand-written LightGBM fold loop with the same parameters (pipelines/bench_heads.py). Results also go to .bench/results.json.
 """
 
 from __future__ import annotations
@@ -130,11 +131,17 @@ def main(argv=None) -> None:
     parser.add_argument("--backbones", default="resnet50,efficientnet_lite0")
     parser.add_argument("--batch-size", type=int, default=None, help="default: extract's per-device default")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--audio-clips", type=int, default=24, help="10 s clips for the audio rows")
     parser.add_argument("--skip-heads", action="store_true")
+    parser.add_argument("--skip-audio", action="store_true")
     args = parser.parse_args(argv)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {resolve_device(args.device)}")
     results = {"extract": bench_extract(args.backbones.split(","), args.images, args.batch_size, args.device, args.naive_images)}
+    if not args.skip_audio:
+        from pipelines.bench_audio import bench_audio
+
+        results["audio"] = bench_audio(args.audio_clips, args.device)
     if not args.skip_heads:
         from pipelines.bench_heads import bench_train_head
 

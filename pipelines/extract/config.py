@@ -15,8 +15,13 @@ class ExtractConfig:
     inputs: str  # a folder (recursive) or a CSV/Parquet listing with `id` and `path` columns
     output: str  # the embedding directory (a Parquet dataset), created or resumed
     # --- the model
-    backbone: str = "efficientnet_lite0"  # catalog or timm name, or hf-hub:timm/...
+    modality: str = "auto"  # auto (from the file extensions) | image | audio
+    backbone: str | None = None  # catalog/timm/audio name; None: efficientnet_lite0 (images), PANNs Cnn14 or Lite0 on log-mel (audio)
     weights: str | None = None  # None: offline auto (package, HF cache); a path; or "random"
+    # --- audio only
+    window: float | None = None  # seconds per analysis window; None: the backbone's training length
+    hop: float | None = None  # seconds between window starts; None: = window (no overlap)
+    pool: str = "mean"  # window embeddings → clip: mean | max | meanmax
     # --- how to run it
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 where the hardware has it) | fp32 | bf16 | fp16 (CUDA)

@@ -10,7 +10,28 @@ from pipelines.errors import InputError
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
 )
+# What soundfile (libsndfile 1.2) streams, plus what librosa may decode through audioread.
+AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aif", ".aiff", ".au", ".caf"})
 LISTING_SUFFIXES = (".csv", ".parquet", ".pq")
+MODALITIES = ("auto", "image", "audio")
+
+
+def infer_modality(inputs: str | Path, requested: str = "auto") -> str:
+    """image or audio: as asked, else from the file extensions found (the majority wins)."""
+    if requested not in MODALITIES:
+        raise InputError(f"unknown modality {requested!r}; use auto, image or audio")
+    if requested != "auto":
+        return requested
+    source = Path(inputs)
+    if source.is_dir():
+        suffixes = [p.suffix.lower() for p in source.rglob("*") if p.suffix]
+    elif source.is_file() and source.suffix.lower() in LISTING_SUFFIXES:
+        suffixes = [Path(item.path).suffix.lower() for item in _from_listing(source)]
+    else:
+        return "image"  # list_inputs will explain what is wrong with the path
+    images = sum(s in IMAGE_EXTENSIONS for s in suffixes)
+    sounds = sum(s in AUDIO_EXTENSIONS for s in suffixes)
+    return "audio" if sounds > images else "image"
 
 
 @dataclass(frozen=True)

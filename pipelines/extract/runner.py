@@ -18,9 +18,9 @@ import torch
 from pipelines.embeddings import ERRORS_NAME, FORMAT_VERSION, MANIFEST_NAME, fingerprint, load_manifest
 from pipelines.errors import InputError, MismatchError, TooManyErrors
 from pipelines.extract.config import ExtractConfig
-from pipelines.extract.inputs import list_inputs
-from pipelines.extract.mapper import ImageMapper, default_batch_size, resolve_device
-from pipelines.extract.reader import ImageReader, collate
+from pipelines.extract.inputs import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, infer_modality, list_inputs
+from pipelines.extract.mapper import resolve_device
+from pipelines.extract.stages import audio_stage, image_stage
 from pipelines.extract.writer import PartWriter, merge_error_parts, scan_committed, write_manifest
 from pipelines.versions import package_versions
 
@@ -54,6 +54,7 @@ class ExtractSummary:
     device: str
     embedding_dim: int
     errors_file: str | None
+    modality: str = "image"
 
 
 def default_workers() -> int:
@@ -63,50 +64,40 @@ def default_workers() -> int:
 
 
 def run_extraction(config: ExtractConfig, on_progress: Callable[[ExtractProgress], None] | None = None) -> ExtractSummary:
-    from pipelines.backbones import load_backbone
-
     report = on_progress or (lambda event: None)
-    items = list_inputs(config.inputs)
+    modality = infer_modality(config.inputs, config.modality)
+    items = list_inputs(config.inputs, AUDIO_EXTENSIONS if modality == "audio" else IMAGE_EXTENSIONS)
     if config.limit is not None:
         items = items[: config.limit]
-    backbone = load_backbone(config.backbone, config.weights)
     device = resolve_device(config.device)
+    stage = audio_stage(config, device) if modality == "audio" else image_stage(config, device)
     output = Path(config.output)
-    manifest = new_manifest(config, backbone, inputs=len(items))
+    manifest = new_manifest(config, stage, inputs=len(items))
+    manifest["compute"] = {"device": str(device), "precision": stage.precision}
     previous = prepare_output(output, manifest, config.overwrite)
     if previous:
         manifest["created"] = previous.get("created", manifest["created"])
 
     committed = scan_committed(output)
     todo = [item for item in items if item.id not in committed.ids]
-    mapper = ImageMapper(backbone, device, config.precision)
-    manifest["compute"] = {"device": str(device), "precision": mapper.precision}
-    workers = config.workers if config.workers is not None else default_workers()
-    batch_size = config.batch_size or default_batch_size(device)
+    workers = (config.workers if config.workers is not None else default_workers()) if todo else 0
     write_manifest(output, manifest)
     report(ExtractProgress("start", total=len(todo), info={
-        "backbone": backbone.name, "timm_name": backbone.timm_name, "weights_source": backbone.weights_source,
-        "device": str(device), "precision": mapper.precision, "resumed": len(items) - len(todo), "embedding_dim": backbone.embedding_dim,
-        "workers": workers, "batch_size": batch_size,
+        "modality": stage.modality, "backbone": stage.backbone, "timm_name": stage.architecture,
+        "weights_source": stage.weights_source, "note": stage.note, "device": str(device),
+        "precision": stage.precision, "resumed": len(items) - len(todo), "embedding_dim": stage.embedding_dim,
+        "workers": workers, "batch_size": stage.batch_size,
     }))
 
-    writer = PartWriter(output, backbone.embedding_dim, fingerprint(manifest), config.part_size, committed.next_part)
-    loader = torch.utils.data.DataLoader(
-        ImageReader(todo, backbone.data_config, config.max_image_pixels),
-        batch_size=batch_size,
-        num_workers=workers if todo else 0,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-        prefetch_factor=4 if workers and todo else None,
-    )
+    writer = PartWriter(output, stage.embedding_dim, fingerprint(manifest), config.part_size, committed.next_part,
+                        stage.extra_columns)
     processed = errors = 0
     started = time.perf_counter()
     try:
-        for batch in loader:
-            vectors = mapper(batch["images"]) if batch["images"] is not None else None
-            writer.add(batch["ids"], vectors, batch["errors"])
-            processed += len(batch["ids"]) + len(batch["errors"])
-            errors += len(batch["errors"])
+        for ids, vectors, error_records, extra in stage.rows(todo, workers):
+            writer.add(ids, vectors, error_records, extra)
+            processed += len(ids) + len(error_records)
+            errors += len(error_records)
             report(ExtractProgress("batch", total=len(todo), processed=processed, errors=errors))
             if processed >= ERROR_RATE_MIN_INPUTS and errors / processed > config.max_error_rate:
                 raise too_many_errors(errors, processed, config.max_error_rate, output)
@@ -128,9 +119,9 @@ def run_extraction(config: ExtractConfig, on_progress: Callable[[ExtractProgress
     return ExtractSummary(
         output=str(output), inputs=len(items), embedded=final.embedded, errors=final.errors,
         resumed=len(items) - len(todo), processed=processed, seconds=seconds,
-        items_per_second=processed / seconds if seconds > 0 else 0.0, backbone=backbone.name,
-        weights_source=backbone.weights_source, device=str(device), embedding_dim=backbone.embedding_dim,
-        errors_file=str(errors_file) if errors_file else None,
+        items_per_second=processed / seconds if seconds > 0 else 0.0, backbone=stage.backbone,
+        weights_source=stage.weights_source, device=str(device), embedding_dim=stage.embedding_dim,
+        errors_file=str(errors_file) if errors_file else None, modality=stage.modality,
     )
 
 
@@ -145,19 +136,20 @@ def timestamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def new_manifest(config: ExtractConfig, backbone, inputs: int) -> dict:
+def new_manifest(config: ExtractConfig, stage, inputs: int) -> dict:
     return {
         "olymp_format": FORMAT_VERSION,
         "kind": "embeddings",
         "status": "running",
-        "modality": "image",
-        "backbone": backbone.name,
-        "timm_name": backbone.timm_name,
-        "weights_source": backbone.weights_source,
-        "weights_sha256": backbone.weights_sha256,
+        "modality": stage.modality,
+        "backbone": stage.backbone,
+        "timm_name": stage.architecture,
+        "backbone_note": stage.note,
+        "weights_source": stage.weights_source,
+        "weights_sha256": stage.weights_sha256,
         "weights": config.weights,
-        "preprocessing": jsonable(backbone.data_config),
-        "embedding_dim": backbone.embedding_dim,
+        "preprocessing": jsonable(stage.preprocessing),
+        "embedding_dim": stage.embedding_dim,
         "inputs": str(config.inputs),
         "settings": {k: v for k, v in asdict(config).items() if k not in ("inputs", "output", "overwrite")},
         "versions": package_versions("torch", "torchvision", "timm", "pillow", "pyarrow"),

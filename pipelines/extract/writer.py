@@ -49,11 +49,10 @@ def read_error_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def embedding_schema(dim: int, metadata: dict) -> pa.Schema:
-    return pa.schema(
-        [pa.field("id", pa.string(), nullable=False), pa.field("embedding", pa.list_(pa.float32(), dim))],
-        metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()},
-    )
+def embedding_schema(dim: int, metadata: dict, extra_columns: dict | None = None) -> pa.Schema:
+    fields = [pa.field("id", pa.string(), nullable=False), pa.field("embedding", pa.list_(pa.float32(), dim))]
+    fields += [pa.field(name, kind) for name, kind in (extra_columns or {}).items()]
+    return pa.schema(fields, metadata={METADATA_KEY: json.dumps(metadata, sort_keys=True).encode()})
 
 
 @dataclass
@@ -97,9 +96,12 @@ def part_number(path: Path) -> int:
 class PartWriter:
     """Buffers rows and error records; commits a part every `part_size` inputs."""
 
-    def __init__(self, output: Path, dim: int, metadata: dict, part_size: int, first_part: int):
+    def __init__(self, output: Path, dim: int, metadata: dict, part_size: int, first_part: int,
+                 extra_columns: dict | None = None):
         self.output = output
-        self.schema = embedding_schema(dim, metadata)
+        self.extra_columns = dict(extra_columns or {})  # e.g. n_windows for audio
+        self.extra: dict[str, list] = {name: [] for name in self.extra_columns}
+        self.schema = embedding_schema(dim, metadata, self.extra_columns)
         self.dim = dim
         self.part_size = part_size
         self.next_part = first_part
@@ -111,10 +113,12 @@ class PartWriter:
     def pending(self) -> int:
         return len(self.ids) + len(self.errors)
 
-    def add(self, ids: list[str], vectors: np.ndarray, errors: list[dict]) -> None:
+    def add(self, ids: list[str], vectors: np.ndarray, errors: list[dict], extra: dict | None = None) -> None:
         if ids:
             self.ids.extend(ids)
             self.vectors.append(np.asarray(vectors, dtype=np.float32).reshape(len(ids), self.dim))
+            for name in self.extra_columns:
+                self.extra[name].extend(extra[name])
         self.errors.extend(errors)
         if self.pending >= self.part_size:
             self.flush()
@@ -128,16 +132,16 @@ class PartWriter:
             error_dir.mkdir(exist_ok=True)
             write_error_csv(error_dir / f"{name}.csv", self.errors)
         flat = np.concatenate(self.vectors).ravel() if self.vectors else np.zeros(0, np.float32)
-        table = pa.table(
-            {
-                "id": pa.array(self.ids, pa.string()),
-                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), self.dim),
-            },
-            schema=self.schema,
-        )
+        columns = {
+            "id": pa.array(self.ids, pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), self.dim),
+            **{name: pa.array(values, self.extra_columns[name]) for name, values in self.extra.items()},
+        }
+        table = pa.table(columns, schema=self.schema)
         write_atomic(self.output / f"{name}.parquet", lambda tmp: pq.write_table(table, tmp))
         self.next_part += 1
         self.ids, self.vectors, self.errors = [], [], []
+        self.extra = {name: [] for name in self.extra_columns}
 
 
 def merge_error_parts(output: Path) -> Path | None:

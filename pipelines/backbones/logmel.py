@@ -1,0 +1,194 @@
+"""Log-mel backbones: weight-free log-mel statistics, and any timm image model on log-mel "images".
+
+Both share one front end, `LogMel` (torch.stft + a librosa-style mel filterbank, run on the
+model's device in float32 with autocast off):
+
+    sample rate 32 kHz, n_fft 1024 (32 ms periodic Hann window), hop 320 (10 ms),
+    center=True with zero padding (librosa's default pad_mode="constant"),
+    power spectrogram -> Slaney mel filterbank (librosa.filters.mel defaults: slaney scale,
+    slaney area norm), 50-14000 Hz -> 10*log10(power + 1e-10) dB.
+
+`load_logmel_stats()` ("logmel-stats", 128-d, no weights): 64 mel bands; the embedding is the
+per-band mean over frames followed by the per-band standard deviation over frames (population
+std), i.e. [mean_0..mean_63, std_0..std_63]. A fast, honest baseline.
+
+`load_logmel_image(timm_name, weights)` (route 1: audio -> log-mel -> ImageNet CNN): 128 mel
+bands; each window becomes an image:
+    1. dB clamped to the window's top 80 dB (max - 80, like librosa.power_to_db(top_db=80));
+    2. min-max scaled to [0, 1] within that window (depends on that window only, so a clip gives
+       the same image alone or inside a batch; a silent window becomes all zeros);
+    3. laid out with time on the x-axis and mel on the y-axis, low frequencies at the bottom
+       (row 0 = highest band), then bilinearly resized (align_corners=False) to the model's
+       data_config input_size (H, W);
+    4. repeated to the model's input channels and normalized with its data_config mean/std;
+    5. the model's pooled pre-logits (`forward_head(..., pre_logits=True)`) are the embedding.
+Default window 5 s (501 frames squeezed into e.g. 224 pixels); weights as for image backbones
+(`load_backbone`: the packaged efficientnet_lite0 works offline, a path, or "random").
+
+Example:
+
+    backbone = load_logmel_stats()
+    vectors = backbone.embed(torch.randn(2, 32000 * 10))      # (2, 128)
+"""
+
+from __future__ import annotations
+
+import torch
+import torchaudio.functional as audio_functional
+from torch import nn
+
+from pipelines.backbones.audio_base import AudioBackbone
+from pipelines.backbones.registry import load_backbone
+
+SAMPLE_RATE = 32000
+N_FFT = 1024
+HOP_LENGTH = 320
+F_MIN = 50.0
+F_MAX = 14000.0
+POWER_FLOOR = 1e-10  # dB = 10*log10(power + POWER_FLOOR)
+
+STATS_N_MELS = 64
+STATS_WINDOW_SECONDS = 10.0
+IMAGE_N_MELS = 128
+IMAGE_WINDOW_SECONDS = 5.0
+IMAGE_TOP_DB = 80.0
+MIN_SECONDS = 0.1
+
+
+class LogMel(nn.Module):
+    """(B, samples) waveform -> (B, n_mels, frames) log-mel in dB, float32, autocast off."""
+
+    def __init__(self, n_mels: int, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT,
+                 hop_length: int = HOP_LENGTH, f_min: float = F_MIN, f_max: float = F_MAX):
+        super().__init__()
+        self.n_fft, self.hop_length = n_fft, hop_length
+        self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
+        fbanks = audio_functional.melscale_fbanks(
+            n_freqs=n_fft // 2 + 1, f_min=f_min, f_max=f_max, n_mels=n_mels,
+            sample_rate=sample_rate, norm="slaney", mel_scale="slaney",
+        )  # (freqs, mels)
+        self.register_buffer("mel_matrix", fbanks.T.contiguous(), persistent=False)  # (mels, freqs)
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=waveforms.device.type, enabled=False):
+            spectrum = torch.stft(
+                waveforms.float(), n_fft=self.n_fft, hop_length=self.hop_length, window=self.window,
+                center=True, pad_mode="constant", return_complex=True,
+            )
+            power = spectrum.real.square() + spectrum.imag.square()  # (B, freqs, frames)
+            mel = torch.matmul(self.mel_matrix, power)
+            return 10.0 * torch.log10(mel + POWER_FLOOR)
+
+
+class LogMelStats(nn.Module):
+    """(B, samples) -> (B, 2 * n_mels): per-band mean then per-band std of the log-mel over time."""
+
+    def __init__(self, n_mels: int = STATS_N_MELS):
+        super().__init__()
+        self.logmel = LogMel(n_mels)
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=waveforms.device.type, enabled=False):
+            db = self.logmel(waveforms)
+            return torch.cat([db.mean(dim=-1), db.std(dim=-1, unbiased=False)], dim=-1)
+
+
+class LogMelImage(nn.Module):
+    """(B, samples) -> log-mel image per window -> timm model's pooled pre-logits (B, D)."""
+
+    def __init__(self, image_model: nn.Module, input_size: tuple[int, int, int],
+                 mean: tuple[float, ...], std: tuple[float, ...], n_mels: int = IMAGE_N_MELS):
+        super().__init__()
+        self.logmel = LogMel(n_mels)
+        self.image_model = image_model
+        self.channels, self.height, self.width = (int(v) for v in input_size)
+        self.register_buffer("mean", _per_channel(mean, self.channels), persistent=False)
+        self.register_buffer("std", _per_channel(std, self.channels), persistent=False)
+
+    def images(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """The normalized (B, C, H, W) images the image model sees (float32, autocast off)."""
+        with torch.autocast(device_type=waveforms.device.type, enabled=False):
+            db = self.logmel(waveforms)  # (B, mels, frames)
+            top = db.amax(dim=(1, 2), keepdim=True)
+            db = torch.maximum(db, top - IMAGE_TOP_DB)
+            low = db.amin(dim=(1, 2), keepdim=True)
+            unit = (db - low) / (top - low).clamp_min(1e-6)  # a silent window: all zeros
+            unit = unit.flip(1).unsqueeze(1)  # (B, 1, mels, frames), low frequencies at the bottom
+            unit = nn.functional.interpolate(unit, size=(self.height, self.width), mode="bilinear",
+                                             align_corners=False)
+            return (unit.expand(-1, self.channels, -1, -1) - self.mean) / self.std
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        images = self.images(waveforms)
+        return self.image_model.forward_head(self.image_model.forward_features(images), pre_logits=True)
+
+
+def load_logmel_stats(name: str = "logmel-stats") -> AudioBackbone:
+    """Weight-free per-band log-mel mean and std (128-d): instant, no download, no GPU needed."""
+    model = LogMelStats().eval()
+    return AudioBackbone(
+        name=name,
+        model=model,
+        sample_rate=SAMPLE_RATE,
+        window_seconds=STATS_WINDOW_SECONDS,
+        min_seconds=MIN_SECONDS,
+        embedding_dim=_measure_dim(model, SAMPLE_RATE),
+        frontend={**_frontend(STATS_N_MELS), "pooling": "concat(mean over frames, population std over frames)"},
+        weights_source="none: weight-free features",
+        weights_sha256=None,
+        architecture="logmel-stats",
+    )
+
+
+def load_logmel_image(timm_name: str, weights: str | None) -> AudioBackbone:
+    """A timm image backbone on log-mel images; weights resolved by `load_backbone` (offline)."""
+    image = load_backbone(timm_name, weights)
+    config = image.data_config
+    input_size = tuple(int(v) for v in config["input_size"])
+    model = LogMelImage(image.model, input_size, tuple(config["mean"]), tuple(config["std"])).eval()
+    frontend = {
+        **_frontend(IMAGE_N_MELS),
+        "image": {
+            "top_db": IMAGE_TOP_DB,
+            "scaling": "per-window min-max to [0, 1] after clamping to the top 80 dB",
+            "layout": "x = time, y = mel (low frequencies at the bottom)",
+            "resize": "bilinear, align_corners=False",
+            "input_size": list(input_size),
+            "mean": [float(v) for v in config["mean"]],
+            "std": [float(v) for v in config["std"]],
+        },
+    }
+    return AudioBackbone(
+        name=image.name,
+        model=model,
+        sample_rate=SAMPLE_RATE,
+        window_seconds=IMAGE_WINDOW_SECONDS,
+        min_seconds=MIN_SECONDS,
+        embedding_dim=_measure_dim(model, SAMPLE_RATE),
+        frontend=frontend,
+        weights_source=image.weights_source,
+        weights_sha256=image.weights_sha256,
+        architecture=f"logmel-image:{image.timm_name}",
+    )
+
+
+def _frontend(n_mels: int) -> dict:
+    return {
+        "sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "win_length": N_FFT, "hop_length": HOP_LENGTH,
+        "window": "hann (periodic)", "center": True, "pad_mode": "constant", "power": 2.0,
+        "n_mels": n_mels, "f_min": F_MIN, "f_max": F_MAX, "mel_scale": "slaney", "mel_norm": "slaney",
+        "log": f"10*log10(power + {POWER_FLOOR:g})",
+    }
+
+
+def _per_channel(values: tuple[float, ...], channels: int) -> torch.Tensor:
+    values = tuple(float(v) for v in values)
+    if len(values) == 1:
+        values = values * channels
+    return torch.tensor(values, dtype=torch.float32).view(1, channels, 1, 1)
+
+
+def _measure_dim(model: nn.Module, sample_rate: int) -> int:
+    """Width of the embedding, from one forward of one second of silence."""
+    with torch.inference_mode():
+        return int(model(torch.zeros(1, sample_rate)).shape[1])
