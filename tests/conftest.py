@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,35 @@ def make_csv():
 def make_separable():
     """Factory: make_separable(n_rows, dim=16, n_classes=3, seed=0) -> (X float32, y int)."""
     return separable
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to open a network connection fails the test: olymp must work offline.
+    Unix-domain sockets stay allowed: DataLoader workers pass tensors through them."""
+    connect = socket.socket.connect
+
+    def local_only(sock: socket.socket, address, *args, **kwargs):
+        if sock.family == socket.AF_UNIX:
+            return connect(sock, address, *args, **kwargs)
+        raise AssertionError(f"olymp tried to use the network ({address})")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("olymp tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", local_only)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture
+def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face hub cache that olymp sees through HF_HUB_CACHE."""
+    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME"):
+        monkeypatch.delenv(variable, raising=False)
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    return cache
 
 
 def pytest_collection_modifyitems(config, items):

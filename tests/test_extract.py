@@ -282,3 +282,13 @@ def test_precision_auto_follows_the_hardware_and_stays_close_to_fp32(tmp_path):
     a, b = runs["fp32"].vectors, runs["bf16"].vectors
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cosine.min() > 0.99
+
+
+def test_decode_workers_give_the_same_rows(tmp_path):
+    write_images(tmp_path / "imgs", 9)
+    write_broken_images(tmp_path / "imgs")
+    inline = read_embeddings(run_extraction(tiny_config(tmp_path / "imgs", tmp_path / "w0", max_error_rate=1.0)).output)
+    summary = run_extraction(tiny_config(tmp_path / "imgs", tmp_path / "w2", workers=2, max_error_rate=1.0))
+    parallel = read_embeddings(summary.output)
+    assert list(parallel.ids) == list(inline.ids) and summary.errors == 4
+    np.testing.assert_allclose(parallel.vectors, inline.vectors, rtol=1e-4, atol=1e-5)

@@ -130,3 +130,16 @@ def test_audio_resume_after_interruption(tmp_path):
     assert summary.resumed > 0
     ids = list(read_embeddings(tmp_path / "emb").ids)
     assert sorted(ids) == [f"c{i:02d}" for i in range(12)]
+
+
+def test_decode_workers_share_the_files_without_loss_or_duplicates(tmp_path):
+    clips = write_mixed_clips(tmp_path / "clips")
+    write_broken_clips(tmp_path / "clips")
+    inline = read_embeddings(run_extraction(audio_config(tmp_path / "clips", tmp_path / "w0", window=0.5,
+                                                         max_error_rate=1.0)).output)
+    summary = run_extraction(audio_config(tmp_path / "clips", tmp_path / "w2", window=0.5, workers=2, max_error_rate=1.0))
+    parallel = read_embeddings(summary.output)
+    assert sorted(parallel.ids) == sorted(inline.ids) == sorted(clips)
+    assert summary.errors == 4
+    order_a, order_b = np.argsort(inline.ids), np.argsort(parallel.ids)
+    np.testing.assert_allclose(inline.vectors[order_a], parallel.vectors[order_b], rtol=1e-4, atol=1e-4)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import socket
 from pathlib import Path
 
 import librosa
@@ -27,25 +26,6 @@ FORWARD_SECONDS = {
     "panns-resnet22": 1.0,
     "panns-wavegram-logmel-cnn14": 1.0,
 }
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("pipelines.backbones.panns tried to use the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
-
-@pytest.fixture
-def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME"):
-        monkeypatch.delenv(variable, raising=False)
-    cache = tmp_path / "hub"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    return cache
 
 
 @pytest.fixture(scope="module")

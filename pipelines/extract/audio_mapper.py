@@ -8,14 +8,13 @@ the clip's row when its last window has been embedded.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from pipelines.errors import ConfigError
-from pipelines.extract.mapper import resolve_precision
+from pipelines.extract.mapper import autocast_for, resolve_precision
 
 POOLINGS = ("mean", "max", "meanmax")
 
@@ -27,16 +26,10 @@ class AudioMapper:
         self.precision = resolve_precision(precision, device)
         self.model = backbone.model.to(device).eval()
 
-    def _autocast(self):
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
-
     @torch.inference_mode()
     def __call__(self, waveforms: torch.Tensor) -> np.ndarray:
         batch = waveforms.to(self.device, non_blocking=True).float()
-        with self._autocast():
+        with autocast_for(self.device, self.precision):
             embeddings = self.backbone.embed(batch)
         return embeddings.float().cpu().numpy()
 
