@@ -90,6 +90,10 @@ def extract_raw(source: str, trained: dict, run_dir: Path, config: PredictConfig
     name = f"{Path(source).stem or 'test'}-{re.sub(r'[^A-Za-z0-9._-]+', '_', backbone)}"
     output = run_dir / TEST_EMBEDDINGS_DIR / name
     notify("info", f"extracting {source} with {backbone} -> {output}")
+    settings = trained.get("settings") or {}
+    # Everything that shapes the embedding as in training (modality, audio windows, pooling);
+    # device and batch size are this machine's business.
+    shaping = {key: settings[key] for key in ("modality", "window", "hop", "pool", "max_image_pixels") if key in settings}
     run_extraction(
         ExtractConfig(
             inputs=str(source),
@@ -98,6 +102,7 @@ def extract_raw(source: str, trained: dict, run_dir: Path, config: PredictConfig
             weights=_extraction_weights(trained),
             device=config.device,
             batch_size=config.batch_size,
+            **shaping,
         )
     )
     return str(output)

@@ -336,6 +336,8 @@ def run_manifest(config: TrainConfig, data: TrainingData, names: list[str], fitt
                 "weights": emb.manifest.get("weights"),
                 "weights_source": emb.manifest.get("weights_source"),
                 "embedding_dim": emb.dim,
+                # how extract was run: predict re-runs it the same way on raw test inputs
+                "settings": emb.manifest.get("settings", {}),
             }
             for emb, path in zip(data.sets, config.embeddings)
         ],
