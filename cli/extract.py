@@ -10,7 +10,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli.console import console, err_console, exit_on_error
 from pipelines.extract.config import ExtractConfig
-from pipelines.extract.runner import ExtractProgress, run_extraction
 
 
 def extract(
@@ -43,6 +42,8 @@ def extract(
         batch_size=batch_size, workers=workers, part_size=part_size, max_error_rate=max_error_rate,
         limit=limit, overwrite=overwrite,
     )
+    from pipelines.extract.runner import run_extraction  # torch: imported only when extracting
+
     with exit_on_error(), ExtractView() as view:
         summary = run_extraction(config, on_progress=view.update)
     render_summary(summary)
@@ -67,7 +68,7 @@ class ExtractView:
             self.progress.stop()
         return False
 
-    def update(self, event: ExtractProgress) -> None:
+    def update(self, event) -> None:  # pipelines.extract.runner.ExtractProgress
         if event.stage == "start":
             info = event.info
             err_console.print(

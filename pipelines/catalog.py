@@ -1,14 +1,16 @@
 """The backbone catalog (`configs/backbones.toml`) as typed, frozen entries.
 
-The catalog gives short names, the Hugging Face ids contestants know, offline weight
-sources and ranking figures to models that are otherwise plain timm architectures.
+One entry per model olymp knows by name: the timm image CNNs, olymp's audio backbones, and
+the few models contestants ask about that olymp cannot extract (said plainly in the entry).
+`extract` resolves names and Hugging Face ids through it, `recommend` ranks by its figures,
+`weights` lists and downloads what each entry needs offline.
 """
 
 from __future__ import annotations
 
 import functools
 import tomllib
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,12 @@ from typing import Any
 from pipelines.errors import ConfigError
 
 CATALOG_RESOURCE = "backbones.toml"  # inside the `configs` package
-MODALITIES = ("image",)  # audio and text entries come later
+MODALITIES = ("image", "audio", "both")  # "both": an image CNN also usable on log-mel "images"
+INPUTS = ("image", "waveform", "log-mel")
+SPEED_TIERS = ("fast", "medium", "slow")
+SIZE_TIERS = ("small", "medium", "large")  # dataset sizes: <10k, 10k-100k, >100k files
+OFFLINE_KINDS = ("hf-cache", "file", "none")  # plus "package:<pip name>"
+PACKAGE_PREFIX = "package:"
 
 
 @dataclass(frozen=True)
@@ -35,23 +42,52 @@ class PackagePreprocess:
 
 @dataclass(frozen=True)
 class BackboneEntry:
+    # --- identity: what to type, and what gets built
     name: str  # short name for `--backbone`; shadows a timm model of the same name
-    family: str  # architecture family, for grouping and `recommend`
-    modality: str  # input kind: "image" (audio/text later)
-    timm_name: str  # exact timm architecture built by timm.create_model
-    embedding_dim: int  # width of the pooled pre-logits (tests check it against a forward pass)
-    input_size: int  # square side, in pixels, the weights were evaluated at
-    params_m: float  # parameters in millions, classifier included
-    offline_weights: str  # where weights come from without network: "package:<pip name>" or "hf-cache"
-    hf_ids: tuple[str, ...] = ()  # HF ids that resolve to this entry; the timm/ ones are looked up in the cache
-    notes: str = ""  # one line for listings: what the model is good for
+    family: str  # architecture family, for grouping and `recommend` ("resnet", "panns", ...)
+    modality: str  # "image", "audio", or "both" (an image CNN also used on log-mel audio)
+    input: str  # what the network consumes: "image" pixels, a raw "waveform", or a "log-mel" spectrogram
+    timm_name: str = ""  # timm architecture (optionally .tag) built by timm.create_model; "" for olymp audio models
+    audio_model: str = ""  # olymp audio backbone for `--backbone` (panns-cnn14, vggish, ...); "" for timm models
+    extractable: bool = True  # False: olymp cannot extract it (listed so `recommend` can say so plainly)
+
+    # --- figures (tests check embedding_dim and params_m against the built model)
+    embedding_dim: int = 0  # width of the pooled pre-logits / embedding vector
+    params_m: float = 0.0  # parameters in millions, classifier included
+    gflops: float = 0.0  # multiply-adds in billions (the papers' "GFLOPs"): per image at input_size; per 10 s clip for audio
+    imagenet_top1: float | None = None  # ImageNet-1k top-1 (%) of the default weights, timm's published eval; None for audio
+    input_size: int = 0  # square side in pixels the weights were trained at (images; 0 for audio-only models)
+    sample_rate: int = 0  # Hz the model expects (audio and "both"; 0 for image-only models)
+
+    # --- advice, read by `recommend` and the README
+    speed_tier: str = "medium"  # "fast" | "medium" | "slow": from gflops (image <=2 / <=8 / more; audio per 10 s <=10 / <=30 / more)
+    size_tier: str = "medium"  # dataset size it suits: "small" (<10k files), "medium" (10k-100k), "large" (>100k)
+    when_to_use: str = ""  # one line: the situation this model is the right pick for
+    when_not_to: str = ""  # one line: when to pick something else, and what
+    avoid: str = ""  # non-empty: listed as "don't use", with this reason
+
+    # --- weights offline
+    offline_weights: str = "hf-cache"  # "package:<pip name>" | "hf-cache" | "file" (only via --weights PATH) | "none"
+    hf_ids: tuple[str, ...] = ()  # HF ids that resolve to this entry; the first timm/ id (else the first) is what `weights pull` fetches
+    notes: str = ""  # one line for listings
     package_preprocess: PackagePreprocess | None = None  # verified preprocessing for the package weights
 
     @property
     def weights_package(self) -> str | None:
         """The pip distribution shipping this entry's weights, if any."""
-        prefix = "package:"
+        prefix = PACKAGE_PREFIX
         return self.offline_weights.removeprefix(prefix) if self.offline_weights.startswith(prefix) else None
+
+    @property
+    def backbone_name(self) -> str:
+        """What `olymp extract --backbone` builds for this entry ("" when it cannot be extracted)."""
+        return (self.timm_name and self.name) or self.audio_model
+
+    @property
+    def pull_repo(self) -> str | None:
+        """The HF repo `olymp weights pull` downloads: the first timm/ id, else the first id."""
+        timm_ids = [hf_id for hf_id in self.hf_ids if hf_id.startswith("timm/")]
+        return (timm_ids or list(self.hf_ids) or [None])[0]
 
 
 def load_catalog(path: Path | None = None) -> list[BackboneEntry]:
@@ -62,12 +98,24 @@ def load_catalog(path: Path | None = None) -> list[BackboneEntry]:
 
 
 def find_entry(name: str) -> BackboneEntry | None:
-    """The entry whose name or one of whose HF ids is `name` (case-insensitive), or None."""
+    """The entry whose name, HF id or audio_model is `name` (case-insensitive), or None."""
     wanted = name.strip().casefold()
     for entry in _packaged_catalog():
-        if wanted == entry.name.casefold() or wanted in (hf_id.casefold() for hf_id in entry.hf_ids):
+        if wanted in _keys(entry):
             return entry
     return None
+
+
+def entries_for(modality: str) -> list[BackboneEntry]:
+    """The entries usable for `modality` ("image" or "audio"): that modality or "both"."""
+    if modality not in MODALITIES:
+        raise ConfigError(f"modality {modality!r} is not one of {', '.join(MODALITIES)}")
+    return [entry for entry in _packaged_catalog() if entry.modality in (modality, "both")]
+
+
+def _keys(entry: BackboneEntry) -> list[str]:
+    """Everything an entry answers to, casefolded, name first, without repeats."""
+    return list(dict.fromkeys(key.casefold() for key in (entry.name, entry.audio_model, *entry.hf_ids) if key))
 
 
 @functools.cache
@@ -90,30 +138,70 @@ def _read_catalog(raw: bytes, origin: str) -> tuple[BackboneEntry, ...]:
     return entries
 
 
+# Required keys: the identity, the figures and the advice; the rest have defaults.
+_REQUIRED_KEYS = (
+    "name", "family", "modality", "input", "embedding_dim", "params_m", "gflops",
+    "speed_tier", "size_tier", "when_to_use", "when_not_to", "offline_weights",
+)
+
+
 def _parse_entry(table: dict[str, Any], where: str) -> BackboneEntry:
     name = table.get("name")
     if isinstance(name, str):
         where = f"{where} ({name})"
     _reject_unknown_keys(table, _field_names(BackboneEntry), where)
-    _require_keys(table, BackboneEntry, where)
+    missing = [key for key in _REQUIRED_KEYS if key not in table]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {', '.join(map(repr, missing))}")
+    top1 = _optional_float(table, "imagenet_top1", where)
     entry = BackboneEntry(
         name=_typed(table, "name", str, where),
         family=_typed(table, "family", str, where),
-        modality=_typed(table, "modality", str, where),
-        timm_name=_typed(table, "timm_name", str, where),
+        modality=_choice(table, "modality", MODALITIES, where),
+        input=_choice(table, "input", INPUTS, where),
+        timm_name=_typed(table, "timm_name", str, where, default=""),
+        audio_model=_typed(table, "audio_model", str, where, default=""),
+        extractable=_typed(table, "extractable", bool, where, default=True),
         embedding_dim=_typed(table, "embedding_dim", int, where),
-        input_size=_typed(table, "input_size", int, where),
         params_m=float(_typed(table, "params_m", (int, float), where)),
+        gflops=float(_typed(table, "gflops", (int, float), where)),
+        imagenet_top1=top1,
+        input_size=_typed(table, "input_size", int, where, default=0),
+        sample_rate=_typed(table, "sample_rate", int, where, default=0),
+        speed_tier=_choice(table, "speed_tier", SPEED_TIERS, where),
+        size_tier=_choice(table, "size_tier", SIZE_TIERS, where),
+        when_to_use=_typed(table, "when_to_use", str, where),
+        when_not_to=_typed(table, "when_not_to", str, where),
+        avoid=_typed(table, "avoid", str, where, default=""),
         offline_weights=_typed(table, "offline_weights", str, where),
         hf_ids=tuple(_string_list(table, "hf_ids", where)),
         notes=_typed(table, "notes", str, where, default=""),
         package_preprocess=_parse_preprocess(table.get("package_preprocess"), f"{where} package_preprocess"),
     )
-    if entry.modality not in MODALITIES:
-        raise ConfigError(f"{where}: modality {entry.modality!r} is not one of {', '.join(MODALITIES)}")
-    if entry.offline_weights != "hf-cache" and not entry.weights_package:
-        raise ConfigError(f'{where}: offline_weights must be "hf-cache" or "package:<pip name>"')
+    _check_consistency(entry, where)
     return entry
+
+
+def _check_consistency(entry: BackboneEntry, where: str) -> None:
+    weights = entry.offline_weights
+    if weights not in OFFLINE_KINDS and not (entry.weights_package or "").strip():
+        raise ConfigError(
+            f'{where}: offline_weights must be "package:<pip name>", "hf-cache", "file" or "none", got {weights!r}'
+        )
+    if entry.extractable and bool(entry.timm_name) == bool(entry.audio_model):
+        raise ConfigError(
+            f"{where}: set exactly one of timm_name (image CNNs) and audio_model (olymp audio backbones), "
+            "or extractable = false"
+        )
+    if entry.input == "image" and entry.input_size <= 0:
+        raise ConfigError(f'{where}: input = "image" needs input_size (pixels) > 0')
+    if entry.modality in ("audio", "both") and entry.sample_rate <= 0:
+        raise ConfigError(f"{where}: modality {entry.modality!r} needs sample_rate (Hz) > 0")
+    if entry.modality == "image" and entry.input != "image":
+        raise ConfigError(f'{where}: an image model must have input = "image", got {entry.input!r}')
+    for key in ("embedding_dim", "params_m", "gflops"):
+        if getattr(entry, key) < 0:
+            raise ConfigError(f"{where}: {key} must be >= 0")
 
 
 def _parse_preprocess(table: Any, where: str) -> PackagePreprocess | None:
@@ -147,13 +235,6 @@ def _reject_unknown_keys(table: dict[str, Any], allowed: set[str], where: str) -
         )
 
 
-def _require_keys(table: dict[str, Any], cls: type, where: str) -> None:
-    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
-    missing = [key for key in required if key not in table]
-    if missing:
-        raise ConfigError(f"{where}: missing key(s) {', '.join(map(repr, missing))}")
-
-
 _REQUIRED: Any = object()  # sentinel: the key has no default
 
 
@@ -161,10 +242,18 @@ def _typed(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where
     if key not in table and default is not _REQUIRED:
         return default
     value = table[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
     # bool is an int in Python; `embedding_dim = true` is still a mistake.
-    if isinstance(value, bool) or not isinstance(value, kind):
-        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        expected = " or ".join(k.__name__ for k in kinds)
         raise ConfigError(f"{where}: {key} must be {expected}, got {value!r}")
+    return value
+
+
+def _choice(table: dict[str, Any], key: str, allowed: tuple[str, ...], where: str) -> str:
+    value = _typed(table, key, str, where)
+    if value not in allowed:
+        raise ConfigError(f"{where}: {key} {value!r} is not one of {', '.join(allowed)}")
     return value
 
 
@@ -200,8 +289,7 @@ def _is_number(value: Any) -> bool:
 def _reject_duplicate_names(entries: tuple[BackboneEntry, ...], origin: str) -> None:
     seen: dict[str, str] = {}
     for entry in entries:
-        for key in (entry.name, *entry.hf_ids):
-            folded = key.casefold()
-            if folded in seen:
-                raise ConfigError(f"{origin}: {key!r} is used by both {seen[folded]!r} and {entry.name!r}")
-            seen[folded] = entry.name
+        for key in _keys(entry):  # an entry's own name and audio_model may coincide
+            if key in seen:
+                raise ConfigError(f"{origin}: {key!r} is used by both {seen[key]!r} and {entry.name!r}")
+            seen[key] = entry.name

@@ -13,7 +13,6 @@ assign folds -> fit one head per fold -> write the run directory:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -31,6 +30,7 @@ from pipelines.embeddings import EmbeddingSet, fingerprint, read_embeddings, rea
 from pipelines.errors import ConfigError, InputError
 from pipelines.heads import get_head
 from pipelines.tasks import TASKS, Target, infer_task, prior
+from pipelines.hashing import file_sha256
 from pipelines.versions import package_versions
 
 RUN_MANIFEST = "manifest.json"
@@ -202,13 +202,6 @@ def _json_ready(value):
     return value
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _versions() -> dict:
     found = package_versions("torch", "lightgbm", "scikit-learn", "numpy", "pandas")
@@ -343,7 +336,7 @@ def run_manifest(config: TrainConfig, data: TrainingData, names: list[str], fitt
         ],
         "labels": {
             "path": str(labels_path.resolve()),
-            "sha256": _sha256(labels_path),
+            "sha256": file_sha256(labels_path),
             "id_col": config.id_col,
             "target_col": config.target_col,
             "group_col": config.group_col,

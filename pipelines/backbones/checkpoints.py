@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file as load_safetensors
 
+from pipelines.hashing import file_sha256  # noqa: F401 - re-exported for the loaders
 from pipelines.errors import WeightsError
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -24,14 +24,6 @@ EXAMPLES_IN_ERRORS = 3
 @dataclass(frozen=True)
 class FitResult:
     classifier_dropped: bool  # the checkpoint's classifier did not fit: the model now has none
-
-
-def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

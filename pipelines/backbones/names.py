@@ -47,7 +47,7 @@ def resolve_name(name: str) -> ResolvedName:
     repo_id = requested.removeprefix(HF_HUB_PREFIX) if requested.startswith(HF_HUB_PREFIX) else None
     key = repo_id or requested
     entry = find_entry(key)
-    if entry is not None:
+    if entry is not None and entry.timm_name:  # audio-only and non-extractable entries are not timm models
         return _from_catalog(requested, key, entry)
     if repo_id is not None or "/" in requested:
         return _from_hub_repo(requested, key)
@@ -146,7 +146,7 @@ def _unknown_name_message(name: str) -> str:
             f"timm model {architecture} has no pretrained tag {tag!r}; known tags: "
             f"{', '.join(tags[:8]) or 'none'}. Pass --backbone {architecture}.<tag>"
         )
-    catalog_names = [entry.name for entry in load_catalog()]
+    catalog_names = [entry.name for entry in load_catalog() if entry.timm_name]
     candidates = list(dict.fromkeys(catalog_names + timm.list_models()))
     close = difflib.get_close_matches(name.lower(), candidates, n=3, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}? " if close else ""

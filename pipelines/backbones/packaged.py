@@ -11,10 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-
-import torch
+from typing import TYPE_CHECKING
 
 from pipelines.errors import WeightsError
+
+if TYPE_CHECKING:  # the module is read by `olymp weights list`, which must not import torch
+    import torch
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,96 @@
+"""`olymp recommend`: which backbone for this data, machine and time budget?"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from cli.console import console, err_console, exit_on_error
+from pipelines.recommend import RecommendConfig, Recommendation, format_duration, recommend as run_recommend
+
+
+def recommend(
+    data_path: Annotated[Optional[Path], typer.Argument(help="Folder or CSV/Parquet listing to probe (optional with --modality and --n-items).", exists=True)] = None,
+    modality: Annotated[Optional[str], typer.Option(help="image | audio (default: from the files).")] = None,
+    n_items: Annotated[Optional[int], typer.Option(min=1, help="Dataset size (default: files counted).")] = None,
+    priority: Annotated[str, typer.Option(help="balanced | quality | speed | baseline")] = "balanced",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda: where extraction will run.")] = "auto",
+    time_budget: Annotated[Optional[str], typer.Option(help="Time for the whole extraction: 90s, 30m, 2h.")] = None,
+    deploy: Annotated[str, typer.Option(help="cloud | edge | mobile")] = "cloud",
+    task: Annotated[str, typer.Option(help="classification | detection | segmentation")] = "classification",
+    all_entries: Annotated[bool, typer.Option("--all", help="List every candidate, don't-use entries last.")] = False,
+    top: Annotated[int, typer.Option(min=1, help="Candidates shown.")] = 5,
+    measure: Annotated[bool, typer.Option(help="Time a few batches of each top candidate on this machine (random weights).")] = False,
+    trial: Annotated[Optional[Path], typer.Option(help="Labels CSV (id,label): bake-off of the top candidates on a sample.", exists=True, dir_okay=False)] = None,
+    trial_size: Annotated[int, typer.Option(min=6, help="Labelled items in the bake-off sample (stratified).")] = 200,
+    trial_top: Annotated[int, typer.Option(min=1, help="Candidates in the bake-off.")] = 3,
+    trial_weights: Annotated[Optional[str], typer.Option(help="Bake-off weights: default offline auto; 'random' for smoke tests.")] = None,
+    id_col: Annotated[str, typer.Option(help="Id column of the --trial CSV.")] = "id",
+    target_col: Annotated[str, typer.Option(help="Label column of the --trial CSV.")] = "label",
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout only.")] = False,
+) -> None:
+    """Rank catalog backbones for your data, machine and time budget; print the extract command.
+
+    Example:  olymp recommend data/train --time-budget 10m
+
+    Without data:  olymp recommend --modality audio --n-items 5000 --priority speed
+    """
+    config = RecommendConfig(
+        data_path=str(data_path) if data_path else None, modality=modality, n_items=n_items, priority=priority,
+        device=device, time_budget=time_budget, deploy=deploy, task=task, show_all=all_entries, top=top,
+        measure=measure, trial_labels=str(trial) if trial else None, trial_size=trial_size, trial_top=trial_top,
+        trial_weights=trial_weights, id_col=id_col, target_col=target_col,
+    )
+    progress = None if as_json else (lambda message: err_console.print(f"[dim]{message}[/]", highlight=False))
+    with exit_on_error():
+        result = run_recommend(config, on_progress=progress)
+    if as_json:
+        typer.echo(json.dumps(result.as_json(), indent=2))
+        return
+    render(result)
+
+
+def render(result: Recommendation) -> None:
+    c, probe = result.constraints, result.probe
+    if probe is not None:
+        console.print(f"[bold]data[/]      {probe_line(probe)}", highlight=False, soft_wrap=True)
+    budget = format_duration(c.time_budget_s) if c.time_budget_s else "none"
+    console.print(
+        f"[bold]for[/]       {c.n_items:,} {c.modality} items, priority {c.priority}, {c.device}, budget {budget}, "
+        f"{c.deploy}, {c.task}", highlight=False,
+    )
+    trial = result.trial is not None
+    table = Table(show_lines=False)
+    for column in ("#", "backbone", "why", "time", "dim", "weights offline") + (("trial acc.",) if trial else ()):
+        table.add_column(column, overflow="fold")
+    for x in result.candidates:
+        time_text = "-" if x.estimated_seconds is None else f"~{format_duration(x.estimated_seconds)} ({x.time_source})"
+        if x.fits_budget is False:
+            time_text = f"[red]{time_text}[/]"
+        row = [str(x.rank), f"[dim]{x.name}[/]" if x.avoid else f"[bold]{x.name}[/]", "; ".join(x.reasons),
+               time_text, str(x.entry.embedding_dim), x.weights_offline]
+        if trial:
+            row.append(f"{x.trial_score:.3f} ({x.trial_seconds:.0f} s)" if x.trial_score is not None else x.trial_skipped or "-")
+        table.add_row(*row)
+    console.print(table)
+    for note in result.notes:
+        console.print(f"[yellow]note[/]: {note}", highlight=False, soft_wrap=True)
+    if result.command:
+        console.print("[bold]next[/]:", highlight=False)
+        console.print(result.command, highlight=False, soft_wrap=True, markup=False)
+
+
+def probe_line(probe) -> str:
+    parts = [f"{probe.n_items:,} {probe.modality} files ({', '.join(f'{k} {v}' for k, v in probe.extensions.items())})"]
+    if probe.image_size_median:
+        w, h = probe.image_size_median
+        parts.append(f"median {w}×{h} px")
+    if probe.duration_median_s is not None:
+        rates = ", ".join(f"{rate} Hz" for rate in probe.sample_rates)
+        parts.append(f"median {probe.duration_median_s:g} s, max {probe.duration_max_s:g} s, {rates}")
+    parts.append(f"{probe.unreadable} of {probe.sampled} sampled unreadable")
+    return "; ".join(parts)

@@ -1,0 +1,102 @@
+"""`olymp weights list | pull | verify`: which backbone weights are on this machine, and getting them."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cli.console import console, err_console, exit_on_error
+
+app = typer.Typer(
+    help="Which backbone weights are usable offline; download them while online; check them.\n\n"
+    "Example:  olymp weights list",
+    no_args_is_help=True,
+)
+
+_STATE_STYLE = {"available": "green", "missing": "red", "needs-file": "yellow", "not-extractable": "dim"}
+
+
+@app.command("list")
+def list_weights(
+    names: Annotated[list[str] | None, typer.Argument(help="Only these catalog entries (default: all).", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of the table.")] = False,
+) -> None:
+    """Every catalog backbone: are its weights usable offline right now, from where, or how to get them.
+
+    Example:  olymp weights list --json
+    """
+    from pipelines.weights import as_json as to_json
+    from pipelines.weights import list_status
+
+    with exit_on_error():
+        statuses = list_status(names or ())
+    if as_json:
+        typer.echo(json.dumps(to_json(statuses), indent=2))
+        return
+    table = Table(title="Backbone weights on this machine", title_justify="left")
+    table.add_column("backbone", no_wrap=True)
+    table.add_column("modality", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("from / fix", overflow="fold")
+    for status in statuses:
+        style = _STATE_STYLE.get(status.state, "")
+        table.add_row(status.name, status.modality, f"[{style}]{status.state}[/]", status.source or status.fix)
+    console.print(table)
+
+
+@app.command("pull")
+def pull_weights(
+    names: Annotated[list[str], typer.Argument(help="Catalog names or HF ids (olymp weights list).", show_default=False)],
+) -> None:
+    """Download catalog weights into the Hugging Face cache (HF_HOME) while online, and record their SHA-256.
+
+    Example:  olymp weights pull resnet50 convnext_tiny panns-cnn14
+    """
+    from pipelines.weights import pull, record_path
+
+    def on_start(entry, repo_id: str) -> None:
+        err_console.print(f"pulling [bold]{entry.name}[/] from {repo_id} ...", highlight=False)
+
+    with exit_on_error():
+        results = pull(names, on_start=on_start)
+    for result in results:
+        size = sum(f.size for f in result.files) / 1e6
+        console.print(
+            f"[green]ok[/] {result.name}: {result.repo_id} @ {result.revision[:10]} "
+            f"({len(result.files)} files, {size:.1f} MB) in {result.snapshot}",
+            highlight=False, soft_wrap=True,
+        )
+    console.print(f"recorded in {record_path()}; check later with: olymp weights verify", highlight=False)
+
+
+@app.command("verify")
+def verify_weights(
+    names: Annotated[list[str] | None, typer.Argument(help="Only these entries (default: all pulled).", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of the table.")] = False,
+) -> None:
+    """Recompute the SHA-256 of pulled weights and compare with the record; exit 1 on any MISMATCH or MISSING.
+
+    Example:  olymp weights verify resnet50
+    """
+    from pipelines.weights import as_json as to_json
+    from pipelines.weights import verify
+
+    with exit_on_error():
+        results = verify(names or ())
+    if as_json:
+        typer.echo(json.dumps(to_json(results), indent=2))
+    else:
+        table = Table(title="Pulled weights", title_justify="left")
+        for column in ("backbone", "repo", "file", "status", "detail"):
+            table.add_column(column, overflow="fold")
+        for result in results:
+            style = "green" if result.status == "OK" else "red"
+            table.add_row(result.name, result.repo_id, result.path, f"[{style}]{result.status}[/]", result.detail)
+        console.print(table)
+    bad = [result for result in results if result.status != "OK"]
+    if bad:
+        err_console.print(f"[bold red]error:[/] {len(bad)} of {len(results)} files failed verification", highlight=False)
+        raise typer.Exit(1)

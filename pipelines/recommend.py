@@ -1,0 +1,688 @@
+"""`recommend`: which backbone for this data, this machine, this time budget?
+
+Flow: probe the data (pipelines/probe.py) → constraints (probe + the user's overrides) →
+candidates = catalog entries of the modality → a time estimate per candidate (FLOPs and a
+small device table, or `measure_seconds` on this machine) → a score = the sum of the rules
+below, each a small function returning points and the reason it gives → a ranking.
+
+The score, in words: priority weights over (quality, speed, simplicity); plus a nudge toward
+the size tier that suits the dataset size; minus for a slow model on CPU; minus a lot for a
+model whose estimated extraction time does not fit the budget (plus a little for headroom);
+edge/mobile deployment favours small fast models; detection/segmentation favour the families
+that serve as detector/segmenter backbones. Entries with `avoid` are never top picks and
+`extractable = false` entries only appear as notes.
+
+`run_trial` is the bake-off: extract a stratified sample with the top candidates and rank them
+by a 3-fold logistic-regression score.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import re
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.errors import ConfigError, InputError, OlympError
+
+PRIORITIES = ("balanced", "quality", "speed", "baseline")
+DEVICES = ("auto", "cpu", "cuda")
+DEPLOYMENTS = ("cloud", "edge", "mobile")
+TASKS = ("classification", "detection", "segmentation")
+MODALITIES = ("image", "audio")
+
+# --- the rules' weights, in one place
+
+# priority -> weights of (quality, speed, simplicity); each term is in [0, 1].
+PRIORITY_WEIGHTS = {
+    "balanced": (0.8, 0.2, 0.0),  # the best embeddings that are not needlessly slow
+    "quality": (1.0, 0.1, 0.0),
+    "speed": (0.2, 1.0, 0.0),
+    "baseline": (0.2, 0.2, 1.0),  # the reference model a leaderboard compares against
+}
+# Families that are the field's reference baselines: plain conv stacks reported as "the
+# baseline" in papers (ResNet for images, VGGish for audio). The catalog has no field for it.
+BASELINE_FAMILIES = frozenset({"resnet", "vgg", "vggish"})
+# The cost that still counts as fully fast: GFLOPs per image, per 10 s clip.
+SPEED_REFERENCE_GFLOPS = {"image": 0.25, "audio": 1.0}
+SIZE_TIERS = ("small", "medium", "large")
+TOP1_FLOOR, TOP1_CEILING = 70.0, 85.0  # ImageNet top-1 → quality 0..1
+MAP_FLOOR, MAP_CEILING = 0.25, 0.45  # AudioSet mAP → quality 0..1
+SIZE_MATCH_POINTS = {0: 0.1, 1: 0.0, 2: -0.1}  # by distance between the wanted and the entry's tier
+SMALL_DATA, LARGE_DATA = 10_000, 100_000  # < 10k items: small models; > 100k: large
+CATALOG_DEFAULT_POINTS = 0.15  # when_to_use calls it a default / the sweet spot
+CATALOG_DEVICE_POINTS = 0.2  # when_to_use names the user's device (CPU / GPU)
+CPU_SPEED_FACTOR = 2.0  # on CPU compute is the bottleneck: speed counts this many times more
+CPU_SLOW_POINTS = -0.1  # a slow model on CPU
+OVER_BUDGET_POINTS = -1.0  # does not fit: below everything that fits
+HEADROOM_POINTS = 0.3  # × the share of the budget left
+EDGE_POINTS = 0.3  # small and fast, for edge/mobile; the opposite for large or slow
+MOBILE_FAMILY_POINTS = 0.2  # mobilenet/lite families, built for phones
+DENSE_TASK_POINTS = 0.1
+# Families used as backbones of detectors (Faster R-CNN, RetinaNet, FCOS) and segmenters
+# (DeepLab, U-Net, FPN) in torchvision, detectron2, mmdet and segmentation_models_pytorch.
+DENSE_TASK_FAMILIES = frozenset({"resnet", "convnext", "efficientnet", "efficientnet-lite", "mobilenetv3",
+                                 "regnet", "swin", "resnext"})
+
+# --- the time estimate's device table (labelled "estimate" everywhere it is shown)
+
+CPU_GFLOPS_PER_CORE = 20.0  # effective, bf16/fp32 conv nets at batch 8 (Lite0 measured ~50 img/s on 2 cores)
+CUDA_GFLOPS = 50_000.0  # effective on a data-centre GPU (peak is several times higher)
+IMAGE_DECODE_PER_CORE = 300.0  # JPEG decode + resize, images/s per decode core
+AUDIO_DECODE_PER_CORE = 2_000.0  # decode + resample, seconds of audio per second per core
+STARTUP_SECONDS = 5.0  # model build and the first batch
+LOGMEL_IMAGE_WINDOW_S = 5.0  # an image backbone on audio embeds one log-mel image per 5 s
+
+
+# --------------------------------------------------------------------------- inputs
+
+@dataclass
+class Constraints:
+    modality: str  # image | audio
+    n_items: int  # files to embed
+    priority: str = "balanced"  # balanced | quality | speed | baseline
+    device: str = "cpu"  # cpu | cuda (resolved: never "auto" here)
+    time_budget_s: float | None = None  # for the whole extraction; None: no limit
+    deploy: str = "cloud"  # cloud | edge | mobile
+    task: str = "classification"  # classification | detection | segmentation
+    clip_seconds: float = 10.0  # audio: mean clip length (from the probe), drives the estimate
+    cpu_cores: int = 2  # for the decode ceiling and the CPU compute rate
+
+
+@dataclass
+class RecommendConfig:
+    # --- the data (DATA_PATH optional when modality and n_items are given)
+    data_path: str | None = None
+    modality: str | None = None  # None: from the probe
+    n_items: int | None = None  # None: from the probe
+    # --- constraints
+    priority: str = "balanced"
+    device: str = "auto"  # auto | cpu | cuda
+    time_budget: str | None = None  # "90s", "30m", "2h"
+    deploy: str = "cloud"
+    task: str = "classification"
+    # --- output
+    show_all: bool = False  # also the don't-use entries, last
+    top: int = 5  # candidates shown (all with show_all)
+    output_dir: str = "emb/train"  # for the command to paste
+    catalog_path: str | None = None  # tests: another catalog file
+    # --- slower modes
+    measure: bool = False  # time a few batches per candidate on this machine
+    measure_top: int = 5  # how many candidates (best estimated first) to time
+    trial_labels: str | None = None  # labels CSV: run the bake-off
+    trial_size: int = 200
+    trial_top: int = 3
+    trial_weights: str | None = None  # None: offline auto; "random" for tests
+    id_col: str = "id"
+    target_col: str = "label"
+
+
+@dataclass
+class Candidate:
+    entry: Any  # catalog BackboneEntry
+    score: float
+    reasons: list[str]
+    estimated_seconds: float | None
+    time_source: str  # "estimate" | "measured"
+    fits_budget: bool | None  # None: no budget given
+    weights_offline: str  # "package" | "hf-cache" | "none needed" | "needs --weights" | "pip install X"
+    avoid: str = ""  # the catalog's reason when this is a don't-use entry
+    rank: int = 0
+    trial_score: float | None = None  # bake-off: mean CV accuracy
+    trial_seconds: float | None = None  # bake-off: extraction time of the sample
+    trial_skipped: str = ""  # bake-off: why this candidate was not tried
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    def as_dict(self) -> dict:
+        data = {
+            "rank": self.rank, "name": self.name, "score": round(self.score, 4), "reasons": self.reasons,
+            "estimated_seconds": None if self.estimated_seconds is None else round(self.estimated_seconds, 1),
+            "time_source": self.time_source, "embedding_dim": self.entry.embedding_dim,
+            "weights_offline": self.weights_offline, "fits_budget": self.fits_budget,
+        }
+        if self.avoid:
+            data["avoid"] = self.avoid
+        if self.trial_score is not None or self.trial_skipped:
+            data["trial_score"] = None if self.trial_score is None else round(self.trial_score, 4)
+            data["trial_seconds"] = None if self.trial_seconds is None else round(self.trial_seconds, 2)
+            data["trial_skipped"] = self.trial_skipped
+        return data
+
+
+@dataclass
+class Recommendation:
+    constraints: Constraints
+    probe: Any  # DataProbe | None
+    candidates: list[Candidate]  # ranked; don't-use entries last (only with show_all)
+    notes: list[str] = field(default_factory=list)  # non-extractable entries, task advice, hidden don't-use
+    command: str = ""  # olymp extract ... for the top pick
+    trial: dict | None = None  # bake-off settings and metric, when one ran
+
+    def as_json(self) -> dict:
+        from dataclasses import asdict
+
+        return {
+            "constraints": asdict(self.constraints),
+            "probe": self.probe.as_dict() if self.probe is not None else None,
+            "candidates": [c.as_dict() for c in self.candidates],
+            "command": self.command,
+            "notes": self.notes,
+            "trial": self.trial,
+        }
+
+
+# --------------------------------------------------------------------------- small parsers
+
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$", re.IGNORECASE)
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '30m', '2h', '1h30m' -> seconds."""
+    match = _DURATION.match(text or "")
+    if not text or not text.strip() or match is None or not any(match.groups()):
+        raise ConfigError(f"--time-budget {text!r} is not a duration; write e.g. 90s, 30m, 2h or 1h30m")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ConfigError(f"--time-budget {text!r} is zero; give a positive duration such as 30m")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _choice(value: str, allowed: Sequence[str], option: str) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{option} {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def cpu_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def resolve_device(device: str) -> str:
+    """auto -> cuda when torch sees a GPU, else cpu (torch imported only for auto)."""
+    _choice(device, DEVICES, "--device")
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# --------------------------------------------------------------------------- the rules
+
+@dataclass(frozen=True)
+class Effect:
+    points: float
+    reason: str | None = None  # shown in the "why" column; None: nothing worth saying
+
+
+def modality_rule(entry, modality: str) -> bool:
+    """An entry is a candidate for its own modality, and for both when it says "both"."""
+    return entry.modality == modality or entry.modality == "both"
+
+
+def quality(entry, modality: str) -> tuple[float, str]:
+    """A transfer-quality figure in [0, 1] and how it was obtained.
+
+    Images: ImageNet top-1, 70 % -> 0, 85 % -> 1. Audio: the AudioSet mAP the catalog quotes in
+    `notes`/`when_to_use` ("mAP 0.431"), 0.25 -> 0, 0.45 -> 1; without one: an image network on
+    log-mel 0.2, a weight-free feature 0.0, other pretrained audio nets by size tier.
+    """
+    if modality == "image":
+        top1 = entry.imagenet_top1
+        if top1 is None:
+            return 0.3, "no ImageNet top-1 in the catalog"
+        return _clip((top1 - TOP1_FLOOR) / (TOP1_CEILING - TOP1_FLOOR)), f"ImageNet top-1 {top1:g}%"
+    found = re.search(r"mAP\D{0,6}(0?\.\d+)", f"{entry.notes} {entry.when_to_use}")
+    if found:
+        value = float(found.group(1))
+        return _clip((value - MAP_FLOOR) / (MAP_CEILING - MAP_FLOOR)), f"AudioSet mAP {value:g}"
+    if not entry.audio_model:
+        return 0.2, "image network on log-mel images"
+    if entry.offline_weights == "none":
+        return 0.0, "no learned weights"
+    return {"small": 0.3, "medium": 0.4, "large": 0.6}.get(entry.size_tier, 0.3), f"{entry.size_tier} pretrained audio net"
+
+
+def priority_rule(entry, c: Constraints) -> Effect:
+    """Priority weights over quality, speed (speed_tier) and simplicity (a baseline family)."""
+    w_quality, w_speed, w_simple = PRIORITY_WEIGHTS[c.priority]
+    if c.device == "cpu":
+        w_speed *= CPU_SPEED_FACTOR
+    q, q_why = quality(entry, c.modality)
+    speed = speed_score(entry, c)
+    simple = 1.0 if entry.family.lower() in BASELINE_FAMILIES else 0.0
+    points = w_quality * q + w_speed * speed + w_simple * simple
+    parts = [f"{q_why}", f"{entry.speed_tier}"]
+    if simple and w_simple:
+        parts.append("the classic baseline")
+    return Effect(points, f"{c.priority}: " + ", ".join(parts))
+
+
+def speed_score(entry, c: Constraints) -> float:
+    """1 for the cheapest models, 0 for 100× the reference cost, on a log scale of GFLOPs per item."""
+    reference = SPEED_REFERENCE_GFLOPS[c.modality]
+    flops = max(gflops_per_item(entry, c), 1e-6)
+    return _clip(1.0 - math.log10(max(flops / reference, 1.0)) / 2.0)
+
+
+def wanted_size_tier(n_items: int) -> str:
+    return "small" if n_items < SMALL_DATA else "medium" if n_items <= LARGE_DATA else "large"
+
+
+def catalog_situation_rule(entry, c: Constraints) -> Effect:
+    """The catalog's `when_to_use` line names the situations an entry is the right pick for:
+    a general-purpose default ("Default for ...", "the sweet spot") gets points everywhere, an
+    entry written for the user's device ("... or CPU", "on a GPU") gets points there. Numbers
+    alone would pick a specialist that edges the default on one figure (a Noisy-Student B4,
+    a Wavegram PANN)."""
+    text = entry.when_to_use.lower()
+    points, why = 0.0, []
+    if "default" in text or "sweet spot" in text:
+        points += CATALOG_DEFAULT_POINTS
+        why.append("the catalog's general-purpose pick")
+    device_words = ("cpu",) if c.device == "cpu" else ("gpu",)
+    if any(word in text for word in device_words):
+        points += CATALOG_DEVICE_POINTS
+        why.append(f"the catalog's pick for {c.device.upper() if c.device == 'cpu' else 'a GPU'}")
+    return Effect(points, ", ".join(why) or None)
+
+
+def dataset_size_rule(entry, c: Constraints) -> Effect:
+    """< 10k items → small models, 10k–100k → medium, > 100k → large: a nudge, not a filter."""
+    wanted = wanted_size_tier(c.n_items)
+    if entry.size_tier not in SIZE_TIERS:
+        return Effect(0.0)
+    distance = abs(SIZE_TIERS.index(wanted) - SIZE_TIERS.index(entry.size_tier))
+    points = SIZE_MATCH_POINTS[distance]
+    if distance == 0:
+        return Effect(points, f"{entry.size_tier} model suits {c.n_items:,} items")
+    if distance == 2:
+        return Effect(points, f"{entry.size_tier} model for {c.n_items:,} items ({wanted} suits better)")
+    return Effect(points)
+
+
+def device_rule(entry, c: Constraints) -> Effect:
+    """On CPU a slow model costs; on a GPU speed tiers matter little."""
+    if c.device == "cpu" and entry.speed_tier == "slow":
+        return Effect(CPU_SLOW_POINTS, "slow on CPU")
+    return Effect(0.0)
+
+
+def budget_rule(seconds: float | None, c: Constraints, source: str = "estimate") -> Effect:
+    """Over the budget: ranked below every candidate that fits, and says so; else headroom helps."""
+    if c.time_budget_s is None or seconds is None:
+        return Effect(0.0)
+    budget = format_duration(c.time_budget_s)
+    if seconds > c.time_budget_s:
+        return Effect(OVER_BUDGET_POINTS, f"does not fit the {budget} budget: ~{format_duration(seconds)} ({source}) on {c.device}")
+    used = seconds / c.time_budget_s
+    return Effect(HEADROOM_POINTS * (1.0 - used), f"fits the {budget} budget ({used:.0%} of it)")
+
+
+def deploy_rule(entry, c: Constraints) -> Effect:
+    """edge/mobile: small and fast models (MobileNetV3, EfficientNet-Lite) first."""
+    if c.deploy == "cloud":
+        return Effect(0.0)
+    points, why = 0.0, []
+    if entry.size_tier == "small" and entry.speed_tier == "fast":
+        points += EDGE_POINTS
+        why.append(f"small and fast for {c.deploy}")
+    elif entry.size_tier == "large" or entry.speed_tier == "slow":
+        points -= EDGE_POINTS
+        why.append(f"too heavy for {c.deploy}")
+    family = entry.family.lower()
+    if "mobilenet" in family or "lite" in family:
+        points += MOBILE_FAMILY_POINTS
+        why.append("built for phones")
+    return Effect(points, ", ".join(why) or None)
+
+
+def task_rule(entry, c: Constraints) -> Effect:
+    """detection/segmentation: the families detectors and segmenters are built on."""
+    if c.task == "classification" or c.modality != "image":
+        return Effect(0.0)
+    if entry.family.lower() in DENSE_TASK_FAMILIES:
+        return Effect(DENSE_TASK_POINTS, f"{entry.family} is a common {c.task} backbone")
+    return Effect(-DENSE_TASK_POINTS, f"{entry.family} is rarely a {c.task} backbone")
+
+
+def score_entry(entry, c: Constraints, seconds: float | None, source: str = "estimate") -> tuple[float, list[str]]:
+    effects = [priority_rule(entry, c), catalog_situation_rule(entry, c), dataset_size_rule(entry, c), device_rule(entry, c),
+               budget_rule(seconds, c, source), deploy_rule(entry, c), task_rule(entry, c)]
+    return sum(e.points for e in effects), [e.reason for e in effects if e.reason]
+
+
+def task_note(c: Constraints) -> str | None:
+    if c.task == "classification":
+        return None
+    families = "ResNet, ConvNeXt, EfficientNet or MobileNetV3"
+    return (f"{c.task}: olymp extracts one global (pooled) embedding per file, not boxes or masks. Use a {families} "
+            f"backbone inside a {'detector (Faster R-CNN, RetinaNet, FCOS)' if c.task == 'detection' else 'segmenter (U-Net, DeepLabV3, FPN)'} "
+            "from torchvision, detectron2/mmdet or segmentation_models_pytorch; olymp embeddings help with image-level "
+            "targets only (e.g. whether an object is present).")
+
+
+# --------------------------------------------------------------------------- time
+
+def _clip(x: float) -> float:
+    return max(0.0, min(1.0, x))
+
+
+def gflops_per_item(entry, c: Constraints) -> float:
+    """Catalog GFLOPs are per image, or per 10 s clip for audio nets; an image net on audio
+    embeds one log-mel image per 5 s window."""
+    if c.modality == "audio" and not entry.audio_model:
+        return entry.gflops * max(1.0, c.clip_seconds / LOGMEL_IMAGE_WINDOW_S)
+    if c.modality == "audio":
+        return entry.gflops * c.clip_seconds / 10.0
+    return entry.gflops
+
+
+def estimate_seconds(entry, c: Constraints) -> float:
+    """Whole-extraction seconds from FLOPs and the device table, capped by decoding."""
+    compute = (CPU_GFLOPS_PER_CORE * c.cpu_cores) if c.device == "cpu" else CUDA_GFLOPS
+    flops = gflops_per_item(entry, c)
+    compute_rate = compute / flops if flops > 0 else float("inf")
+    if c.modality == "audio":
+        decode_rate = AUDIO_DECODE_PER_CORE * c.cpu_cores / max(c.clip_seconds, 0.1)
+    else:
+        decode_rate = IMAGE_DECODE_PER_CORE * c.cpu_cores
+    return STARTUP_SECONDS + c.n_items / min(compute_rate, decode_rate)
+
+
+def measure_seconds(entry, c: Constraints, warmup: int = 2, timed: int = 3) -> float:
+    """Whole-extraction seconds from timing `timed` batches (after `warmup`) of random input
+    through the model built with random weights on this machine; decoding is not included."""
+    import torch
+
+    from pipelines.extract.mapper import resolve_device as torch_device
+
+    device = torch_device(c.device)
+    batch = 8 if device.type == "cpu" else 64
+    if c.modality == "audio":
+        from pipelines.backbones.audio import load_audio_backbone
+
+        backbone, _ = load_audio_backbone(backbone_argument(entry, c.modality), "random")
+        model = backbone.model.to(device)
+        seconds = min(c.clip_seconds, backbone.window_seconds) if backbone.window_seconds else c.clip_seconds
+        inputs = torch.randn(batch, int(max(seconds, backbone.min_seconds) * backbone.sample_rate), device=device)
+        windows = max(1.0, c.clip_seconds / max(seconds, 1e-3))
+        forward = model
+    else:
+        from pipelines.backbones.registry import load_backbone
+
+        loaded = load_backbone(entry.name, "random")
+        model = loaded.model.to(device)
+        size = loaded.data_config["input_size"]
+        inputs = torch.randn(batch, *size, device=device)
+        windows = 1.0
+
+        def forward(x):
+            return model.forward_head(model.forward_features(x), pre_logits=True)
+
+    with torch.inference_mode():
+        for _ in range(warmup):
+            forward(inputs)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        for _ in range(timed):
+            forward(inputs)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        per_item = (time.perf_counter() - started) / (timed * batch) * windows
+    decode_rate = (AUDIO_DECODE_PER_CORE * c.cpu_cores / max(c.clip_seconds, 0.1) if c.modality == "audio"
+                   else IMAGE_DECODE_PER_CORE * c.cpu_cores)
+    return STARTUP_SECONDS + c.n_items * max(per_item, 1.0 / decode_rate)
+
+
+# --------------------------------------------------------------------------- weights
+
+def weights_offline(entry) -> str:
+    """Where this entry's weights would come from right now, without network."""
+    source = entry.offline_weights
+    if source == "none":
+        return "none needed"
+    if source.startswith("package:"):
+        distribution = source.removeprefix("package:")
+        from pipelines.backbones.packaged import WEIGHTS_PACKAGES
+
+        known = WEIGHTS_PACKAGES.get(distribution)
+        module = known.module if known else distribution.replace("-", "_")
+        return "package" if importlib.util.find_spec(module) is not None else f"pip install {distribution}"
+    if source == "hf-cache":
+        from pipelines.backbones.hf_cache import cached_weights
+
+        repos = list(entry.hf_ids) + ([f"timm/{entry.timm_name}"] if entry.timm_name else [])
+        if any(cached_weights(repo) is not None for repo in dict.fromkeys(repos)):
+            return "hf-cache"
+        return "needs --weights"
+    return "needs --weights"
+
+
+def backbone_argument(entry, modality: str) -> str:
+    """What to pass as `olymp extract --backbone`."""
+    if modality == "audio" and entry.audio_model:
+        return entry.audio_model
+    return entry.name
+
+
+def extract_command(entry, data_path: str | None, modality: str, output_dir: str) -> str:
+    data = data_path if data_path else "DATA_PATH"
+    command = f"olymp extract {_quote(data)} -o {output_dir} --backbone {backbone_argument(entry, modality)}"
+    return command + (" --modality audio" if modality == "audio" else "")
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+# --------------------------------------------------------------------------- ranking
+
+def constraints_from(config: RecommendConfig, probe) -> Constraints:
+    """The probe's figures, each overridden by the option the user gave."""
+    modality = config.modality or (probe.modality if probe is not None else None)
+    n_items = config.n_items if config.n_items is not None else (probe.n_items if probe is not None else None)
+    if modality is None or n_items is None:
+        raise InputError("give DATA_PATH to probe, or both --modality and --n-items (e.g. --modality image --n-items 3000)")
+    clip = probe.duration_mean_s if probe is not None and probe.duration_mean_s else 10.0
+    return Constraints(
+        modality=_choice(modality, MODALITIES, "--modality"),
+        n_items=n_items,
+        priority=_choice(config.priority, PRIORITIES, "--priority"),
+        device=resolve_device(config.device),
+        time_budget_s=parse_duration(config.time_budget) if config.time_budget else None,
+        deploy=_choice(config.deploy, DEPLOYMENTS, "--deploy"),
+        task=_choice(config.task, TASKS, "--task"),
+        clip_seconds=clip,
+        cpu_cores=cpu_cores(),
+    )
+
+
+def rank_candidates(entries: Sequence, c: Constraints, measured: dict[str, float] | None = None) -> tuple[list[Candidate], list[str]]:
+    """Candidates ranked best first (don't-use entries after all others), and notes for the rest."""
+    measured = measured or {}
+    notes, ranked, avoided = [], [], []
+    for entry in entries:
+        if not modality_rule(entry, c.modality):
+            continue
+        if not entry.extractable:
+            notes.append(f"{entry.name} (not extractable by olymp): {entry.when_to_use or entry.notes}")
+            continue
+        source = "measured" if entry.name in measured else "estimate"
+        seconds = measured.get(entry.name, estimate_seconds(entry, c))
+        score, reasons = score_entry(entry, c, seconds, source)
+        fits = None if c.time_budget_s is None else seconds <= c.time_budget_s
+        candidate = Candidate(entry, score, reasons, seconds, source, fits, weights_offline(entry), avoid=entry.avoid)
+        if entry.avoid:
+            candidate.reasons = [f"don't use: {entry.avoid}"] + reasons
+            avoided.append(candidate)
+        else:
+            ranked.append(candidate)
+    ranked.sort(key=lambda cand: (-cand.score, cand.estimated_seconds or 0.0, cand.name))
+    avoided.sort(key=lambda cand: (-cand.score, cand.name))
+    ordered = ranked + avoided
+    for rank, candidate in enumerate(ordered, start=1):
+        candidate.rank = rank
+    return ordered, notes
+
+
+def recommend(config: RecommendConfig, on_progress: Callable[[str], None] | None = None) -> Recommendation:
+    from pipelines.catalog import load_catalog
+    from pipelines.probe import probe_data
+
+    report = on_progress or (lambda message: None)
+    probe = probe_data(config.data_path, config.modality or "auto") if config.data_path else None
+    c = constraints_from(config, probe)
+    entries = load_catalog(Path(config.catalog_path) if config.catalog_path else None)
+    candidates, notes = rank_candidates(entries, c)
+    if config.measure:
+        measured = {}
+        for candidate in [x for x in candidates if not x.avoid][: config.measure_top]:
+            report(f"measuring {candidate.name} on {c.device}")
+            measured[candidate.name] = measure_seconds(candidate.entry, c)
+        candidates, notes = rank_candidates(entries, c, measured)
+    hidden = [x for x in candidates if x.avoid]
+    if hidden and not config.show_all:
+        notes.append("don't use: " + "; ".join(f"{x.name} ({x.avoid})" for x in hidden) + " — shown with --all")
+    usable = [x for x in candidates if not x.avoid]
+    note = task_note(c)
+    if note:
+        notes.insert(0, note)
+    result = Recommendation(c, probe, candidates if config.show_all else usable[: config.top], notes)
+    if config.trial_labels:
+        if not config.data_path:
+            raise InputError("--trial needs DATA_PATH: the labelled files to extract")
+        result.trial = run_trial(usable, c, config, report)
+        result.candidates = _trial_order(usable[: config.trial_top]) + ([x for x in candidates if x.avoid] if config.show_all else [])
+        for rank, candidate in enumerate(result.candidates, start=1):
+            candidate.rank = rank
+    top = next((x for x in result.candidates if not x.avoid), None)
+    if top is not None:
+        result.command = extract_command(top.entry, config.data_path, c.modality, config.output_dir)
+    return result
+
+
+# --------------------------------------------------------------------------- the bake-off
+
+TRIAL_FOLDS = 3
+
+
+def _trial_order(candidates: list[Candidate]) -> list[Candidate]:
+    """Measured score (best first), then sample extraction time; untried ones last."""
+    return sorted(candidates, key=lambda x: (x.trial_score is None, -(x.trial_score or 0.0), x.trial_seconds or 0.0))
+
+
+def stratified_sample(ids: list[str], labels: list[str], size: int, seed: int = 0) -> list[int]:
+    """Indices of a stratified sample of `size` rows (all rows when there are fewer)."""
+    import numpy as np
+
+    if len(ids) <= size:
+        return list(range(len(ids)))
+    from sklearn.model_selection import train_test_split
+
+    indices = np.arange(len(ids))
+    try:
+        chosen, _ = train_test_split(indices, train_size=size, stratify=np.asarray(labels, dtype=object), random_state=seed)
+    except ValueError:  # a class with one row: a plain random sample
+        chosen, _ = train_test_split(indices, train_size=size, random_state=seed)
+    return sorted(int(i) for i in chosen)
+
+
+def cv_accuracy(X, y, folds: int = TRIAL_FOLDS, seed: int = 0) -> float:
+    """Mean accuracy of a standardized logistic regression over stratified folds (numpy only)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray([str(v) for v in y], dtype=object)
+    smallest = min(np.unique(y, return_counts=True)[1])
+    n_folds = max(2, min(folds, int(smallest)))
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return float(np.mean(cross_val_score(model, X, y, cv=splitter, scoring="accuracy")))
+
+
+def run_trial(candidates: list[Candidate], c: Constraints, config: RecommendConfig,
+              report: Callable[[str], None]) -> dict:
+    """Extract a stratified sample with the top `trial_top` extractable candidates (weights
+    offline, or `trial_weights`), score each with 3-fold logistic regression."""
+    import numpy as np
+
+    from pipelines.embeddings import read_embeddings
+    from pipelines.extract.config import ExtractConfig
+    from pipelines.extract.inputs import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, list_inputs
+    from pipelines.extract.runner import run_extraction
+    from pipelines.train import read_labels
+
+    labels = read_labels(config.trial_labels, config.id_col, config.target_col)
+    items = {item.id: item.path for item in list_inputs(config.data_path, AUDIO_EXTENSIONS if c.modality == "audio" else IMAGE_EXTENSIONS)}
+    ids = [str(i) for i in labels[config.id_col].tolist()]
+    targets = [str(t) for t in labels[config.target_col].tolist()]
+    known = [(i, t) for i, t in zip(ids, targets) if i in items]
+    if len(known) < 2 * TRIAL_FOLDS:
+        raise InputError(
+            f"--trial: only {len(known)} ids of {Path(config.trial_labels).name} match files in {config.data_path} "
+            f"(e.g. file id {next(iter(items), '?')!r}, label id {ids[0] if ids else '?'!r}); ids are paths without extension"
+        )
+    chosen = stratified_sample([i for i, _ in known], [t for _, t in known], config.trial_size)
+    sample = [known[i] for i in chosen]
+    label_of = dict(sample)
+    for candidate in candidates[: config.trial_top]:
+        if config.trial_weights is None and candidate.weights_offline not in ("package", "hf-cache", "none needed"):
+            candidate.trial_skipped = f"weights not available offline ({candidate.weights_offline})"
+            report(f"trial: skipping {candidate.name}: {candidate.trial_skipped}")
+            continue
+        with tempfile.TemporaryDirectory(prefix="olymp-trial-") as tmp:
+            listing = Path(tmp) / "sample.csv"
+            with listing.open("w", newline="") as f:
+                import csv
+
+                writer = csv.writer(f)
+                writer.writerow(["id", "path"])
+                writer.writerows((i, items[i]) for i, _ in sample)
+            weights = config.trial_weights
+            if candidate.weights_offline == "none needed":
+                weights = None
+            report(f"trial: extracting {len(sample)} items with {candidate.name}")
+            started = time.perf_counter()
+            try:
+                run_extraction(ExtractConfig(
+                    inputs=str(listing), output=str(Path(tmp) / "emb"), modality=c.modality,
+                    backbone=backbone_argument(candidate.entry, c.modality), weights=weights, device=c.device,
+                    workers=0, max_error_rate=1.0,
+                ))
+            except OlympError as error:
+                candidate.trial_skipped = str(error).split(";")[0]
+                report(f"trial: skipping {candidate.name}: {candidate.trial_skipped}")
+                continue
+            candidate.trial_seconds = time.perf_counter() - started
+            embedded = read_embeddings(Path(tmp) / "emb")
+        y = np.asarray([label_of[str(i)] for i in embedded.ids], dtype=object)
+        candidate.trial_score = cv_accuracy(embedded.vectors, y)
+        report(f"trial: {candidate.name} accuracy {candidate.trial_score:.3f} in {candidate.trial_seconds:.1f} s")
+    return {"labels": str(config.trial_labels), "sample": len(sample), "folds": TRIAL_FOLDS,
+            "metric": "accuracy (3-fold logistic regression)", "weights": config.trial_weights or "offline"}

