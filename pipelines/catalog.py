@@ -21,6 +21,7 @@ CATALOG_RESOURCE = "backbones.toml"  # inside the `configs` package
 MODALITIES = ("image", "audio", "both")  # "both": an image CNN also usable on log-mel "images"
 INPUTS = ("image", "waveform", "log-mel")
 SPEED_TIERS = ("fast", "medium", "slow")
+GOOD_FOR = ("general", "cpu", "gpu")  # situations an entry is the catalog's recommended pick for
 SIZE_TIERS = ("small", "medium", "large")  # dataset sizes: <10k, 10k-100k, >100k files
 OFFLINE_KINDS = ("hf-cache", "file", "none")  # plus "package:<pip name>"
 PACKAGE_PREFIX = "package:"
@@ -56,12 +57,14 @@ class BackboneEntry:
     params_m: float = 0.0  # parameters in millions, classifier included
     gflops: float = 0.0  # multiply-adds in billions (the papers' "GFLOPs"): per image at input_size; per 10 s clip for audio
     imagenet_top1: float | None = None  # ImageNet-1k top-1 (%) of the default weights, timm's published eval; None for audio
+    audioset_map: float | None = None  # AudioSet mAP of the published weights (audio nets that report one)
     input_size: int = 0  # square side in pixels the weights were trained at (images; 0 for audio-only models)
     sample_rate: int = 0  # Hz the model expects (audio and "both"; 0 for image-only models)
 
     # --- advice, read by `recommend` and the README
     speed_tier: str = "medium"  # "fast" | "medium" | "slow": from gflops (image <=2 / <=8 / more; audio per 10 s <=10 / <=30 / more)
     size_tier: str = "medium"  # dataset size it suits: "small" (<10k files), "medium" (10k-100k), "large" (>100k)
+    good_for: tuple[str, ...] = ()  # where it is the catalog's recommended pick: "general", "cpu", "gpu" (read by recommend)
     when_to_use: str = ""  # one line: the situation this model is the right pick for
     when_not_to: str = ""  # one line: when to pick something else, and what
     avoid: str = ""  # non-empty: listed as "don't use", with this reason
@@ -166,10 +169,12 @@ def _parse_entry(table: dict[str, Any], where: str) -> BackboneEntry:
         params_m=float(_typed(table, "params_m", (int, float), where)),
         gflops=float(_typed(table, "gflops", (int, float), where)),
         imagenet_top1=top1,
+        audioset_map=_optional_float(table, "audioset_map", where),
         input_size=_typed(table, "input_size", int, where, default=0),
         sample_rate=_typed(table, "sample_rate", int, where, default=0),
         speed_tier=_choice(table, "speed_tier", SPEED_TIERS, where),
         size_tier=_choice(table, "size_tier", SIZE_TIERS, where),
+        good_for=tuple(_string_list(table, "good_for", where)),
         when_to_use=_typed(table, "when_to_use", str, where),
         when_not_to=_typed(table, "when_not_to", str, where),
         avoid=_typed(table, "avoid", str, where, default=""),
@@ -183,6 +188,9 @@ def _parse_entry(table: dict[str, Any], where: str) -> BackboneEntry:
 
 
 def _check_consistency(entry: BackboneEntry, where: str) -> None:
+    unknown = [tag for tag in entry.good_for if tag not in GOOD_FOR]
+    if unknown:
+        raise ConfigError(f"{where}: good_for {unknown} not among {', '.join(GOOD_FOR)}")
     weights = entry.offline_weights
     if weights not in OFFLINE_KINDS and not (entry.weights_package or "").strip():
         raise ConfigError(

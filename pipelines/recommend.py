@@ -41,9 +41,9 @@ MODALITIES = ("image", "audio")
 
 # priority -> weights of (quality, speed, simplicity); each term is in [0, 1].
 PRIORITY_WEIGHTS = {
-    "balanced": (0.8, 0.2, 0.0),  # the best embeddings that are not needlessly slow
-    "quality": (1.0, 0.1, 0.0),
-    "speed": (0.2, 1.0, 0.0),
+    "balanced": (0.6, 0.2, 0.0),  # the best embeddings that are not needlessly slow
+    "quality": (1.0, 0.15, 0.0),
+    "speed": (0.3, 1.0, 0.0),
     "baseline": (0.2, 0.2, 1.0),  # the reference model a leaderboard compares against
 }
 # Families that are the field's reference baselines: plain conv stacks reported as "the
@@ -54,14 +54,16 @@ SPEED_REFERENCE_GFLOPS = {"image": 0.25, "audio": 1.0}
 SIZE_TIERS = ("small", "medium", "large")
 TOP1_FLOOR, TOP1_CEILING = 70.0, 85.0  # ImageNet top-1 → quality 0..1
 MAP_FLOOR, MAP_CEILING = 0.25, 0.45  # AudioSet mAP → quality 0..1
-SIZE_MATCH_POINTS = {0: 0.1, 1: 0.0, 2: -0.1}  # by distance between the wanted and the entry's tier
+SIZE_MATCH_POINTS = {0: 0.05, 1: 0.0, 2: -0.05}  # by distance between the wanted and the entry's tier
 SMALL_DATA, LARGE_DATA = 10_000, 100_000  # < 10k items: small models; > 100k: large
-CATALOG_DEFAULT_POINTS = 0.15  # when_to_use calls it a default / the sweet spot
-CATALOG_DEVICE_POINTS = 0.2  # when_to_use names the user's device (CPU / GPU)
-CPU_SPEED_FACTOR = 2.0  # on CPU compute is the bottleneck: speed counts this many times more
+EDGE_SMALL_PARAMS_M = 10.0  # up to this many parameters a model suits edge/mobile
+EDGE_HEAVY_PARAMS_M = 30.0  # above this, too heavy for edge/mobile
+AUDIO_DOMAIN_POINTS = 0.1  # an audio-trained net, for audio
+CATALOG_DEFAULT_POINTS = 0.2  # good_for has "general"
+CATALOG_DEVICE_POINTS = 0.3  # good_for names the user's device ("cpu" / "gpu")
 CPU_SLOW_POINTS = -0.1  # a slow model on CPU
 OVER_BUDGET_POINTS = -1.0  # does not fit: below everything that fits
-HEADROOM_POINTS = 0.3  # × the share of the budget left
+HEADROOM_POINTS = 0.5  # × the share of the budget left
 EDGE_POINTS = 0.3  # small and fast, for edge/mobile; the opposite for large or slow
 MOBILE_FAMILY_POINTS = 0.2  # mobilenet/lite families, built for phones
 DENSE_TASK_POINTS = 0.1
@@ -241,31 +243,28 @@ def modality_rule(entry, modality: str) -> bool:
 def quality(entry, modality: str) -> tuple[float, str]:
     """A transfer-quality figure in [0, 1] and how it was obtained.
 
-    Images: ImageNet top-1, 70 % -> 0, 85 % -> 1. Audio: the AudioSet mAP the catalog quotes in
-    `notes`/`when_to_use` ("mAP 0.431"), 0.25 -> 0, 0.45 -> 1; without one: an image network on
-    log-mel 0.2, a weight-free feature 0.0, other pretrained audio nets by size tier.
+    Images: ImageNet top-1, 70 % -> 0, 85 % -> 1. Audio: the catalog's `audioset_map`,
+    0.25 -> 0, 0.45 -> 1; without one: an image network on
+    log-mel 0.2, a weight-free feature 0.0, other pretrained audio nets 0.3.
     """
     if modality == "image":
         top1 = entry.imagenet_top1
         if top1 is None:
             return 0.3, "no ImageNet top-1 in the catalog"
         return _clip((top1 - TOP1_FLOOR) / (TOP1_CEILING - TOP1_FLOOR)), f"ImageNet top-1 {top1:g}%"
-    found = re.search(r"mAP\D{0,6}(0?\.\d+)", f"{entry.notes} {entry.when_to_use}")
-    if found:
-        value = float(found.group(1))
+    if entry.audioset_map is not None:
+        value = entry.audioset_map
         return _clip((value - MAP_FLOOR) / (MAP_CEILING - MAP_FLOOR)), f"AudioSet mAP {value:g}"
     if not entry.audio_model:
         return 0.2, "image network on log-mel images"
     if entry.offline_weights == "none":
         return 0.0, "no learned weights"
-    return {"small": 0.3, "medium": 0.4, "large": 0.6}.get(entry.size_tier, 0.3), f"{entry.size_tier} pretrained audio net"
+    return 0.3, "pretrained audio net (no AudioSet mAP in the catalog)"
 
 
 def priority_rule(entry, c: Constraints) -> Effect:
     """Priority weights over quality, speed (speed_tier) and simplicity (a baseline family)."""
     w_quality, w_speed, w_simple = PRIORITY_WEIGHTS[c.priority]
-    if c.device == "cpu":
-        w_speed *= CPU_SPEED_FACTOR
     q, q_why = quality(entry, c.modality)
     speed = speed_score(entry, c)
     simple = 1.0 if entry.family.lower() in BASELINE_FAMILIES else 0.0
@@ -287,35 +286,41 @@ def wanted_size_tier(n_items: int) -> str:
     return "small" if n_items < SMALL_DATA else "medium" if n_items <= LARGE_DATA else "large"
 
 
+def domain_rule(entry, c: Constraints) -> Effect:
+    """For sound, a network trained on audio (AudioSet) beats an ImageNet CNN on log-mel images
+    and weight-free statistics at equal cost: in-domain pretraining is worth a nudge."""
+    if c.modality == "audio" and entry.audio_model and entry.offline_weights != "none":
+        return Effect(AUDIO_DOMAIN_POINTS, "trained on audio")
+    return Effect(0.0)
+
+
 def catalog_situation_rule(entry, c: Constraints) -> Effect:
-    """The catalog's `when_to_use` line names the situations an entry is the right pick for:
-    a general-purpose default ("Default for ...", "the sweet spot") gets points everywhere, an
-    entry written for the user's device ("... or CPU", "on a GPU") gets points there. Numbers
-    alone would pick a specialist that edges the default on one figure (a Noisy-Student B4,
-    a Wavegram PANN)."""
-    text = entry.when_to_use.lower()
+    """The catalog's `good_for` names where an entry is the recommended pick: "general" (the
+    general-purpose default of its modality) earns points everywhere, "cpu"/"gpu" on that device.
+    Numbers alone would pick a specialist that edges the default on one figure (a Noisy-Student
+    B4, a Wavegram PANN)."""
     points, why = 0.0, []
-    if "default" in text or "sweet spot" in text:
+    if "general" in entry.good_for:
         points += CATALOG_DEFAULT_POINTS
         why.append("the catalog's general-purpose pick")
-    device_words = ("cpu",) if c.device == "cpu" else ("gpu",)
-    if any(word in text for word in device_words):
+    if c.device in entry.good_for:
         points += CATALOG_DEVICE_POINTS
-        why.append(f"the catalog's pick for {c.device.upper() if c.device == 'cpu' else 'a GPU'}")
+        why.append(f"the catalog's pick for {'CPU' if c.device == 'cpu' else 'a GPU'}")
     return Effect(points, ", ".join(why) or None)
 
 
 def dataset_size_rule(entry, c: Constraints) -> Effect:
-    """< 10k items → small models, 10k–100k → medium, > 100k → large: a nudge, not a filter."""
+    """The catalog's size_tier is the dataset size an entry suits (< 10k items: small, 10k–100k:
+    medium, > 100k: large); a match is a nudge, not a filter."""
     wanted = wanted_size_tier(c.n_items)
     if entry.size_tier not in SIZE_TIERS:
         return Effect(0.0)
     distance = abs(SIZE_TIERS.index(wanted) - SIZE_TIERS.index(entry.size_tier))
     points = SIZE_MATCH_POINTS[distance]
     if distance == 0:
-        return Effect(points, f"{entry.size_tier} model suits {c.n_items:,} items")
+        return Effect(points, f"suits {entry.size_tier} datasets like {c.n_items:,} items")
     if distance == 2:
-        return Effect(points, f"{entry.size_tier} model for {c.n_items:,} items ({wanted} suits better)")
+        return Effect(points, f"made for {entry.size_tier} datasets, {c.n_items:,} items is {wanted}")
     return Effect(points)
 
 
@@ -342,12 +347,13 @@ def deploy_rule(entry, c: Constraints) -> Effect:
     if c.deploy == "cloud":
         return Effect(0.0)
     points, why = 0.0, []
-    if entry.size_tier == "small" and entry.speed_tier == "fast":
+    # Model size in parameters (what a device must hold), not size_tier (a dataset size).
+    if entry.params_m <= EDGE_SMALL_PARAMS_M and entry.speed_tier == "fast":
         points += EDGE_POINTS
-        why.append(f"small and fast for {c.deploy}")
-    elif entry.size_tier == "large" or entry.speed_tier == "slow":
+        why.append(f"small ({entry.params_m:g}M params) and fast for {c.deploy}")
+    elif entry.params_m > EDGE_HEAVY_PARAMS_M or entry.speed_tier == "slow":
         points -= EDGE_POINTS
-        why.append(f"too heavy for {c.deploy}")
+        why.append(f"too heavy for {c.deploy} ({entry.params_m:g}M params, {entry.speed_tier})")
     family = entry.family.lower()
     if "mobilenet" in family or "lite" in family:
         points += MOBILE_FAMILY_POINTS
@@ -365,7 +371,8 @@ def task_rule(entry, c: Constraints) -> Effect:
 
 
 def score_entry(entry, c: Constraints, seconds: float | None, source: str = "estimate") -> tuple[float, list[str]]:
-    effects = [priority_rule(entry, c), catalog_situation_rule(entry, c), dataset_size_rule(entry, c), device_rule(entry, c),
+    effects = [priority_rule(entry, c), domain_rule(entry, c), catalog_situation_rule(entry, c),
+               dataset_size_rule(entry, c), device_rule(entry, c),
                budget_rule(seconds, c, source), deploy_rule(entry, c), task_rule(entry, c)]
     return sum(e.points for e in effects), [e.reason for e in effects if e.reason]
 
