@@ -143,3 +143,17 @@ def test_decode_workers_share_the_files_without_loss_or_duplicates(tmp_path):
     assert summary.errors == 4
     order_a, order_b = np.argsort(inline.ids), np.argsort(parallel.ids)
     np.testing.assert_allclose(inline.vectors[order_a], parallel.vectors[order_b], rtol=1e-4, atol=1e-4)
+
+
+def test_default_audio_backbone_falls_back_to_packaged_lite0_and_says_why(tmp_path, hf_cache):
+    (tmp_path / "clips").mkdir()
+    for index in range(2):
+        soundfile.write(tmp_path / "clips" / f"c{index}.wav", tone(0.6, 16000, 300 * (index + 1)), 16000)
+    result = runner.invoke(app, ["extract", str(tmp_path / "clips"), "-o", str(tmp_path / "emb"),
+                                 "--workers", "0", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "PANNs Cnn14 weights are not on disk" in result.stderr
+    manifest = json.loads((tmp_path / "emb" / "_manifest.json").read_text())
+    assert manifest["backbone"] == "efficientnet_lite0" and manifest["modality"] == "audio"
+    assert "olymp weights pull panns-cnn14" in manifest["backbone_note"]
+    assert read_embeddings(tmp_path / "emb").dim == 1280

@@ -55,8 +55,9 @@ def default_audio_backbone(weights: str | None) -> tuple[AudioBackbone, str]:
     except WeightsError as missing:
         if weights is not None:  # the user's file did not fit Cnn14: say so rather than switch
             raise
-        reason = (f"default: PANNs Cnn14 weights are not on disk ({str(missing).split(';')[0]}), "
-                  f"so the packaged {FALLBACK_AUDIO_BACKBONE} on log-mel images")
+        reason = (f"default audio backbone: PANNs Cnn14 weights are not on disk, so the packaged "
+                  f"{FALLBACK_AUDIO_BACKBONE} on log-mel images (for Cnn14: olymp weights pull panns-cnn14 "
+                  f"while online, or --backbone panns-cnn14 --weights Cnn14_mAP=0.431.pth)")
         return load_logmel_image(FALLBACK_AUDIO_BACKBONE, None), reason
 
 
