@@ -27,3 +27,9 @@ class AudioBackbone:
     def embed(self, waveforms: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return self.model(waveforms)
+
+
+def measure_embedding_dim(model: torch.nn.Module, samples: int) -> int:
+    """Width of the embedding, from one forward of `samples` of silence (never hard-coded)."""
+    with torch.inference_mode():
+        return int(model(torch.zeros(1, samples)).shape[-1])

@@ -37,7 +37,7 @@ import torch
 import torchaudio.functional as audio_functional
 from torch import nn
 
-from pipelines.backbones.audio_base import AudioBackbone
+from pipelines.backbones.audio_base import AudioBackbone, measure_embedding_dim
 from pipelines.backbones.registry import load_backbone
 
 SAMPLE_RATE = 32000
@@ -132,7 +132,7 @@ def load_logmel_stats(name: str = "logmel-stats") -> AudioBackbone:
         sample_rate=SAMPLE_RATE,
         window_seconds=STATS_WINDOW_SECONDS,
         min_seconds=MIN_SECONDS,
-        embedding_dim=_measure_dim(model, SAMPLE_RATE),
+        embedding_dim=measure_embedding_dim(model, SAMPLE_RATE),
         frontend={**_frontend(STATS_N_MELS), "pooling": "concat(mean over frames, population std over frames)"},
         weights_source="none: weight-free features",
         weights_sha256=None,
@@ -164,7 +164,7 @@ def load_logmel_image(timm_name: str, weights: str | None) -> AudioBackbone:
         sample_rate=SAMPLE_RATE,
         window_seconds=IMAGE_WINDOW_SECONDS,
         min_seconds=MIN_SECONDS,
-        embedding_dim=_measure_dim(model, SAMPLE_RATE),
+        embedding_dim=measure_embedding_dim(model, SAMPLE_RATE),
         frontend=frontend,
         weights_source=image.weights_source,
         weights_sha256=image.weights_sha256,
@@ -188,7 +188,3 @@ def _per_channel(values: tuple[float, ...], channels: int) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32).view(1, channels, 1, 1)
 
 
-def _measure_dim(model: nn.Module, sample_rate: int) -> int:
-    """Width of the embedding, from one forward of one second of silence."""
-    with torch.inference_mode():
-        return int(model(torch.zeros(1, sample_rate)).shape[1])

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
-from pipelines.backbones.audio_base import AudioBackbone
+from pipelines.backbones.audio_base import AudioBackbone, measure_embedding_dim
 from pipelines.backbones.checkpoints import file_sha256, read_state_dict
 from pipelines.backbones.hf_cache import cached_weights, hf_hub_cache_dir
 from pipelines.errors import InputError, WeightsError
@@ -413,7 +413,7 @@ def load_panns(name: str, weights: str | None) -> AudioBackbone:
         sample_rate=SAMPLE_RATE,
         window_seconds=WINDOW_SECONDS,
         min_seconds=entry.cls.min_seconds(),
-        embedding_dim=_measure_embedding_dim(model),
+        embedding_dim=measure_embedding_dim(model, model.min_samples),
         frontend=dict(FRONTEND),
         weights_source=source,
         weights_sha256=file_sha256(path) if path is not None else None,
@@ -547,6 +547,3 @@ def _guess_architecture(keys: set[str]) -> str | None:
     return next((name for key, name in signatures if key in keys), None)
 
 
-def _measure_embedding_dim(model: PannsNet) -> int:
-    with torch.inference_mode():
-        return int(model(torch.zeros(1, model.min_samples)).shape[-1])

@@ -51,7 +51,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipelines.backbones.audio_base import AudioBackbone
+from pipelines.backbones.audio_base import AudioBackbone, measure_embedding_dim
 from pipelines.backbones.checkpoints import file_sha256, read_state_dict, strip_wrapper_prefixes
 from pipelines.errors import WeightsError
 
@@ -264,7 +264,3 @@ def load_state_dict_strictly(model: nn.Module, state: dict[str, torch.Tensor], o
     model.load_state_dict({**expected, **state}, strict=True)
 
 
-def measure_embedding_dim(model: nn.Module, samples: int) -> int:
-    """Width of the embedding, from one forward of `samples` of silence."""
-    with torch.inference_mode():
-        return int(model(torch.zeros(1, samples)).shape[1])

@@ -44,7 +44,7 @@ import math
 import torch
 from torch import nn
 
-from pipelines.backbones.audio_base import AudioBackbone
+from pipelines.backbones.audio_base import AudioBackbone, measure_embedding_dim
 from pipelines.backbones.vggish import (
     HOP_SAMPLES,
     SAMPLE_RATE,
@@ -53,7 +53,6 @@ from pipelines.backbones.vggish import (
     audioset_frontend,
     build_with_weights,
     init_for_relu,
-    measure_embedding_dim,
     pad_to_samples,
 )
 
