@@ -57,10 +57,10 @@ class ExtractSummary:
     modality: str = "image"
 
 
-def default_workers() -> int:
+def default_workers(device: torch.device) -> int:
     """Decode processes: leave the model most cores on CPU; on a GPU, decode with all of them."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // 2) if not torch.cuda.is_available() else min(16, cores)
+    return min(16, cores) if device.type == "cuda" else max(1, cores // 2)
 
 
 def run_extraction(config: ExtractConfig, on_progress: Callable[[ExtractProgress], None] | None = None) -> ExtractSummary:
@@ -80,7 +80,7 @@ def run_extraction(config: ExtractConfig, on_progress: Callable[[ExtractProgress
 
     committed = scan_committed(output)
     todo = [item for item in items if item.id not in committed.ids]
-    workers = (config.workers if config.workers is not None else default_workers()) if todo else 0
+    workers = (config.workers if config.workers is not None else default_workers(device)) if todo else 0
     write_manifest(output, manifest)
     report(ExtractProgress("start", total=len(todo), info={
         "modality": stage.modality, "backbone": stage.backbone, "timm_name": stage.architecture,
