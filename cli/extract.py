@@ -15,7 +15,7 @@ from pipelines.extract.config import ExtractConfig
 def extract(
     inputs: Annotated[Path, typer.Argument(help="A folder of images or audio (recursive) or a CSV/Parquet listing with id,path.", exists=True)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Embedding directory to create or resume.")],
-    backbone: Annotated[Optional[str], typer.Option(help="timm/catalog name, hf-hub:timm/..., or audio: panns-cnn14, panns-cnn10, panns-cnn6, panns-resnet22, panns-wavegram-logmel-cnn14, vggish, yamnet, crepe, logmel-stats, or an image CNN on log-mel. Default: efficientnet_lite0 (images); PANNs Cnn14 if its weights are on disk, else efficientnet_lite0 on log-mel (audio).")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="timm or catalog name, HF id, or audio model (panns-cnn14, yamnet, logmel-stats, ...: olymp weights list). Default: efficientnet_lite0; audio: PANNs Cnn14 if offline, else Lite0 on log-mel.")] = None,
     modality: Annotated[str, typer.Option(help="auto (from the file extensions) | image | audio")] = "auto",
     weights: Annotated[Optional[str], typer.Option(help="Weights file (.safetensors/.pt), or 'random' for smoke tests. Default: offline auto.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
