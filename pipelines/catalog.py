@@ -71,6 +71,7 @@ class BackboneEntry:
 
     # --- weights offline
     offline_weights: str = "hf-cache"  # "package:<pip name>" | "hf-cache" | "file" (only via --weights PATH) | "none"
+    hf_origins: tuple[tuple[str, str], ...] = ()  # (HF id, timm arch.tag with the same weights), e.g. google/efficientnet-b0 -> tf_efficientnet_b0.in1k
     hf_ids: tuple[str, ...] = ()  # HF ids that resolve to this entry; the first timm/ id (else the first) is what `weights pull` fetches
     notes: str = ""  # one line for listings
     package_preprocess: PackagePreprocess | None = None  # verified preprocessing for the package weights
@@ -180,6 +181,7 @@ def _parse_entry(table: dict[str, Any], where: str) -> BackboneEntry:
         avoid=_typed(table, "avoid", str, where, default=""),
         offline_weights=_typed(table, "offline_weights", str, where),
         hf_ids=tuple(_string_list(table, "hf_ids", where)),
+        hf_origins=_string_table(table, "hf_origins", where),
         notes=_typed(table, "notes", str, where, default=""),
         package_preprocess=_parse_preprocess(table.get("package_preprocess"), f"{where} package_preprocess"),
     )
@@ -188,6 +190,9 @@ def _parse_entry(table: dict[str, Any], where: str) -> BackboneEntry:
 
 
 def _check_consistency(entry: BackboneEntry, where: str) -> None:
+    strays = [hf_id for hf_id, _ in entry.hf_origins if hf_id not in entry.hf_ids]
+    if strays:
+        raise ConfigError(f"{where}: hf_origins names {strays}, which are not in hf_ids")
     unknown = [tag for tag in entry.good_for if tag not in GOOD_FOR]
     if unknown:
         raise ConfigError(f"{where}: good_for {unknown} not among {', '.join(GOOD_FOR)}")
@@ -279,6 +284,13 @@ def _rgb_triple(table: dict[str, Any], key: str, where: str) -> tuple[float, flo
     if not isinstance(value, list) or len(value) != 3 or not all(_is_number(v) for v in value):
         raise ConfigError(f"{where}: {key} must be three numbers [r, g, b], got {value!r}")
     return (float(value[0]), float(value[1]), float(value[2]))
+
+
+def _string_table(table: dict[str, Any], key: str, where: str) -> tuple[tuple[str, str], ...]:
+    value = table.get(key, {})
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ConfigError(f'{where}: {key} must be a table of strings, e.g. {{ "org/model" = "timm_arch.tag" }}')
+    return tuple(value.items())
 
 
 def _optional_float(table: dict[str, Any], key: str, where: str) -> float | None:

@@ -170,7 +170,7 @@ def test_hf_ids_still_resolve_to_timm_and_audio_entries_are_skipped() -> None:
     from pipelines.backbones.names import resolve_name
 
     resolved = resolve_name("google/efficientnet-b4")
-    assert resolved.timm_name == "tf_efficientnet_b4" and resolved.entry.name == "efficientnet_b4"
+    assert resolved.timm_name == "tf_efficientnet_b4.in1k" and resolved.entry.name == "efficientnet_b4"
     assert resolve_name("convnext_base_22k").timm_name == "convnext_base.fb_in22k_ft_in1k"
     with pytest.raises(WeightsError, match="unknown backbone .panns-cnn14."):
         resolve_name("panns-cnn14")  # an audio model is not a timm name
@@ -234,3 +234,19 @@ def test_duplicate_names_are_rejected(tmp_path: Path) -> None:
     clash = AUDIO_ENTRY.replace('audio_model = "panns-cnn6"', 'audio_model = "tiny"')
     with pytest.raises(ConfigError, match="'tiny' is used by both"):
         load_catalog(write_catalog(tmp_path, VALID_ENTRY + clash))
+
+
+def test_hf_origins_name_real_timm_checkpoints_and_resolve_to_them():
+    import timm
+
+    from pipelines.backbones.names import resolve_name
+
+    pretrained = set(timm.list_pretrained())
+    mapped = [(entry, hf_id, origin) for entry in load_catalog() for hf_id, origin in entry.hf_origins]
+    assert len(mapped) >= 9
+    for entry, hf_id, origin in mapped:
+        assert origin in pretrained, (entry.name, origin)
+        resolved = resolve_name(hf_id)
+        assert resolved.timm_name == origin and f"same weights as timm {origin}" in resolved.via
+        assert [repo.repo_id for repo in resolved.hub_repos] == [f"timm/{origin}"]
+    assert resolve_name("facebook/convnext-tiny-224").timm_name == "convnext_tiny.fb_in1k"

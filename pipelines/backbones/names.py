@@ -58,6 +58,13 @@ def resolve_name(name: str) -> ResolvedName:
 
 def _from_catalog(requested: str, key: str, entry: BackboneEntry) -> ResolvedName:
     matched_hf_id = next((hf_id for hf_id in entry.hf_ids if hf_id.casefold() == key.casefold()), None)
+    origin = dict(entry.hf_origins).get(matched_hf_id) if matched_hf_id else None
+    if origin is not None:
+        # A contestant's HF id (google/..., facebook/...) means those weights: build the timm
+        # checkpoint converted from the same originals, not the entry's default tag.
+        repo = _timm_repo(f"{TIMM_HUB_OWNER}{origin}")
+        via = f"{requested} is catalog entry {entry.name}: the same weights as timm {origin}"
+        return ResolvedName(requested, origin, entry, (repo,) if repo else (), via)
     timm_repo = _timm_repo(matched_hf_id) if matched_hf_id else None
     if timm_repo is not None:
         # A tagged timm repo asks for exactly those weights (and their preprocessing).
