@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from cli.console import console, err_console, exit_on_error
-from pipelines.recommend import RecommendConfig, Recommendation, format_duration, recommend as run_recommend
+from pipelines.recommend import Recommendation, RecommendConfig, format_duration
+from pipelines.recommend import recommend as run_recommend
 
 
 def recommend(

@@ -7,7 +7,6 @@ and the ratios a/b, a/c; then the log-mel alone: torchaudio in batches vs libros
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from pathlib import Path

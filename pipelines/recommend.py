@@ -18,9 +18,7 @@ by a 3-fold logistic-regression score.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
 import re
 import tempfile
 import time
@@ -30,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.errors import ConfigError, InputError, OlympError
+from pipelines.hardware import available_cores
 
 PRIORITIES = ("balanced", "quality", "speed", "baseline")
 DEVICES = ("auto", "cpu", "cuda")
@@ -211,10 +210,6 @@ def _choice(value: str, allowed: Sequence[str], option: str) -> str:
     if value not in allowed:
         raise ConfigError(f"{option} {value!r} is not one of {', '.join(allowed)}")
     return value
-
-
-def cpu_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def resolve_device(device: str) -> str:
@@ -464,24 +459,15 @@ def measure_seconds(entry, c: Constraints, warmup: int = 2, timed: int = 3) -> f
 # --------------------------------------------------------------------------- weights
 
 def weights_offline(entry) -> str:
-    """Where this entry's weights would come from right now, without network."""
-    source = entry.offline_weights
-    if source == "none":
-        return "none needed"
-    if source.startswith("package:"):
-        distribution = source.removeprefix("package:")
-        from pipelines.backbones.packaged import WEIGHTS_PACKAGES
+    """Where this entry's weights would come from right now, without network: the short form of
+    `olymp weights list` (pipelines.weights), so both commands look in the same places."""
+    from pipelines.weights import AVAILABLE, MISSING, weights_status
 
-        known = WEIGHTS_PACKAGES.get(distribution)
-        module = known.module if known else distribution.replace("-", "_")
-        return "package" if importlib.util.find_spec(module) is not None else f"pip install {distribution}"
-    if source == "hf-cache":
-        from pipelines.backbones.hf_cache import cached_weights
-
-        repos = list(entry.hf_ids) + ([f"timm/{entry.timm_name}"] if entry.timm_name else [])
-        if any(cached_weights(repo) is not None for repo in dict.fromkeys(repos)):
-            return "hf-cache"
-        return "needs --weights"
+    status = weights_status(entry)
+    if status.state == AVAILABLE:
+        return "none needed" if status.source == "none needed" else status.source.split()[0]  # package | hf-cache
+    if status.state == MISSING and status.fix.startswith("pip install"):
+        return status.fix
     return "needs --weights"
 
 
@@ -522,7 +508,7 @@ def constraints_from(config: RecommendConfig, probe) -> Constraints:
         deploy=_choice(config.deploy, DEPLOYMENTS, "--deploy"),
         task=_choice(config.task, TASKS, "--task"),
         clip_seconds=clip,
-        cpu_cores=cpu_cores(),
+        cpu_cores=available_cores(),
     )
 
 

@@ -28,9 +28,9 @@ import pandas as pd
 from pipelines import cv, metrics
 from pipelines.embeddings import EmbeddingSet, fingerprint, read_embeddings, read_errors
 from pipelines.errors import ConfigError, InputError
+from pipelines.hashing import file_sha256
 from pipelines.heads import get_head
 from pipelines.tasks import TASKS, Target, infer_task, prior
-from pipelines.hashing import file_sha256
 from pipelines.versions import package_versions
 
 RUN_MANIFEST = "manifest.json"

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from importlib import metadata
-
 import sys
+from importlib import metadata
 
 
 def package_versions(*names: str) -> dict[str, str]:

@@ -150,7 +150,10 @@ def _candidate_repos(entry: BackboneEntry) -> list[tuple[str, str | None]]:
     if entry.timm_name:
         from pipelines.backbones.names import resolve_name
 
-        return [(repo.repo_id, repo.filename) for repo in resolve_name(entry.name).hub_repos]
+        try:
+            return [(repo.repo_id, repo.filename) for repo in resolve_name(entry.name).hub_repos]
+        except WeightsError:  # not a timm model this timm knows: no cache to look in
+            return []
     return [(hf_id, None) for hf_id in entry.hf_ids]
 
 

@@ -3,7 +3,6 @@ offline weights and the documented state-dict layouts."""
 
 from __future__ import annotations
 
-
 import librosa
 import numpy as np
 import pytest
@@ -15,8 +14,6 @@ from pipelines.backbones.logmel import load_logmel_image, load_logmel_stats
 from pipelines.backbones.vggish import load_vggish
 from pipelines.backbones.yamnet import load_yamnet
 from pipelines.errors import WeightsError
-
-
 
 
 def clips(sample_rate: int, seconds: float, count: int = 2, seed: int = 0) -> torch.Tensor:

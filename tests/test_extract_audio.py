@@ -9,7 +9,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import soundfile
-import torch
 from typer.testing import CliRunner
 
 from cli.app import app

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 import pipelines.catalog
 from cli.app import app
 from pipelines import recommend as rec
+from pipelines.catalog import BackboneEntry
 from pipelines.errors import ConfigError
 from pipelines.probe import probe_data
 from tests.audio_files import write_broken_clips, write_mixed_clips
@@ -51,6 +52,9 @@ class Entry:
     offline_weights: str = "hf-cache"
     hf_ids: tuple = ()
     notes: str = ""
+
+    weights_package = BackboneEntry.weights_package
+    backbone_name = BackboneEntry.backbone_name
 
 
 # size_tier is the dataset size an entry suits (the catalog's meaning), not the model's size.

@@ -52,7 +52,7 @@ def default_audio_backbone(weights: str | None) -> tuple[AudioBackbone, str]:
 
     try:
         return load_panns(DEFAULT_AUDIO_BACKBONE, weights), "default: PANNs Cnn14 weights found offline"
-    except WeightsError as missing:
+    except WeightsError:
         if weights is not None:  # the user's file did not fit Cnn14: say so rather than switch
             raise
         reason = (f"default audio backbone: PANNs Cnn14 weights are not on disk, so the packaged "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file as load_safetensors
 
-from pipelines.hashing import file_sha256  # noqa: F401 - re-exported for the loaders
 from pipelines.errors import WeightsError
+from pipelines.hashing import file_sha256  # noqa: F401 - re-exported for the loaders
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
 # Containers training scripts wrap a state dict in (timm train, Lightning, plain scripts).
@@ -19,6 +20,22 @@ WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
 # Key prefixes added by DataParallel/DDP, torch.compile and Lightning modules.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "model.")
 EXAMPLES_IN_ERRORS = 3
+RANDOM_WEIGHTS = "random"  # --weights value: a seeded random init, for tests and smoke runs
+RANDOM_INIT_SEED = 0
+RANDOM_SOURCE = "random init (meaningless embeddings: tests only)"  # weights_source for it
+
+
+def is_random(weights: str | None) -> bool:
+    return weights is not None and weights.strip().lower() == RANDOM_WEIGHTS
+
+
+@contextmanager
+def seeded_init():
+    """Build a model inside this: `--weights random` must be the same network in every process
+    (or a resumed smoke run mixes two random networks); the global RNG is left untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        yield
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipelines.backbones.audio_base import AudioBackbone, measure_embedding_dim
+from pipelines.backbones.audio_base import AudioBackbone, load_state_dict_strictly, measure_embedding_dim
 from pipelines.backbones.checkpoints import file_sha256
-from pipelines.backbones.vggish import load_state_dict_strictly
 from pipelines.errors import ConfigError, WeightsError
 
 SAMPLE_RATE = 16000

@@ -28,7 +28,7 @@ import torchaudio
 from torch import nn
 
 from pipelines.backbones.audio_base import AudioBackbone, measure_embedding_dim
-from pipelines.backbones.checkpoints import file_sha256, read_state_dict
+from pipelines.backbones.checkpoints import RANDOM_SOURCE, file_sha256, is_random, read_state_dict, seeded_init
 from pipelines.backbones.hf_cache import cached_weights, hf_hub_cache_dir
 from pipelines.errors import InputError, WeightsError
 
@@ -379,7 +379,6 @@ PANNS_MODELS: dict[str, PannsModel] = {
     "panns-wavegram-logmel-cnn14": PannsModel(Wavegram_Logmel_Cnn14, 2048, "nicofarr/panns_Wavegram_Logmel_Cnn14"),
 }
 HF_FILENAME = "model.safetensors"  # what PyTorchModelHubMixin.save_pretrained writes
-RANDOM_WEIGHTS = "random"
 
 
 def resolve_panns_name(name: str) -> str:
@@ -393,8 +392,7 @@ def resolve_panns_name(name: str) -> str:
 
 def build_panns(name: str) -> PannsNet:
     """The network in eval mode, seeded: the same random init every time, global RNG untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    with seeded_init():
         model = PANNS_MODELS[resolve_panns_name(name)].cls()
     return model.eval()
 
@@ -423,8 +421,8 @@ def load_panns(name: str, weights: str | None) -> AudioBackbone:
 
 def _choose_weights(key: str, weights: str | None) -> tuple[Path | None, str]:
     entry = PANNS_MODELS[key]
-    if weights is not None and weights.strip().lower() == RANDOM_WEIGHTS:
-        return None, "random init (meaningless embeddings: tests only)"
+    if is_random(weights):
+        return None, RANDOM_SOURCE
     if weights is not None:
         path = Path(weights).expanduser()
         return path, f"file {path}"

@@ -15,7 +15,15 @@ from typing import Any
 
 import torch
 
-from pipelines.backbones.checkpoints import FitResult, file_sha256, fit_state_dict, read_state_dict
+from pipelines.backbones.checkpoints import (
+    RANDOM_SOURCE,
+    RANDOM_WEIGHTS,
+    FitResult,
+    file_sha256,
+    fit_state_dict,
+    is_random,
+    read_state_dict,
+)
 from pipelines.backbones.hf_cache import cached_weights, hf_hub_cache_dir
 from pipelines.backbones.names import ResolvedName, resolve_name
 from pipelines.backbones.packaged import match_by_position, packaged_weights_path, weights_package
@@ -27,7 +35,6 @@ from pipelines.backbones.timm_backbone import (
 )
 from pipelines.errors import WeightsError
 
-RANDOM_WEIGHTS = "random"
 OFFLINE_DEFAULT_BACKBONE = "efficientnet_lite0"
 
 
@@ -63,8 +70,8 @@ def load_backbone(name: str, weights: str | None = None) -> LoadedBackbone:
 def _choose_weights(resolved: ResolvedName, weights: str | None) -> WeightsChoice:
     if weights is None:
         return _offline_weights(resolved)
-    if weights.strip().lower() == RANDOM_WEIGHTS:
-        return WeightsChoice(resolved.timm_name, None, "random init (meaningless embeddings: tests only)")
+    if is_random(weights):
+        return WeightsChoice(resolved.timm_name, None, RANDOM_SOURCE)
     path = Path(weights).expanduser()
     return WeightsChoice(resolved.timm_name, path, f"file {path}")
 

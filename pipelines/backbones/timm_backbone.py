@@ -9,6 +9,7 @@ import timm
 import torch
 from timm.data import resolve_model_data_config
 
+from pipelines.backbones.checkpoints import seeded_init
 from pipelines.errors import WeightsError
 
 
@@ -28,9 +29,6 @@ class LoadedBackbone:
             return self.model.forward_head(self.model.forward_features(images), pre_logits=True)
 
 
-RANDOM_INIT_SEED = 0
-
-
 def build_timm_model(timm_name: str) -> torch.nn.Module:
     """The architecture with random weights; pretrained=False so timm never downloads.
 
@@ -38,8 +36,7 @@ def build_timm_model(timm_name: str) -> torch.nn.Module:
     resumed smoke run would mix embeddings of two different random networks.
     """
     try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RANDOM_INIT_SEED)
+        with seeded_init():
             return timm.create_model(timm_name, pretrained=False)
     except (RuntimeError, ValueError, KeyError, OSError) as err:
         raise WeightsError(f"timm cannot build {timm_name!r}: {err}") from err

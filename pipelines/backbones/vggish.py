@@ -45,19 +45,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
-
 import torch
 from torch import nn
 
-from pipelines.backbones.audio_base import AudioBackbone, measure_embedding_dim
-from pipelines.backbones.checkpoints import file_sha256, read_state_dict, strip_wrapper_prefixes
-from pipelines.errors import WeightsError
-
-RANDOM_WEIGHTS = "random"
-RANDOM_INIT_SEED = 0
-EXAMPLES_IN_ERRORS = 3
+from pipelines.backbones.audio_base import AudioBackbone, build_with_weights, init_for_relu, measure_embedding_dim
 
 SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 400  # 25 ms
@@ -194,16 +185,6 @@ def load_vggish(weights: str | None) -> AudioBackbone:
 
 # ---- helpers shared with YAMNet ----
 
-def init_for_relu(model: nn.Module) -> None:
-    """He-normal (fan_in) weights, zero biases: a random network whose activations keep their
-    scale through the ReLU stack (PyTorch's default init shrinks YAMNet's to ~1e-11)."""
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-
-
 def audioset_frontend(log_offset: float, example_hop_frames: int) -> dict:
     return {
         "sample_rate": SAMPLE_RATE, "win_length": WINDOW_SAMPLES, "hop_length": HOP_SAMPLES,
@@ -213,54 +194,5 @@ def audioset_frontend(log_offset: float, example_hop_frames: int) -> dict:
         "log": f"log(mel + {log_offset:g})",
         "example_frames": EXAMPLE_FRAMES, "example_hop_frames": example_hop_frames,
     }
-
-
-def build_with_weights(
-    architecture: type[nn.Module], weights: str | None, backbone: str, where: str,
-    fill_missing: Iterable[str] = (),
-) -> tuple[nn.Module, str, str | None]:
-    """The model in eval mode with `weights` loaded strictly; (model, weights_source, sha256).
-
-    `fill_missing`: key suffixes a checkpoint may leave out (they keep their initial values).
-    """
-    if weights is None:
-        raise WeightsError(
-            f"backbone {backbone!r} has no offline weights: pass --weights PATH to a PyTorch state dict "
-            f"(.pth/.pt/.safetensors), e.g. {where}, or use a backbone that needs no download: "
-            "--backbone logmel-stats (weight-free) or --backbone efficientnet_lite0 (ships with olymp); "
-            f"--weights {RANDOM_WEIGHTS} for smoke tests"
-        )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(RANDOM_INIT_SEED)  # `--weights random` is the same network in every process
-        model = architecture()
-    if weights.strip().lower() == RANDOM_WEIGHTS:
-        return model.eval(), "random init (meaningless embeddings: tests only)", None
-    path = Path(weights).expanduser()
-    load_state_dict_strictly(model, read_state_dict(path), f"weights {path}", backbone, tuple(fill_missing))
-    return model.eval(), f"file {path}", file_sha256(path)
-
-
-def load_state_dict_strictly(model: nn.Module, state: dict[str, torch.Tensor], origin: str, backbone: str,
-                             fill_missing: tuple[str, ...] = (), fix: str = "") -> None:
-    """Load `state` into `model`, every key and shape matching; WeightsError listing what does not."""
-    expected = model.state_dict()
-    state = strip_wrapper_prefixes(state, set(expected))
-    missing = [k for k in expected if k not in state and not (fill_missing and k.endswith(fill_missing))]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items() if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or mismatched:
-        groups = (("missing", missing), ("unexpected", unexpected), ("with other shapes", mismatched))
-        problems = "; ".join(
-            f"{len(keys)} {label} (e.g. {', '.join(keys[:EXAMPLES_IN_ERRORS])})" for label, keys in groups if keys
-        )
-        fix = fix or (
-            f"pass a state dict in the key layout documented in pipelines/backbones/{backbone}.py "
-            f"(python -m pydoc pipelines.backbones.{backbone})"
-        )
-        raise WeightsError(f"{origin} does not fit the {backbone} architecture: {problems}. Fix: {fix}")
-    model.load_state_dict({**expected, **state}, strict=True)
 
 

@@ -44,15 +44,13 @@ import math
 import torch
 from torch import nn
 
-from pipelines.backbones.audio_base import AudioBackbone, measure_embedding_dim
+from pipelines.backbones.audio_base import AudioBackbone, build_with_weights, init_for_relu, measure_embedding_dim
 from pipelines.backbones.vggish import (
     HOP_SAMPLES,
     SAMPLE_RATE,
     WINDOW_SAMPLES,
     AudioSetLogMel,
     audioset_frontend,
-    build_with_weights,
-    init_for_relu,
     pad_to_samples,
 )
 

@@ -14,7 +14,6 @@ import torch
 
 from pipelines.errors import ConfigError
 
-
 # CPU: small batches stay in cache (measured: lite0 60 img/s at 16 vs 25 at 32 on 2 cores);
 # GPU: large batches keep it busy.
 DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 128}

@@ -6,7 +6,6 @@ through the three stages, enforces `max_error_rate`, and keeps the manifest curr
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -22,6 +21,7 @@ from pipelines.extract.inputs import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, infer_m
 from pipelines.extract.mapper import resolve_device
 from pipelines.extract.stages import audio_stage, image_stage
 from pipelines.extract.writer import PartWriter, merge_error_parts, scan_committed, write_manifest
+from pipelines.hardware import available_cores
 from pipelines.versions import package_versions
 
 # The error-rate check waits for this many inputs, so three bad files in a row don't stop a run.
@@ -59,7 +59,7 @@ class ExtractSummary:
 
 def default_workers(device: torch.device) -> int:
     """Decode processes: leave the model most cores on CPU; on a GPU, decode with all of them."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = available_cores()
     return min(16, cores) if device.type == "cuda" else max(1, cores // 2)
 
 

@@ -7,11 +7,11 @@ hand-written loop can reuse it. Models are saved as LightGBM's own text format.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from pipelines.hardware import available_cores
 from pipelines.heads.base import Head
 
 NUM_BOOST_ROUND = 2000  # upper bound; early stopping usually ends far sooner
@@ -25,13 +25,6 @@ LGBM_METRIC = {
     "regression": {"rmse": "rmse", "mae": "l1", "r2": "l2"},
 }
 DEFAULT_LGBM_METRIC = {"binary": "binary_logloss", "multiclass": "multi_logloss", "regression": "l2"}
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 # Below this many feature values per fold, one thread beats several: OpenMP's per-tree sync
