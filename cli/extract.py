@@ -20,7 +20,12 @@ def extract(
     weights: Annotated[Optional[str], typer.Option(help="Weights file (.safetensors/.pt), or 'random' for smoke tests. Default: offline auto.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (bf16 where the hardware has it) | fp32 | bf16 | fp16 (CUDA).")] = "auto",
-    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Images per forward pass (default: 8 on CPU, 128 on GPU).")] = None,
+    batch_size: Annotated[Optional[str], typer.Option(help="Images per forward pass, or 'auto' (GPU: the largest that fits, halved on out-of-memory). Default: 8 on CPU, 128 on GPU.")] = None,
+    decode: Annotated[str, typer.Option(help="cpu | gpu (JPEGs decoded by nvJPEG on the GPU; other files on the CPU).")] = "cpu",
+    compile: Annotated[bool, typer.Option("--compile", help="torch.compile the backbone (CUDA; pays off on large inputs).")] = False,
+    tta: Annotated[str, typer.Option(help="none | hflip (images: mean of the image and its mirror; predict needs the same).")] = "none",
+    num_shards: Annotated[Optional[int], typer.Option(min=1, help="Split the inputs into N shards (SLURM arrays, xargs); torchrun sets it itself.")] = None,
+    shard_index: Annotated[Optional[int], typer.Option(min=0, help="Which shard this process extracts (0..N-1), with --num-shards.")] = None,
     workers: Annotated[Optional[int], typer.Option(min=0, help="Decode processes (default: from the cores).")] = None,
     part_size: Annotated[int, typer.Option(min=1, help="Rows per Parquet part (the unit of resume).")] = 2048,
     max_error_rate: Annotated[float, typer.Option(min=0.0, max=1.0, help="Stop when this share of inputs fails.")] = 0.5,
@@ -35,12 +40,15 @@ def extract(
     Example:  olymp extract data/train -o emb/train --backbone efficientnet_lite0
 
     Audio:    olymp extract clips/ -o emb/clips --backbone logmel-stats --window 5 --pool meanmax
+
+    GPUs:     torchrun --nproc-per-node 4 -m cli extract data/train -o emb/train --decode gpu --batch-size auto
     """
     config = ExtractConfig(
         inputs=str(inputs), output=str(output), modality=modality, backbone=backbone, weights=weights,
         window=window, hop=hop, pool=pool, device=device, precision=precision,
         batch_size=batch_size, workers=workers, part_size=part_size, max_error_rate=max_error_rate,
-        limit=limit, overwrite=overwrite,
+        limit=limit, overwrite=overwrite, decode=decode, compile=compile, tta=tta,
+        num_shards=num_shards, shard_index=shard_index,
     )
     from pipelines.extract.runner import run_extraction  # torch: imported only when extracting
 
@@ -78,6 +86,10 @@ class ExtractView:
             )
             if info["note"]:
                 err_console.print(info["note"], highlight=False)
+            for warning in info.get("warnings") or []:
+                err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+            if info.get("shard"):
+                err_console.print(f"{info['shard']}: {event.total} inputs to go", highlight=False)
             if info["resumed"]:
                 err_console.print(f"resuming: {info['resumed']} inputs already done, {event.total} to go")
             self.progress.start()
@@ -98,5 +110,7 @@ def render_summary(summary) -> None:
                              f"({summary.items_per_second:.1f}/s on {summary.device})"))
     errors = f"{summary.errors}" + (f" — see {summary.errors_file}" if summary.errors_file else "")
     rows.append(("errors", f"[red]{errors}[/]" if summary.errors else errors))
+    if summary.shard:
+        rows.append(("shard", f"{summary.shard}; dataset {summary.status}"))
     for key, value in rows:  # plain lines: long paths must stay whole for copy-paste
         console.print(f"[bold]{key:<9}[/] {value}", highlight=False, soft_wrap=True)

@@ -30,7 +30,9 @@ FORMAT_VERSION = 1
 
 # Manifest fields that decide whether two embedding sets are interchangeable
 # (train vs test, or a resumed run vs the original one).
-FINGERPRINT_FIELDS = ("modality", "backbone", "weights_sha256", "preprocessing", "embedding_dim")
+FINGERPRINT_FIELDS = ("modality", "backbone", "weights_sha256", "preprocessing", "embedding_dim", "tta")
+# Value of a field that manifests written before it existed lack.
+FINGERPRINT_DEFAULTS = {"tta": "none"}
 
 
 @dataclass
@@ -46,7 +48,7 @@ class EmbeddingSet:
 
 def fingerprint(manifest: dict) -> dict:
     """The part of a manifest that must match for embeddings to be comparable."""
-    return {key: manifest.get(key) for key in FINGERPRINT_FIELDS}
+    return {key: manifest.get(key, FINGERPRINT_DEFAULTS.get(key)) for key in FINGERPRINT_FIELDS}
 
 
 def load_manifest(path: str | Path) -> dict:

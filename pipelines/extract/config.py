@@ -25,7 +25,10 @@ class ExtractConfig:
     # --- how to run it
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 where the hardware has it) | fp32 | bf16 | fp16 (CUDA)
-    batch_size: int | None = None  # images per forward pass; None: 8 on CPU, 128 on GPU
+    batch_size: int | str | None = None  # images per forward pass; None: 8 on CPU, 128 on GPU; "auto": largest that fits
+    decode: str = "cpu"  # cpu (PIL in the workers) | gpu (JPEGs through nvJPEG; other files on the CPU)
+    compile: bool = False  # torch.compile the backbone (CUDA; fixed batch shapes, padded last batch)
+    tta: str = "none"  # none | hflip (images: mean of the original and the mirrored view)
     workers: int | None = None  # DataLoader decode processes; None: from the cores available
     part_size: int = 2048  # rows per Parquet part: the unit of resume (lost work on a crash ≤ this)
     # --- bad input
@@ -33,3 +36,6 @@ class ExtractConfig:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # larger images are recorded as errors
     overwrite: bool = False  # replace an output made with another backbone/preprocessing
     limit: int | None = None  # only the first N inputs (sorted), for smoke runs
+    # --- sharding (torchrun sets these from RANK/WORLD_SIZE when left None)
+    num_shards: int | None = None  # split the sorted inputs into this many contiguous shards
+    shard_index: int | None = None  # which shard this process extracts (0-based)

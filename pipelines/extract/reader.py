@@ -71,20 +71,45 @@ def to_rgb8(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-class ImageReader(torch.utils.data.Dataset):
-    """Map-style dataset over InputItems; decoding runs in the DataLoader's worker processes."""
+def jpeg_for_device(path: str, max_pixels: int) -> torch.Tensor | None:
+    """The file's bytes when nvJPEG can take it as is (baseline/progressive RGB or grey JPEG,
+    upright, not too large), else None: the CPU path decodes it (and records what fails)."""
+    with Image.open(path) as opened:  # reads the header only
+        width, height = opened.size
+        if opened.format != "JPEG" or opened.mode not in ("RGB", "L") or width * height > max_pixels:
+            return None
+        if opened.getexif().get(0x0112, 1) != 1:  # EXIF-rotated: PIL applies the rotation
+            return None
+    with open(path, "rb") as f:
+        return torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
 
-    def __init__(self, items: Sequence[InputItem], data_config: dict, max_pixels: int):
+
+class ImageReader(torch.utils.data.Dataset):
+    """Map-style dataset over InputItems; decoding runs in the DataLoader's worker processes.
+
+    With `jpeg_bytes=True` (--decode gpu) a JPEG that nvJPEG can take is passed on undecoded
+    (sample["jpeg"]); everything else is decoded here as usual.
+    """
+
+    def __init__(self, items: Sequence[InputItem], data_config: dict, max_pixels: int, jpeg_bytes: bool = False):
         self.items = items
         self.transform = make_image_transform(data_config)
         self.min_side = decode_size(data_config)
         self.max_pixels = max_pixels
+        self.jpeg_bytes = jpeg_bytes
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
+        if self.jpeg_bytes:
+            try:
+                data = jpeg_for_device(item.path, self.max_pixels)
+            except Exception:
+                data = None  # the CPU decode below records the reason
+            if data is not None:
+                return {"id": item.id, "path": item.path, "image": None, "jpeg": data, "error": None}
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # EXIF/ICC chatter would flood a long run's log
@@ -107,9 +132,15 @@ def describe(error: Exception) -> str:
 
 
 def collate(samples: list[dict]) -> dict:
-    good = [s for s in samples if s["error"] is None]
-    return {
+    good = [s for s in samples if s["error"] is None and s["image"] is not None]
+    jpegs = [s for s in samples if s.get("jpeg") is not None]
+    batch = {
         "ids": [s["id"] for s in good],
         "images": torch.stack([s["image"] for s in good]) if good else None,
         "errors": [{"id": s["id"], "path": s["path"], "error": s["error"]} for s in samples if s["error"]],
     }
+    if jpegs:  # --decode gpu: undecoded files, decoded on the device by the stage
+        batch["jpeg_ids"] = [s["id"] for s in jpegs]
+        batch["jpeg_paths"] = [s["path"] for s in jpegs]
+        batch["jpegs"] = [s["jpeg"] for s in jpegs]
+    return batch

@@ -6,6 +6,7 @@ through the three stages, enforces `max_error_rate`, and keeps the manifest curr
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -19,6 +20,7 @@ from pipelines.errors import InputError, MismatchError, TooManyErrors
 from pipelines.extract.config import ExtractConfig
 from pipelines.extract.inputs import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, infer_modality, list_inputs
 from pipelines.extract.mapper import resolve_device
+from pipelines.extract.shards import LOCK_NAME, Shard, distributed_barrier, output_lock, resolve_shard, shard_bounds
 from pipelines.extract.stages import audio_stage, image_stage
 from pipelines.extract.writer import PartWriter, merge_error_parts, scan_committed, write_manifest
 from pipelines.hardware import available_cores
@@ -55,12 +57,28 @@ class ExtractSummary:
     embedding_dim: int
     errors_file: str | None
     modality: str = "image"
+    status: str = "complete"  # complete | partial (other shards still running, or stopped early)
+    shard: str | None = None  # "shard 2/4" when this process extracted one shard
+    warnings: list[str] | None = None  # options that fell back (e.g. --decode gpu without CUDA)
 
 
-def default_workers(device: torch.device) -> int:
+def cores_per_process(local_processes: int = 1) -> int:
+    """Cores each of the extraction processes on this machine may use (N ranks split the box)."""
+    return max(1, available_cores() // max(1, local_processes))
+
+
+def default_workers(device: torch.device, local_processes: int = 1) -> int:
     """Decode processes: leave the model most cores on CPU; on a GPU, decode with all of them."""
-    cores = available_cores()
+    cores = cores_per_process(local_processes)
     return min(16, cores) if device.type == "cuda" else max(1, cores // 2)
+
+
+def shard_device(requested: str, shard: Shard) -> torch.device:
+    """Under torchrun each rank takes its own GPU, cuda:LOCAL_RANK (auto or plain cuda asked for)."""
+    device = resolve_device(requested)
+    if device.type == "cuda" and device.index is None and shard.launcher == "torchrun":
+        return torch.device("cuda", shard.local_rank % torch.cuda.device_count())
+    return device
 
 
 def run_extraction(config: ExtractConfig, on_progress: Callable[[ExtractProgress], None] | None = None) -> ExtractSummary:
@@ -69,28 +87,37 @@ def run_extraction(config: ExtractConfig, on_progress: Callable[[ExtractProgress
     items = list_inputs(config.inputs, AUDIO_EXTENSIONS if modality == "audio" else IMAGE_EXTENSIONS)
     if config.limit is not None:
         items = items[: config.limit]
-    device = resolve_device(config.device)
+    shard = resolve_shard(config.num_shards, config.shard_index)
+    start, stop = shard_bounds(len(items), shard.count, shard.index)
+    mine = items[start:stop]  # contiguous: shard parts read back in id order
+    device = shard_device(config.device, shard)
+    if device.type == "cpu":
+        torch.set_num_threads(cores_per_process(shard.local_count))
+    elif device.index is not None:
+        torch.cuda.set_device(device)
     stage = audio_stage(config, device) if modality == "audio" else image_stage(config, device)
     output = Path(config.output)
     manifest = new_manifest(config, stage, inputs=len(items))
-    manifest["compute"] = {"device": str(device), "precision": stage.precision}
-    previous = prepare_output(output, manifest, config.overwrite)
-    if previous:
-        manifest["created"] = previous.get("created", manifest["created"])
-
-    committed = scan_committed(output)
-    todo = [item for item in items if item.id not in committed.ids]
-    workers = (config.workers if config.workers is not None else default_workers(device)) if todo else 0
-    write_manifest(output, manifest)
+    manifest["compute"] = {"device": str(device), "precision": stage.precision, "decode": stage.decode,
+                           "shards": shard.count}
+    with output_lock(output) if shard.sharded else contextlib.nullcontext():
+        previous = prepare_output(output, manifest, config.overwrite, keep_same_setup=shard.sharded)
+        if previous:
+            manifest["created"] = previous.get("created", manifest["created"])
+        committed = scan_committed(output, shard.part_prefix)
+        write_manifest(output, manifest)
+    todo = [item for item in mine if item.id not in committed.ids]
+    workers = (config.workers if config.workers is not None else default_workers(device, shard.local_count)) if todo else 0
     report(ExtractProgress("start", total=len(todo), info={
         "modality": stage.modality, "backbone": stage.backbone, "timm_name": stage.architecture,
         "weights_source": stage.weights_source, "note": stage.note, "device": str(device),
-        "precision": stage.precision, "resumed": len(items) - len(todo), "embedding_dim": stage.embedding_dim,
-        "workers": workers, "batch_size": stage.batch_size,
+        "precision": stage.precision, "resumed": len(mine) - len(todo), "embedding_dim": stage.embedding_dim,
+        "workers": workers, "batch_size": stage.batch_size, "decode": stage.decode, "tta": manifest["tta"],
+        "shard": str(shard) if shard.sharded else None, "warnings": stage.warnings,
     }))
 
     writer = PartWriter(output, stage.embedding_dim, fingerprint(manifest), config.part_size, committed.next_part,
-                        stage.extra_columns)
+                        stage.extra_columns, prefix=shard.part_prefix)
     processed = errors = 0
     started = time.perf_counter()
     try:
@@ -107,22 +134,36 @@ def run_extraction(config: ExtractConfig, on_progress: Callable[[ExtractProgress
         # Ctrl-C, a stop for bad input or a crash: commit what is computed, keep the manifest true.
         writer.flush()
         seconds = time.perf_counter() - started
-        final = scan_committed(output)
+        final, errors_file = finish_manifest(output, manifest, items, shard)
+
+    if shard.launcher == "torchrun":
+        distributed_barrier(shard)  # every rank done: the last look sees the whole dataset
+        final, errors_file = finish_manifest(output, manifest, items, shard)
+    report(ExtractProgress("done", total=len(todo), processed=processed, errors=errors))
+    return ExtractSummary(
+        output=str(output), inputs=len(items), embedded=final.embedded, errors=final.errors,
+        resumed=len(mine) - len(todo), processed=processed, seconds=seconds,
+        items_per_second=processed / seconds if seconds > 0 else 0.0, backbone=stage.backbone,
+        weights_source=stage.weights_source, device=str(device), embedding_dim=stage.embedding_dim,
+        errors_file=str(errors_file) if errors_file else None, modality=stage.modality,
+        status=manifest["status"], shard=str(shard) if shard.sharded else None, warnings=stage.warnings,
+    )
+
+
+def finish_manifest(output: Path, manifest: dict, items: list, shard: Shard):
+    """Count what every shard committed; "complete" only when all inputs are covered.
+
+    Under the output lock, so shards finishing together cannot write a stale status last.
+    """
+    with output_lock(output) if shard.sharded else contextlib.nullcontext():
+        final = scan_committed(output, None)
         errors_file = merge_error_parts(output)
-        complete = final.embedded + final.errors >= len(items)
+        complete = all(item.id in final.ids for item in items)
         manifest["status"] = "complete" if complete else "partial"
         manifest["counts"] = {"inputs": len(items), "embedded": final.embedded, "errors": final.errors}
         manifest["updated"] = timestamp()
         write_manifest(output, manifest)
-
-    report(ExtractProgress("done", total=len(todo), processed=processed, errors=errors))
-    return ExtractSummary(
-        output=str(output), inputs=len(items), embedded=final.embedded, errors=final.errors,
-        resumed=len(items) - len(todo), processed=processed, seconds=seconds,
-        items_per_second=processed / seconds if seconds > 0 else 0.0, backbone=stage.backbone,
-        weights_source=stage.weights_source, device=str(device), embedding_dim=stage.embedding_dim,
-        errors_file=str(errors_file) if errors_file else None, modality=stage.modality,
-    )
+    return final, errors_file
 
 
 def too_many_errors(errors: int, processed: int, limit: float, output: Path) -> TooManyErrors:
@@ -149,9 +190,10 @@ def new_manifest(config: ExtractConfig, stage, inputs: int) -> dict:
         "weights_sha256": stage.weights_sha256,
         "weights": config.weights,
         "preprocessing": jsonable(stage.preprocessing),
+        "tta": config.tta,  # part of the fingerprint: predict refuses to mix TTA and plain embeddings
         "embedding_dim": stage.embedding_dim,
         "inputs": str(config.inputs),
-        "settings": {k: v for k, v in asdict(config).items() if k not in ("inputs", "output", "overwrite")},
+        "settings": {k: v for k, v in asdict(config).items() if k not in RUN_ONLY_SETTINGS},
         "versions": package_versions("torch", "torchvision", "timm", "pillow", "pyarrow"),
         "counts": {"inputs": inputs, "embedded": 0, "errors": 0},
         "created": timestamp(),
@@ -167,18 +209,27 @@ def jsonable(value):
     return value
 
 
-def prepare_output(output: Path, manifest: dict, overwrite: bool) -> dict | None:
-    """Create the output directory, or check that resuming into it is safe. Returns the old manifest."""
+# Options that say where/how this one process runs, not what the embeddings are.
+RUN_ONLY_SETTINGS = ("inputs", "output", "overwrite", "num_shards", "shard_index")
+
+
+def prepare_output(output: Path, manifest: dict, overwrite: bool, keep_same_setup: bool = False) -> dict | None:
+    """Create the output directory, or check that resuming into it is safe. Returns the old manifest.
+
+    keep_same_setup (shards): --overwrite replaces only output from another setup, since the
+    first shard to start has already replaced it for the others.
+    """
     if output.exists() and not output.is_dir():
         raise InputError(f"{output} is a file; -o needs a directory for the Parquet dataset")
     has_manifest = (output / MANIFEST_NAME).is_file()
-    if output.is_dir() and not has_manifest and any(output.iterdir()):
+    if output.is_dir() and not has_manifest and any(child.name != LOCK_NAME for child in output.iterdir()):
         raise InputError(
             f"{output} exists and is not an olymp embedding directory; choose a new -o (nothing was touched)"
         )
     if has_manifest and overwrite:
-        shutil.rmtree(output)
-        has_manifest = False
+        if not keep_same_setup or fingerprint(load_manifest(output)) != fingerprint(manifest):
+            remove_dataset(output)
+            has_manifest = False
     output.mkdir(parents=True, exist_ok=True)
     if not has_manifest:
         return None
@@ -192,6 +243,17 @@ def prepare_output(output: Path, manifest: dict, overwrite: bool) -> dict | None
             "use a new -o, or --overwrite to replace them"
         )
     return previous
+
+
+def remove_dataset(output: Path) -> None:
+    """Everything but the shards' lock file, which other processes may hold open."""
+    for child in output.iterdir():
+        if child.name == LOCK_NAME:
+            continue
+        if child.is_dir():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def short(value) -> str:

@@ -12,6 +12,7 @@ from typing import Callable, Iterator, Sequence
 import pyarrow as pa
 import torch
 
+from pipelines.errors import ConfigError
 from pipelines.extract.config import ExtractConfig
 from pipelines.extract.inputs import InputItem
 
@@ -32,6 +33,8 @@ class Stage:
     rows: Callable[[Sequence[InputItem], int], Rows]  # (todo, workers) -> row batches
     note: str | None = None  # why this backbone, when the user did not name one
     extra_columns: dict = field(default_factory=dict)  # name -> pyarrow type, beside id/embedding
+    warnings: list[str] = field(default_factory=list)  # options that fell back (e.g. --compile without CUDA)
+    decode: str = "cpu"  # where images are decoded in the end: cpu | gpu
 
 
 def loader(dataset, workers: int, device: torch.device, **options) -> torch.utils.data.DataLoader:
@@ -41,23 +44,75 @@ def loader(dataset, workers: int, device: torch.device, **options) -> torch.util
     )
 
 
+def pipelined(batches, submit, finish) -> Rows:
+    """Submit batch k+1 to the device before waiting for batch k's results: the GPU never waits
+    for the next batch to be fetched, and the loader never waits for the GPU."""
+    previous = None
+    for batch in batches:
+        current = (batch, submit(batch))
+        if previous is not None:
+            yield finish(*previous)
+        previous = current
+    if previous is not None:
+        yield finish(*previous)
+
+
 def image_stage(config: ExtractConfig, device: torch.device) -> Stage:
     from pipelines.backbones import load_backbone
-    from pipelines.extract.mapper import ImageMapper, default_batch_size
+    from pipelines.extract.gpu_decode import DeviceJpegDecoder, supports_gpu_decode
+    from pipelines.extract.mapper import ImageMapper, default_batch_size, parse_batch_size
     from pipelines.extract.reader import ImageReader, collate
 
+    warnings = []
+    requested_batch = parse_batch_size(config.batch_size)
+    if config.decode not in ("cpu", "gpu"):
+        raise ConfigError(f"unknown --decode {config.decode!r}; use cpu or gpu")
     backbone = load_backbone(config.backbone or "efficientnet_lite0", config.weights)
-    mapper = ImageMapper(backbone, device, config.precision)
-    batch_size = config.batch_size or default_batch_size(device)
+    mapper = ImageMapper(backbone, device, config.precision, tta=config.tta)
+
+    if requested_batch == "auto" and device.type == "cuda":
+        batch_size = mapper.find_batch_size(backbone.data_config["input_size"])
+    else:
+        batch_size = requested_batch if isinstance(requested_batch, int) else default_batch_size(device)
+    mapper.max_batch = batch_size
+    if config.compile:
+        if device.type == "cuda":
+            mapper.compile()
+        else:  # inductor on CPU needs a C++ toolchain and minutes of compiling: not worth it here
+            warnings.append(f"--compile needs a CUDA device; running {device.type} eagerly (same embeddings)")
+
+    decode = config.decode
+    if decode == "gpu" and device.type != "cuda":
+        warnings.append(f"--decode gpu needs a CUDA device; decoding on the CPU (same embeddings) on {device.type}")
+        decode = "cpu"
+    elif decode == "gpu" and (reason := supports_gpu_decode(backbone.data_config)):
+        warnings.append(f"--decode gpu: {reason} for {backbone.name}; decoding on the CPU")
+        decode = "cpu"
+    decoder = DeviceJpegDecoder(backbone.data_config, device, config.max_image_pixels) if decode == "gpu" else None
+
+    def submit(batch: dict):
+        ids, images, errors = batch["ids"], batch["images"], list(batch["errors"])
+        if decoder is not None and "jpegs" in batch:
+            gpu_ids, gpu_images, gpu_errors = decoder(batch["jpeg_ids"], batch["jpeg_paths"], batch["jpegs"])
+            errors += gpu_errors
+            if gpu_images is not None:
+                ids = ids + gpu_ids
+                images = gpu_images if images is None else torch.cat([images.to(device, non_blocking=True), gpu_images])
+        return ids, (mapper.submit(images) if images is not None else None), errors
+
+    def finish(batch: dict, submitted):
+        ids, pending, errors = submitted
+        return ids, (pending.result() if pending is not None else None), errors, {}
 
     def rows(todo: Sequence[InputItem], workers: int) -> Rows:
-        dataset = ImageReader(todo, backbone.data_config, config.max_image_pixels)
-        for batch in loader(dataset, workers, device, batch_size=batch_size, collate_fn=collate):
-            vectors = mapper(batch["images"]) if batch["images"] is not None else None
-            yield batch["ids"], vectors, batch["errors"], {}
+        dataset = ImageReader(todo, backbone.data_config, config.max_image_pixels, jpeg_bytes=decoder is not None)
+        batches = loader(dataset, workers, device, batch_size=batch_size, collate_fn=collate)
+        yield from pipelined(batches, submit, finish)
 
+    preprocessing = dict(backbone.data_config)
     return Stage("image", backbone.name, backbone.timm_name, backbone.weights_source, backbone.weights_sha256,
-                 dict(backbone.data_config), backbone.embedding_dim, mapper.precision, batch_size, rows)
+                 preprocessing, backbone.embedding_dim, mapper.precision, batch_size, rows,
+                 warnings=warnings, decode=decode)
 
 
 # Windows per forward pass on CPU / GPU: 10 s windows are large, so fewer than images.
@@ -68,14 +123,21 @@ def audio_stage(config: ExtractConfig, device: torch.device) -> Stage:
     from pipelines.backbones.audio import load_audio_backbone
     from pipelines.extract.audio_mapper import AudioMapper, ClipPooler
     from pipelines.extract.audio_reader import AudioReader, WindowPlan
+    from pipelines.extract.mapper import parse_batch_size
 
+    if config.tta != "none":
+        raise ConfigError(f"--tta {config.tta} is for images; drop it for audio")
     backbone, note = load_audio_backbone(config.backbone, config.weights)
     window = config.window if config.window is not None else backbone.window_seconds
     hop = config.hop if config.hop is not None else window
     plan = WindowPlan.from_seconds(backbone.sample_rate, window, hop, backbone.min_seconds)
     mapper = AudioMapper(backbone, device, config.precision)
     pooler = ClipPooler(config.pool)
-    batch_size = config.batch_size or AUDIO_BATCH_SIZE.get(device.type, 8)
+    requested = parse_batch_size(config.batch_size)
+    # "auto" for audio: the per-device default (window batches are already large)
+    batch_size = requested if isinstance(requested, int) else AUDIO_BATCH_SIZE.get(device.type, 8)
+    warnings = [f"--{flag} is for images; ignored for audio" for flag, on in
+                (("compile", config.compile), ("decode gpu", config.decode == "gpu")) if on]
     preprocessing = {**backbone.frontend, "sample_rate": backbone.sample_rate, "window_seconds": window,
                      "hop_seconds": hop, "pool": config.pool, "min_seconds": backbone.min_seconds}
 
@@ -90,4 +152,4 @@ def audio_stage(config: ExtractConfig, device: torch.device) -> Stage:
 
     return Stage("audio", backbone.name, backbone.architecture, backbone.weights_source, backbone.weights_sha256,
                  preprocessing, pooler.output_dim(backbone.embedding_dim), mapper.precision, batch_size, rows,
-                 note=note, extra_columns={"n_windows": pa.int32()})
+                 note=note, extra_columns={"n_windows": pa.int32()}, warnings=warnings)

@@ -65,23 +65,31 @@ class CommittedState:
     next_part: int = 0
 
 
-def scan_committed(output: Path) -> CommittedState:
-    """Read back committed parts (ids only) and drop leftovers of an interrupted commit."""
+def scan_committed(output: Path, own_prefix: str | None = "part-") -> CommittedState:
+    """Read back committed parts (ids only, of every shard) and drop leftovers of an interrupted commit.
+
+    Only files named `own_prefix...` are this process's to clean up (and to number on from):
+    other shards may be writing theirs right now. None: clean up nothing (a read-only look).
+    """
     state = CommittedState()
-    for leftover in output.glob(".*.tmp"):
-        leftover.unlink()
+    if own_prefix is not None:
+        for leftover in output.glob(f".{own_prefix}*.tmp"):
+            leftover.unlink()
     for part in sorted(output.glob(PART_GLOB)):
         ids = pq.read_table(part, columns=["id"]).column("id").to_pylist()
         state.ids.update(ids)
         state.embedded += len(ids)
-        state.next_part = max(state.next_part, part_number(part) + 1)
+        if own_prefix is not None and is_own_part(part.name, own_prefix):
+            state.next_part = max(state.next_part, part_number(part) + 1)
     error_dir = output / ERROR_PARTS_DIR
     if error_dir.is_dir():
-        for leftover in error_dir.glob(".*.tmp"):
-            leftover.unlink()
+        if own_prefix is not None:
+            for leftover in error_dir.glob(f".{own_prefix}*.tmp"):
+                leftover.unlink()
         for error_file in sorted(error_dir.glob("part-*.csv")):
             if not (output / f"{error_file.stem}.parquet").exists():
-                error_file.unlink()  # its part never committed: those inputs run again
+                if own_prefix is not None and is_own_part(error_file.name, own_prefix):
+                    error_file.unlink()  # its part never committed: those inputs run again
                 continue
             records = read_error_csv(error_file)
             state.ids.update(r["id"] for r in records)
@@ -90,15 +98,23 @@ def scan_committed(output: Path) -> CommittedState:
 
 
 def part_number(path: Path) -> int:
-    return int(path.stem.split("-")[1])
+    return int(path.stem.rsplit("-", 1)[1])
+
+
+def is_own_part(name: str, prefix: str) -> bool:
+    """`part-00003` belongs to the unsharded prefix `part-`, `part-s00001of00002-00003` to its shard."""
+    if not name.startswith(prefix):
+        return False
+    return prefix != "part-" or name[len(prefix):len(prefix) + 1].isdigit()
 
 
 class PartWriter:
     """Buffers rows and error records; commits a part every `part_size` inputs."""
 
     def __init__(self, output: Path, dim: int, metadata: dict, part_size: int, first_part: int,
-                 extra_columns: dict | None = None):
+                 extra_columns: dict | None = None, prefix: str = "part-"):
         self.output = output
+        self.prefix = prefix  # unique per shard, so shards never write the same file
         self.extra_columns = dict(extra_columns or {})  # e.g. n_windows for audio
         self.extra: dict[str, list] = {name: [] for name in self.extra_columns}
         self.schema = embedding_schema(dim, metadata, self.extra_columns)
@@ -126,7 +142,7 @@ class PartWriter:
     def flush(self) -> None:
         if not self.pending:
             return
-        name = f"part-{self.next_part:05d}"
+        name = f"{self.prefix}{self.next_part:05d}"
         if self.errors:
             error_dir = self.output / ERROR_PARTS_DIR
             error_dir.mkdir(exist_ok=True)
