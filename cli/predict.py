@@ -33,6 +33,7 @@ def predict(
     ] = None,
     device: Annotated[str, typer.Option("--device", help="For raw inputs: auto | cpu | cuda | cuda:N.")] = "auto",
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="For raw inputs: images per forward pass (default: 8 on CPU, 128 on GPU).", min=1)] = None,
+    allow_tta_mismatch: Annotated[bool, typer.Option("--allow-tta-mismatch", help="Accept test embeddings made with another --tta than the training ones.")] = False,
 ) -> None:
     """Predict test ids with a run's fold models (averaged) and write a submission CSV.
 
@@ -51,7 +52,7 @@ def predict(
         config = PredictConfig(
             run_dir=str(run_dir), inputs=[str(p) for p in inputs], output=str(output), proba=proba,
             sample_submission=None if sample_submission is None else str(sample_submission),
-            device=device, batch_size=batch_size,
+            device=device, batch_size=batch_size, allow_tta_mismatch=allow_tta_mismatch,
         )
         result = run_predict(config, on_progress=on_progress)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.embeddings import FINGERPRINT_FIELDS, MANIFEST_NAME, fingerprint, part_files, read_errors
+from pipelines.embeddings import FINGERPRINT_DEFAULTS, FINGERPRINT_FIELDS, MANIFEST_NAME, fingerprint, part_files, read_errors
 from pipelines.errors import ConfigError, InputError, MismatchError
 from pipelines.heads import get_head
 from pipelines.tasks import CLASSIFICATION
@@ -41,6 +41,8 @@ class PredictConfig:
     # --- extraction of raw inputs (ignored for embedding dirs)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     batch_size: int | None = None  # images per forward pass; None: the per-device default of extract
+    # --- checks
+    allow_tta_mismatch: bool = False  # accept test embeddings made with another --tta than training
 
 
 @dataclass
@@ -93,7 +95,8 @@ def extract_raw(source: str, trained: dict, run_dir: Path, config: PredictConfig
     settings = trained.get("settings") or {}
     # Everything that shapes the embedding as in training (modality, audio windows, pooling);
     # device and batch size are this machine's business.
-    shaping = {key: settings[key] for key in ("modality", "window", "hop", "pool", "max_image_pixels") if key in settings}
+    shaping = {key: settings[key] for key in ("modality", "window", "hop", "pool", "max_image_pixels", "tta")
+               if key in settings}
     run_extraction(
         ExtractConfig(
             inputs=str(source),
@@ -139,14 +142,23 @@ def _show(value) -> str:
     return json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else repr(value)
 
 
-def check_fingerprints(run: dict, manifests: list[dict], dirs: list[str]) -> None:
+def check_fingerprints(run: dict, manifests: list[dict], dirs: list[str], allow_tta_mismatch: bool = False,
+                       notify: Progress | None = None) -> None:
     """Refuse test embeddings made differently from the training ones, naming both values."""
     for entry, manifest, path in zip(run["embeddings"], manifests, dirs):
-        want, got = entry["fingerprint"], fingerprint(manifest)
+        want, got = {**FINGERPRINT_DEFAULTS, **entry["fingerprint"]}, fingerprint(manifest)
+        if want.get("tta") != got.get("tta"):
+            message = (f"{path} was extracted with --tta {got.get('tta')}, the training embeddings with "
+                       f"--tta {want.get('tta')}")
+            if not allow_tta_mismatch:
+                raise MismatchError(f"{message}; re-extract the test set with --tta {want.get('tta')}, "
+                                    "or pass --allow-tta-mismatch to predict anyway")
+            if notify:
+                notify("warning", f"{message} (allowed by --allow-tta-mismatch)")
         diffs = [
             f"{key}: training {_show(want.get(key))}, test {_show(got.get(key))}"
             for key in FINGERPRINT_FIELDS
-            if want.get(key) != got.get(key)
+            if key != "tta" and want.get(key) != got.get(key)
         ]
         if diffs:
             raise MismatchError(
@@ -269,7 +281,7 @@ def predict(config: PredictConfig, on_progress: Progress | None = None) -> Predi
 
     dirs = resolve_inputs(config, run, notify)
     sets = load_sets(dirs)
-    check_fingerprints(run, [emb.manifest for emb in sets], dirs)
+    check_fingerprints(run, [emb.manifest for emb in sets], dirs, config.allow_tta_mismatch, notify)
 
     # Every id any test set knows (embedded, or recorded as failed) gets a row.
     failed = {row["id"] for path in dirs for row in read_errors(path)}
