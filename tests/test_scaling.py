@@ -173,7 +173,7 @@ def test_device_jpeg_resize_crop_matches_the_cpu_transform(tmp_path):
     from pipelines.bench import write_photo_like_jpegs
 
     write_photo_like_jpegs(tmp_path / "photos", 3, size=(300, 200))
-    Image.open(tmp_path / "photos" / "photo-0000.jpg").convert("L").save(tmp_path / "photos" / "grey.jpg", quality=95)
+    Image.open(tmp_path / "photos" / "photo-00000.jpg").convert("L").save(tmp_path / "photos" / "grey.jpg", quality=95)
     items = list_inputs(tmp_path / "photos")
     config = load_backbone("resnet18", "random").data_config
     reader = ImageReader(items, config, 10**9)

@@ -81,7 +81,10 @@ def jpeg_for_device(path: str, max_pixels: int) -> torch.Tensor | None:
         if opened.getexif().get(0x0112, 1) != 1:  # EXIF-rotated: PIL applies the rotation
             return None
     with open(path, "rb") as f:
-        return torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
+        data = f.read()
+    if not data.endswith(b"\xff\xd9"):  # no end-of-image marker: truncated (or trailing bytes): PIL decides
+        return None
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
 class ImageReader(torch.utils.data.Dataset):

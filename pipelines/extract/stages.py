@@ -57,6 +57,67 @@ def pipelined(batches, submit, finish) -> Rows:
         yield finish(*previous)
 
 
+class DevicePrefetch:
+    """Fetch batches and move them onto the GPU (copy, --decode gpu) in a thread on a side CUDA
+    stream, `depth` batches ahead: transfers and nvJPEG overlap the forward passes of the main stream."""
+
+    _done = object()
+
+    def __init__(self, batches, prepare: Callable, device: torch.device, depth: int = 2):
+        self.batches, self.prepare, self.device, self.depth = batches, prepare, device, depth
+
+    def __iter__(self):
+        import queue
+        import threading
+
+        ready: queue.Queue = queue.Queue(self.depth)
+        stop = threading.Event()
+        side = torch.cuda.Stream(self.device)
+
+        def hand_over(item) -> bool:
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def work() -> None:
+            try:
+                if self.device.index is not None:  # a new thread starts on cuda:0
+                    torch.cuda.set_device(self.device)
+                with torch.cuda.stream(side):  # the current stream is per thread
+                    for batch in self.batches:
+                        prepared = self.prepare(batch)
+                        event = torch.cuda.Event()
+                        event.record(side)
+                        if not hand_over((prepared, event)):
+                            return
+                hand_over(self._done)
+            except BaseException as error:  # surfaces in the consumer, with its traceback
+                hand_over(error)
+
+        thread = threading.Thread(target=work, name="olymp-prefetch", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = ready.get()
+                if item is self._done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                prepared, event = item
+                main = torch.cuda.current_stream(self.device)
+                main.wait_event(event)
+                for value in prepared:
+                    if isinstance(value, torch.Tensor) and value.is_cuda:
+                        value.record_stream(main)  # made on the side stream, used on the main one
+                yield prepared
+        finally:
+            stop.set()
+
+
 def image_stage(config: ExtractConfig, device: torch.device) -> Stage:
     from pipelines.backbones import load_backbone
     from pipelines.extract.gpu_decode import DeviceJpegDecoder, supports_gpu_decode
@@ -90,24 +151,32 @@ def image_stage(config: ExtractConfig, device: torch.device) -> Stage:
         decode = "cpu"
     decoder = DeviceJpegDecoder(backbone.data_config, device, config.max_image_pixels) if decode == "gpu" else None
 
-    def submit(batch: dict):
+    def prepare(batch: dict):
+        """(ids, uint8 images on the device or None, error records) of one loader batch."""
         ids, images, errors = batch["ids"], batch["images"], list(batch["errors"])
+        if images is not None:
+            images = images.to(device, non_blocking=True)
         if decoder is not None and "jpegs" in batch:
             gpu_ids, gpu_images, gpu_errors = decoder(batch["jpeg_ids"], batch["jpeg_paths"], batch["jpegs"])
             errors += gpu_errors
             if gpu_images is not None:
                 ids = ids + gpu_ids
-                images = gpu_images if images is None else torch.cat([images.to(device, non_blocking=True), gpu_images])
+                images = gpu_images if images is None else torch.cat([images, gpu_images])
+        return ids, images, errors
+
+    def submit(prepared):
+        ids, images, errors = prepared
         return ids, (mapper.submit(images) if images is not None else None), errors
 
-    def finish(batch: dict, submitted):
+    def finish(prepared, submitted):
         ids, pending, errors = submitted
         return ids, (pending.result() if pending is not None else None), errors, {}
 
     def rows(todo: Sequence[InputItem], workers: int) -> Rows:
         dataset = ImageReader(todo, backbone.data_config, config.max_image_pixels, jpeg_bytes=decoder is not None)
         batches = loader(dataset, workers, device, batch_size=batch_size, collate_fn=collate)
-        yield from pipelined(batches, submit, finish)
+        on_device = DevicePrefetch(batches, prepare, device) if device.type == "cuda" else map(prepare, batches)
+        yield from pipelined(on_device, submit, finish)
 
     preprocessing = dict(backbone.data_config)
     return Stage("image", backbone.name, backbone.timm_name, backbone.weights_source, backbone.weights_sha256,
