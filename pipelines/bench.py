@@ -235,8 +235,8 @@ def write_results(results: dict, path: Path = RESULTS) -> Path:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=None, help="JPEGs per backbone (default: 8192 on GPU, 64 on CPU)")
-    parser.add_argument("--naive-images", type=int, default=None, help="images through the naive loop (default: 128 / 16)")
+    parser.add_argument("--images", type=int, default=None, help="JPEGs per backbone (default: 4096 on GPU, 64 on CPU)")
+    parser.add_argument("--naive-images", type=int, default=None, help="images through the naive loop (default: 64 / 16)")
     parser.add_argument("--backbones", default=None, help=f"default: GPU {GPU_BACKBONES}; CPU {CPU_BACKBONES}")
     parser.add_argument("--batch-size", type=int, default=None, help="default: extract's per-device default")
     parser.add_argument("--device", default="auto")
@@ -255,8 +255,8 @@ def main(argv=None) -> None:
     def save_so_far(rows):  # a bench cut short by a time limit still leaves its finished rows
         write_results({**results, "extract": rows}, args.output)
 
-    results["extract"] = bench_extract(backbones, args.images or (8192 if gpu else 64), args.batch_size, args.device,
-                                       args.naive_images or (128 if gpu else 16), on_row=save_so_far)
+    results["extract"] = bench_extract(backbones, args.images or (4096 if gpu else 64), args.batch_size, args.device,
+                                       args.naive_images or (64 if gpu else 16), on_row=save_so_far)
     if not args.skip_audio:
         from pipelines.bench_audio import bench_audio
 

@@ -30,6 +30,9 @@ timeout "${TEST_TIMEOUT:-200}" $PYTHON -m pytest -q -p no:cacheprovider tests/te
     | tee "$OUT/tests.log"
 echo "tests exit: ${PIPESTATUS[0]}" | tee -a "$OUT/tests.log"
 
+echo "== nvJPEG alone"
+timeout 60 $PYTHON scripts/nvjpeg_probe.py 1024 2>&1 | grep -v -i warning | tee "$OUT/nvjpeg.txt"
+
 echo "== bench"
 # shellcheck disable=SC2086
 timeout "${BENCH_TIMEOUT:-240}" $PYTHON -m pipelines.bench --skip-heads --output "$OUT/results.json" ${BENCH_ARGS:-} 2>&1 \

@@ -61,7 +61,7 @@ def test_gpu_decode_matches_cpu_decode(photos, tmp_path):
     gpu = extract(photos, tmp_path / "gpu", decode="gpu")
     assert gpu.warnings == [] and read_embeddings(gpu.output).manifest["compute"]["decode"] == "gpu"
     (cpu_ids, cpu_vectors), (gpu_ids, gpu_vectors) = by_id(read_embeddings(cpu.output)), by_id(read_embeddings(gpu.output))
-    assert cpu_ids == gpu_ids and len(gpu_ids) == 15
+    assert cpu_ids == gpu_ids and len(gpu_ids) == 14  # 15 files, the truncated one an error
     assert cosine(cpu_vectors, gpu_vectors).min() > 0.98, dict(zip(gpu_ids, cosine(cpu_vectors, gpu_vectors)))
     assert [e["id"] for e in read_errors(gpu.output)] == [e["id"] for e in read_errors(cpu.output)] == ["truncated"]
 
@@ -87,9 +87,9 @@ def test_batch_size_auto_backs_off_on_a_real_out_of_memory(photos, tmp_path):
         torch.cuda.set_per_process_memory_fraction(1.0)
     assert auto.warnings == [] and free > 2 * 2**30
     manifest = read_embeddings(auto.output).manifest
-    assert manifest["settings"]["batch_size"] == "auto"
+    assert manifest["settings"]["batch_size"] == "auto" and manifest["compute"]["batch_size"] < 512  # halved
     (ids_a, a), (ids_b, b) = by_id(read_embeddings(plain.output)), by_id(read_embeddings(auto.output))
-    assert ids_a == ids_b and len(set(ids_b)) == 15 and cosine(a, b).min() > 0.99
+    assert ids_a == ids_b and len(set(ids_b)) == 14 and cosine(a, b).min() > 0.99
 
 
 def test_batch_size_auto_finds_a_batch_that_fits():
@@ -106,11 +106,13 @@ def test_hflip_on_the_gpu_is_the_mean_of_both_views(tmp_path):
     (tmp_path / "mirrored").mkdir()
     for path in paths:
         Image.open(path).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "mirrored" / f"{path.stem}.png")
-    tta = read_embeddings(extract(tmp_path / "imgs", tmp_path / "tta", tta="hflip", precision="fp32").output)
-    plain = read_embeddings(extract(tmp_path / "imgs", tmp_path / "plain", precision="fp32").output)
-    mirror = read_embeddings(extract(tmp_path / "mirrored", tmp_path / "mirror", precision="fp32").output)
+    tta = read_embeddings(extract(tmp_path / "imgs", tmp_path / "tta", tta="hflip").output)
+    plain = read_embeddings(extract(tmp_path / "imgs", tmp_path / "plain").output)
+    mirror = read_embeddings(extract(tmp_path / "mirrored", tmp_path / "mirror").output)
     assert list(tta.ids) == list(plain.ids) == list(mirror.ids)
-    np.testing.assert_allclose(tta.vectors, (plain.vectors + mirror.vectors) / 2, rtol=1e-3, atol=1e-3)
+    # bf16 (and TF32 even at fp32) on the GPU: close in direction, not to 1e-5
+    assert cosine(tta.vectors, (plain.vectors + mirror.vectors) / 2).min() > 0.999
+    assert cosine(tta.vectors, plain.vectors).min() < cosine(tta.vectors, (plain.vectors + mirror.vectors) / 2).min()
 
 
 def test_torchrun_ranks_on_the_gpu_equal_one_process(photos, tmp_path):

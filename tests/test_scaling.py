@@ -158,7 +158,8 @@ def test_gpu_only_options_fall_back_on_cpu_with_a_warning(tmp_path):
     assert result.exit_code == 0, result.output
     assert "--compile needs a CUDA device" in result.stderr and "--decode gpu needs a CUDA device" in result.stderr
     assert_same_embeddings(read_embeddings(tmp_path / "fast"), read_embeddings(tmp_path / "plain"))
-    assert load_manifest(tmp_path / "fast")["compute"]["decode"] == "cpu"
+    compute = load_manifest(tmp_path / "fast")["compute"]
+    assert compute["decode"] == "cpu" and compute["batch_size"] == 8  # auto on a CPU: the CPU default
 
 
 def test_device_jpeg_resize_crop_matches_the_cpu_transform(tmp_path):

@@ -99,7 +99,7 @@ def run_extraction(config: ExtractConfig, on_progress: Callable[[ExtractProgress
     output = Path(config.output)
     manifest = new_manifest(config, stage, inputs=len(items))
     manifest["compute"] = {"device": str(device), "precision": stage.precision, "decode": stage.decode,
-                           "shards": shard.count}
+                           "batch_size": stage.batch_size, "shards": shard.count}
     with output_lock(output) if shard.sharded else contextlib.nullcontext():
         previous = prepare_output(output, manifest, config.overwrite, keep_same_setup=shard.sharded)
         if previous:
