@@ -46,7 +46,7 @@ demo-audio: $(STAMP) ## Synthetic sound classes (wav/flac/ogg, mixed rates) → 
 	$(BIN)/python -m pipelines.demo score $(DEMO)/sounds
 	@echo "submission: $(DEMO)/sounds/submission.csv"
 
-bench: $(STAMP) ## Measure extract vs forward-only vs a naive loop, and train-head vs a plain LightGBM loop
+bench: $(STAMP) ## Throughput per backbone: model-only, decode limit, extract (CPU / GPU decode); audio; train-head (.bench/results.csv)
 	$(BIN)/python -m pipelines.bench
 
 clean: ## Remove the demo outputs (keeps .venv)
