@@ -96,7 +96,7 @@ def time_decode_only(images: Path, backbone, device: torch.device, batch_size: i
     """The reader stage alone with extract's workers and batch size: CPU decode, or bytes + nvJPEG."""
     from pipelines.extract.config import DEFAULT_MAX_IMAGE_PIXELS
     from pipelines.extract.gpu_decode import DeviceJpegDecoder
-    from pipelines.extract.reader import ImageReader, collate
+    from pipelines.extract.reader import ImageReader, collate, jpeg_views
     from pipelines.extract.stages import loader
 
     items = list_inputs(images)
@@ -106,8 +106,8 @@ def time_decode_only(images: Path, backbone, device: torch.device, batch_size: i
     count = 0
     for batch in loader(dataset, workers, device, batch_size=batch_size, collate_fn=collate):
         count += len(batch["ids"])
-        if decoder is not None and "jpegs" in batch:
-            ids, _, _ = decoder(batch["jpeg_ids"], batch["jpeg_paths"], batch["jpegs"])
+        if decoder is not None and "jpeg_ids" in batch:
+            ids, _, _ = decoder(batch["jpeg_ids"], batch["jpeg_paths"], jpeg_views(batch))
             count += len(ids)
     synchronize(device)
     return count / (time.perf_counter() - started)

@@ -171,7 +171,7 @@ def test_device_jpeg_resize_crop_matches_the_cpu_transform(tmp_path):
     from pipelines.bench import write_photo_like_jpegs
     from pipelines.extract.gpu_decode import DeviceJpegDecoder
     from pipelines.extract.inputs import list_inputs
-    from pipelines.extract.reader import ImageReader, jpeg_for_device
+    from pipelines.extract.reader import ImageReader, collate, jpeg_views
 
     write_photo_like_jpegs(tmp_path / "photos", 3, size=(300, 200))
     Image.open(tmp_path / "photos" / "photo-00000.jpg").convert("L").save(tmp_path / "photos" / "grey.jpg", quality=95)
@@ -179,8 +179,10 @@ def test_device_jpeg_resize_crop_matches_the_cpu_transform(tmp_path):
     config = load_backbone("resnet18", "random").data_config
     reader = ImageReader(items, config, 10**9)
     decoder = DeviceJpegDecoder(config, torch.device("cpu"), 10**9)
-    jpegs = [jpeg_for_device(item.path, 10**9) for item in items]
-    ids, images, errors = decoder([i.id for i in items], [i.path for i in items], jpegs)
+    # what a worker hands over with --decode gpu: every JPEG undecoded, in one byte buffer
+    batch = collate([ImageReader(items, config, 10**9, jpeg_bytes=True)[index] for index in range(len(items))])
+    assert batch["images"] is None and batch["jpeg_ids"] == [i.id for i in items]
+    ids, images, errors = decoder(batch["jpeg_ids"], batch["jpeg_paths"], jpeg_views(batch))
     assert not errors and ids == [i.id for i in items]
     expected = torch.stack([reader[index]["image"] for index in range(len(items))])
     assert images.shape == expected.shape and images.dtype == torch.uint8

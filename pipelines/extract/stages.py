@@ -122,7 +122,7 @@ def image_stage(config: ExtractConfig, device: torch.device) -> Stage:
     from pipelines.backbones import load_backbone
     from pipelines.extract.gpu_decode import DeviceJpegDecoder, supports_gpu_decode
     from pipelines.extract.mapper import ImageMapper, default_batch_size, parse_batch_size
-    from pipelines.extract.reader import ImageReader, collate
+    from pipelines.extract.reader import ImageReader, collate, jpeg_views
 
     warnings = []
     requested_batch = parse_batch_size(config.batch_size)
@@ -156,8 +156,8 @@ def image_stage(config: ExtractConfig, device: torch.device) -> Stage:
         ids, images, errors = batch["ids"], batch["images"], list(batch["errors"])
         if images is not None:
             images = images.to(device, non_blocking=True)
-        if decoder is not None and "jpegs" in batch:
-            gpu_ids, gpu_images, gpu_errors = decoder(batch["jpeg_ids"], batch["jpeg_paths"], batch["jpegs"])
+        if decoder is not None and "jpeg_ids" in batch:
+            gpu_ids, gpu_images, gpu_errors = decoder(batch["jpeg_ids"], batch["jpeg_paths"], jpeg_views(batch))
             errors += gpu_errors
             if gpu_images is not None:
                 ids = ids + gpu_ids
