@@ -192,13 +192,16 @@ def device_label(device: torch.device) -> str:
 
 
 def goal(row: dict) -> str:
-    """The issue's goals: heavy models within 10% of model-only, light ones within 20% of the bound."""
-    best = max(row["extract_img_s"], row.get("extract_gpu_decode_img_s", 0.0))
+    """The issue's goals, each decode path against its own bound: heavy models within 10% of
+    model-only, light ones within 20% of min(model-only, decode limit)."""
+    paths = [(row["extract_img_s"], row["decode_limit_img_s"])]
+    if "extract_gpu_decode_img_s" in row:
+        paths.append((row["extract_gpu_decode_img_s"], row["gpu_decode_limit_img_s"]))
     if row["backbone"] in HEAVY:
-        ratio, target, what = best / row["model_only_img_s"], 0.9, "model-only"
+        ratio, target, what = max(e for e, _ in paths) / row["model_only_img_s"], 0.9, "model-only"
     elif row["backbone"] in LIGHT:
-        limit = max(row["decode_limit_img_s"], row.get("gpu_decode_limit_img_s", 0.0))
-        ratio, target, what = best / min(row["model_only_img_s"], limit), 0.8, "min(model-only, decode limit)"
+        ratio = max(e / min(row["model_only_img_s"], limit) for e, limit in paths)
+        target, what = 0.8, "min(model-only, decode limit)"
     else:
         return "-"
     return f"{'met' if ratio >= target else 'NOT met'}: {ratio:.2f} × {what} (goal {target})"
@@ -235,7 +238,7 @@ def write_results(results: dict, path: Path = RESULTS) -> Path:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=None, help="JPEGs per backbone (default: 4096 on GPU, 64 on CPU)")
+    parser.add_argument("--images", type=int, default=None, help="JPEGs per backbone (default: 8192 on GPU, 64 on CPU)")
     parser.add_argument("--naive-images", type=int, default=None, help="images through the naive loop (default: 64 / 16)")
     parser.add_argument("--backbones", default=None, help=f"default: GPU {GPU_BACKBONES}; CPU {CPU_BACKBONES}")
     parser.add_argument("--batch-size", type=int, default=None, help="default: extract's per-device default")
@@ -255,7 +258,7 @@ def main(argv=None) -> None:
     def save_so_far(rows):  # a bench cut short by a time limit still leaves its finished rows
         write_results({**results, "extract": rows}, args.output)
 
-    results["extract"] = bench_extract(backbones, args.images or (4096 if gpu else 64), args.batch_size, args.device,
+    results["extract"] = bench_extract(backbones, args.images or (8192 if gpu else 64), args.batch_size, args.device,
                                        args.naive_images or (64 if gpu else 16), on_row=save_so_far)
     if not args.skip_audio:
         from pipelines.bench_audio import bench_audio
