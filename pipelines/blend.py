@@ -344,8 +344,8 @@ def blend(config: BlendConfig, on_progress: Progress | None = None) -> BlendResu
         "prior": first["prior"],
         "labels": first["labels"],
         "fold_hash": members[0].fold_hash,
-        "folds": int(len(np.unique(folds))),
-        "n_rows": int(len(ids)),
+        "folds": len(np.unique(folds)),
+        "n_rows": len(ids),
         "members": [
             {
                 # relative first, so a copied workspace (runs/ next to the blend) still resolves
@@ -361,7 +361,7 @@ def blend(config: BlendConfig, on_progress: Progress | None = None) -> BlendResu
     (blend_dir / RUN_MANIFEST).write_text(json.dumps(_json_ready(manifest), indent=2))
     return BlendResult(
         blend_dir=blend_dir, task=task, method=config.method, metric=main, metrics=names, members=member_rows,
-        oof=oof_scores, n_rows=int(len(ids)), warnings=notes, seconds=time.perf_counter() - started,
+        oof=oof_scores, n_rows=len(ids), warnings=notes, seconds=time.perf_counter() - started,
     )
 
 

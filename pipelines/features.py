@@ -16,6 +16,7 @@ arrays (read back with `np.load(allow_pickle=False)`) so `predict` applies exact
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +50,7 @@ class FeatureSpec:
 
 def _blocks(source_dims: list[int]) -> list[slice]:
     edges = np.cumsum([0, *source_dims])
-    return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+    return [slice(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 
 @dataclass

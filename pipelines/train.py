@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 
 from pipelines import cv, metrics
-from pipelines.features import TRANSFORMS_DIR, FeatureSpec, FeatureTransform, transform_file
 from pipelines.embeddings import EmbeddingSet, fingerprint, read_embeddings, read_errors
 from pipelines.errors import ConfigError, InputError
+from pipelines.features import TRANSFORMS_DIR, FeatureSpec, FeatureTransform, transform_file
 from pipelines.hashing import file_sha256
 from pipelines.heads import get_head
 from pipelines.tasks import TASKS, Target, infer_task, prior
