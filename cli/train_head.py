@@ -42,7 +42,7 @@ def train_head(
         typer.Option("--param", "-p", help="Head parameter KEY=VALUE, repeatable (e.g. num_leaves=63, C=0.1)."),
     ] = None,
     folds: Annotated[int, typer.Option("--folds", help="Number of CV folds.", min=2)] = 5,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the folds and models.")] = 42,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the folds (and of the models without --seeds).")] = 42,
     seeds: Annotated[
         str | None,
         typer.Option("--seeds", help="Model seeds, e.g. 0,1,2: one model per seed per fold, predictions averaged.", metavar="LIST"),
@@ -94,6 +94,10 @@ def train_head(
         typer.echo(json.dumps(result.summary(), indent=2))
         return
     console.print(scores_table(result))
+    if result.seed_scores:
+        each = ", ".join(f"{_fmt(entry[result.metric])} (seed {entry['seed']})" for entry in result.seed_scores)
+        console.print(f"oof {result.metric} of each seed alone: {each}; their mean: {_fmt(result.oof[result.metric])}",
+                      highlight=False, soft_wrap=True)
     console.print(
         f"run saved to [bold]{result.run_dir}[/] (manifest.json, folds.csv, oof.csv, scores.json, models/) "
         f"in {result.seconds:.1f}s; next: olymp predict {result.run_dir} TEST_EMBEDDINGS -o submission.csv",

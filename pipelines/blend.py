@@ -149,6 +149,11 @@ def check_compatible(members: list[Member]) -> None:
                 f"{other.path} was trained on another labels file than {first.path} (SHA-256 differs); "
                 "blend runs trained on the same labels"
             )
+        if b["labels"].get("target_col") != a["labels"].get("target_col"):
+            raise MismatchError(
+                f"{other.path} predicts '{b['labels'].get('target_col')}', {first.path} "
+                f"'{a['labels'].get('target_col')}'; blend runs of one target"
+            )
 
 
 def _align(members: list[Member]) -> None:
@@ -226,9 +231,9 @@ def nnls_weights(preds: list[np.ndarray], y: np.ndarray, task: str, n_classes: i
 
     if task == "regression":
         A, b = np.column_stack(preds), np.asarray(y, dtype=np.float64)
-    else:
+    else:  # class indices -> one-hot; a 0/1 matrix (one column per label) is used as it is
         A = np.column_stack([p.reshape(-1) for p in preds])
-        b = np.eye(n_classes)[y].reshape(-1)
+        b = (np.asarray(y, dtype=np.float64) if np.ndim(y) == 2 else np.eye(n_classes)[y]).reshape(-1)
     weights, _ = nnls(A, b)
     if task != "regression":
         weights = weights / weights.sum() if weights.sum() > 0 else np.zeros_like(weights)

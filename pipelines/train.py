@@ -90,6 +90,7 @@ class TrainResult:
     n_features: int
     warnings: list[str]
     seconds: float
+    seed_scores: list[dict] = field(default_factory=list)  # with several --seeds: each seed's OOF metrics
 
     def summary(self) -> dict:
         """JSON-ready digest (what `train-head --json` prints)."""
@@ -97,8 +98,8 @@ class TrainResult:
             "run_dir": str(self.run_dir), "task": self.task, "task_reason": self.task_reason,
             "classes": self.classes, "metric": self.metric, "head": self.head,
             "n_rows": self.n_rows, "n_features": self.n_features, "folds": self.fold_scores,
-            "mean": self.mean, "std": self.std, "oof": self.oof, "warnings": self.warnings,
-            "seconds": round(self.seconds, 3),
+            "mean": self.mean, "std": self.std, "oof": self.oof, "seeds": self.seed_scores,
+            "warnings": self.warnings, "seconds": round(self.seconds, 3),
         })
 
 
@@ -458,10 +459,11 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     pd.DataFrame({"id": data.ids, "fold": folds}).to_csv(run_dir / "folds.csv", index=False)
     _oof_frame(data.ids, folds, fitted.oof, target).to_csv(run_dir / "oof.csv", index=False)
     scores = {"metric": names[0], "metrics": names, "folds": fitted.scores, "mean": mean, "std": std, "oof": oof_scores}
-    if len(fitted.seed_oof) > 1:  # what each seed alone scores, next to their mean in "oof"
-        scores["seeds"] = [
-            {"seed": seed, **metrics.score(target.task, target.y, pred, names)} for seed, pred in fitted.seed_oof.items()
-        ]
+    seed_scores = [
+        {"seed": seed, **metrics.score(target.task, target.y, pred, names)} for seed, pred in fitted.seed_oof.items()
+    ] if len(fitted.seed_oof) > 1 else []
+    if seed_scores:  # what each seed alone scores, next to their mean in "oof"
+        scores["seeds"] = seed_scores
     (run_dir / "scores.json").write_text(json.dumps(_json_ready(scores), indent=2))
     manifest = run_manifest(config, data, names, fitted, cv.fold_hash(data.ids, folds))
     (run_dir / RUN_MANIFEST).write_text(json.dumps(_json_ready(manifest), indent=2))
@@ -470,7 +472,7 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
         run_dir=run_dir, task=target.task, task_reason=target.reason, classes=target.classes,
         metric=names[0], metrics=names, head=config.head, fold_scores=fitted.scores, mean=mean,
         std=std, oof=oof_scores, n_rows=int(len(data.ids)), n_features=int(data.X.shape[1]),
-        warnings=notes + fitted.notes, seconds=time.perf_counter() - started,
+        warnings=notes + fitted.notes, seconds=time.perf_counter() - started, seed_scores=seed_scores,
     )
 
 

@@ -162,3 +162,22 @@ def test_predict_on_a_blend_dir_from_raw_input_extracts_once_per_backbone(tmp_pa
     from_dirs = cli("predict", tmp_path / "blend", root / "a_test", root / "b_test", "-o", tmp_path / "sub.csv")
     assert from_dirs.exit_code == 0
     assert pd.read_csv(tmp_path / "raw.csv", dtype=str).equals(pd.read_csv(tmp_path / "sub.csv", dtype=str))
+
+
+def test_blend_reads_the_truth_from_moved_labels_only_when_they_are_the_same(tmp_path, runs, make_csv):
+    import shutil
+
+    root = runs["root"]
+    moved = tmp_path / "labels.csv"
+    shutil.copy(root / "labels.csv", moved)
+    (root / "labels.csv").rename(root / "labels.bak")
+    try:
+        lost = cli("blend", root / "lr_a", root / "lr_b", "-o", tmp_path / "blend")
+        assert lost.exit_code == 1 and "pass --labels with the labels CSV they were trained on" in flat(lost.stderr)
+        found = cli("blend", root / "lr_a", root / "lr_b", "-o", tmp_path / "blend", "--labels", moved)
+        assert found.exit_code == 0, found.output
+        other = make_csv(tmp_path / "other.csv", id=["0000"], label=["cat"])
+        wrong = cli("blend", root / "lr_a", root / "lr_b", "-o", tmp_path / "blend2", "--labels", other)
+        assert wrong.exit_code == 1 and "is not the labels file the runs were trained on" in flat(wrong.stderr)
+    finally:
+        (root / "labels.bak").rename(root / "labels.csv")
