@@ -43,6 +43,15 @@ class FeatureSpec:
         if self.pca is not None and self.pca < 1:
             raise ConfigError(f"--pca {self.pca} keeps no component; pass --pca 1 or more, or drop it")
 
+    def check_size(self, n_train_rows: int, n_features: int) -> None:
+        """Refuse a PCA larger than the smallest fold's training part allows, before any work."""
+        limit = min(n_train_rows, n_features)
+        if self.pca and self.pca > limit:
+            raise ConfigError(
+                f"--pca {self.pca} asks for more components than a fold's training part allows "
+                f"({n_train_rows} rows x {n_features} features); pass --pca {limit} or fewer"
+            )
+
     def describe(self, source_dims: list[int]) -> dict:
         """What the run manifest records."""
         return {"normalize": self.normalize, "pca": self.pca, "source_dims": [int(d) for d in source_dims]}
@@ -78,12 +87,7 @@ class FeatureTransform:
             fitted.mean, fitted.scale = mean, std * width
         if spec.pca:
             Z = fitted._normalize(X)
-            limit = min(Z.shape)
-            if spec.pca > limit:
-                raise ConfigError(
-                    f"--pca {spec.pca} asks for more components than a fold's training part allows "
-                    f"({Z.shape[0]} rows x {Z.shape[1]} features); pass --pca {limit} or fewer"
-                )
+            spec.check_size(*Z.shape)
             from sklearn.decomposition import PCA
 
             pca = PCA(n_components=spec.pca, svd_solver="full").fit(Z)  # full SVD: deterministic

@@ -449,6 +449,8 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
         )
     for note in notes:
         notify("warning", note)
+    smallest_training_part = min(int((folds != k).sum()) for k in range(config.folds))
+    FeatureSpec(config.normalize, config.pca).check_size(smallest_training_part, data.X.shape[1])
 
     run_dir = prepare_run_dir(config.output, config.overwrite)
     source_dims = [emb.dim for emb in data.sets]

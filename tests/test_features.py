@@ -130,6 +130,7 @@ def test_bad_feature_options_are_refused(tmp_path, two_sources):
         result = cli("train-head", s["a"], s["b"], "--labels", s["labels"], "-o", tmp_path / "bad", "--head", "logreg",
                      "--overwrite", *args)
         assert result.exit_code == 1 and message in flat(result.stderr), (args, result.output)
+        assert not (tmp_path / "bad").exists()  # refused before the run dir is made
 
 
 def test_seeds_average_per_seed_models(tmp_path, make_embeddings, make_csv, make_separable):
