@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -244,6 +243,26 @@ def combine(preds: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     return sum(w * p for w, p in zip(weights, preds) if w > 0)
 
 
+def choose_weights(
+    method: str, preds: list[np.ndarray], y: np.ndarray, task: str, n_classes: int, metric: str, iterations: int = 50
+) -> tuple[np.ndarray, int | None]:
+    """Member weights by `method`, and the index of the best single member when the combination
+    scored below it on `metric` (the weights are then that member alone), else None."""
+    greater = GREATER_IS_BETTER[metric]
+
+    def score(pred: np.ndarray) -> float:
+        return metrics.score(task, y, pred, [metric])[metric]
+
+    if method == "greedy":
+        weights = greedy_weights(preds, score, greater, iterations)
+    else:
+        weights = nnls_weights(preds, y, task, n_classes)
+    best = _best_index([score(p) for p in preds], greater)
+    if not weights.any() or _better(score(preds[best]), score(combine(preds, weights)), greater):
+        return np.eye(len(preds))[best], best
+    return weights, None
+
+
 # --------------------------------------------------------------------------- the blend
 
 def _validate(config: BlendConfig) -> None:
@@ -269,7 +288,6 @@ def prepare_blend_dir(path: str | Path, overwrite: bool) -> Path:
             raise InputError(f"{blend_dir} holds a train-head run; choose another -o for the blend")
         for name in BLEND_FILES:
             (blend_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(blend_dir / "test_embeddings", ignore_errors=True)
     blend_dir.mkdir(parents=True, exist_ok=True)
     return blend_dir
 
@@ -295,24 +313,15 @@ def blend(config: BlendConfig, on_progress: Progress | None = None) -> BlendResu
         return values[:, 0] if task == "regression" else values
 
     preds = [as_pred(m) for m in members]
-    main, greater = names[0], GREATER_IS_BETTER[names[0]]
-
-    def score(pred: np.ndarray) -> float:
-        return metrics.score(task, y, pred, [main])[main]
-
+    main = names[0]
     member_scores = [metrics.score(task, y, p, names) for p in preds]
-    best = _best_index([s[main] for s in member_scores], greater)
-    if config.method == "greedy":
-        weights = greedy_weights(preds, score, greater, config.iterations)
-    else:
-        weights = nnls_weights(preds, y, task, len(classes or []))
+    weights, fell_back = choose_weights(config.method, preds, y, task, len(classes or []), main, config.iterations)
     notes = []
-    if not weights.any() or _better(member_scores[best][main], score(combine(preds, weights)), greater):
+    if fell_back is not None:
         notes.append(
             f"{config.method} weights scored below the best single run on OOF {main}; "
-            f"the blend keeps {members[best].path} alone"
+            f"the blend keeps {members[fell_back].path} alone"
         )
-        weights = np.eye(len(members))[best]
     for note in notes:
         notify("warning", note)
 

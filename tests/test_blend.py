@@ -181,3 +181,35 @@ def test_blend_reads_the_truth_from_moved_labels_only_when_they_are_the_same(tmp
         assert wrong.exit_code == 1 and "is not the labels file the runs were trained on" in flat(wrong.stderr)
     finally:
         (root / "labels.bak").rename(root / "labels.csv")
+
+
+def test_nnls_falls_back_to_the_best_run_when_its_combination_scores_lower():
+    from pipelines.blend import choose_weights
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    timid = np.where(y[:, None] == np.arange(2), 0.51, 0.49)  # always right, barely
+    bold = np.where(y[:, None] == np.arange(2), 1.0, 0.0)  # confident, wrong on ~10% of rows
+    flipped = rng.random(200) < 0.1
+    bold[flipped] = 1 - bold[flipped]
+    weights, fell_back = choose_weights("nnls", [timid, bold], y, "binary", 2, "accuracy")
+    assert fell_back == 0 and weights.tolist() == [1.0, 0.0]  # least squares favours `bold`; accuracy does not
+    weights, fell_back = choose_weights("greedy", [timid, bold], y, "binary", 2, "accuracy")
+    assert fell_back is None and weights.tolist() == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("method", ["greedy", "nnls"])
+def test_regression_weights_average_independent_errors(method):
+    from pipelines.blend import choose_weights, combine
+
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=500)
+    preds = [y + rng.normal(scale=0.5, size=500), y + rng.normal(scale=0.7, size=500)]
+    weights, fell_back = choose_weights(method, preds, y, "regression", 0, "rmse")
+    rmse = [metrics_rmse(y, p) for p in preds]
+    assert fell_back is None and metrics_rmse(y, combine(preds, weights)) < min(rmse) * 0.95
+    assert weights[0] > weights[1] > 0  # the less noisy run weighs more
+
+
+def metrics_rmse(y, pred):
+    return float(np.sqrt(np.mean((y - pred) ** 2)))
