@@ -55,7 +55,7 @@ class PredictResult:
     embeddings: list[str]  # test embedding dirs used (extracted ones included)
     output: Path | None
     warnings: list[str] = field(default_factory=list)
-    n_members: int = 0  # member runs combined, when run_dir is a blend
+    n_members: int = 0  # member runs combined (weight > 0), when run_dir is a blend
 
 
 # --------------------------------------------------------------------------- inputs
@@ -350,5 +350,5 @@ def predict(config: PredictConfig, on_progress: Progress | None = None) -> Predi
     return PredictResult(
         frame=frame, task=run["task"], proba=mode in ("proba", "positive"), n_rows=len(frame),
         n_prior=int((~usable).sum()), n_models=predicted.n_models, embeddings=predicted.dirs, output=output,
-        warnings=notes, n_members=len(run.get("members", [])),
+        warnings=notes, n_members=sum(member["weight"] > 0 for member in run.get("members", [])),
     )
