@@ -2,7 +2,7 @@
 
 import typer
 
-from cli import extract, predict, recommend, train_head, weights
+from cli import blend, extract, predict, recommend, train_head, weights
 
 app = typer.Typer(
     name="olymp",
@@ -14,6 +14,7 @@ app = typer.Typer(
 app.command("extract")(extract.extract)
 app.command("train-head")(train_head.train_head)
 app.command("predict")(predict.predict)
+app.command("blend")(blend.blend)
 app.add_typer(weights.app, name="weights")
 app.command("recommend")(recommend.recommend)
 

@@ -12,13 +12,17 @@ from cli.console import console, err_console, exit_on_error
 
 def predict(
     run_dir: Annotated[
-        Path, typer.Argument(help="Run directory written by `olymp train-head`.", exists=True, file_okay=False, metavar="RUN_DIR")
+        Path,
+        typer.Argument(
+            help="Run directory written by `olymp train-head`, or a blend dir from `olymp blend`.",
+            exists=True, file_okay=False, metavar="RUN_DIR",
+        ),
     ],
     inputs: Annotated[
         list[Path],
         typer.Argument(
-            help="Test embedding dir(s) in the training order, or one raw folder / CSV / Parquet listing "
-            "(extracted first with the training backbone).",
+            help="Test embedding dir(s) in the training order (for a blend: every member's, any order, matched by "
+            "fingerprint), or one raw folder / CSV / Parquet listing (extracted first with the training backbone(s)).",
             exists=True, show_default=False, metavar="TEST_EMBEDDINGS",
         ),
     ],
@@ -38,6 +42,8 @@ def predict(
     """Predict test ids with a run's fold models (averaged) and write a submission CSV.
 
     Example:  olymp predict runs/lgbm emb/test -o submission.csv
+
+    Example:  olymp predict runs/blend emb/test-effnet emb/test-panns -o submission.csv
     """
     from pipelines.predict import PredictConfig
     from pipelines.predict import predict as run_predict
@@ -58,8 +64,9 @@ def predict(
 
     kind = "probabilities" if result.proba else ("values" if result.task == "regression" else "labels")
     prior = f", {result.n_prior} from the training prior" if result.n_prior else ""
+    members = f"blend of {result.n_members} runs, " if result.n_members else ""
     console.print(
         f"wrote [bold]{result.output}[/]: {result.n_rows} rows of {kind} "
-        f"(mean of {result.n_models} fold models{prior})",
+        f"({members}mean of {result.n_models} fold models{prior})",
         highlight=False, soft_wrap=True,
     )

@@ -42,13 +42,30 @@ def train_head(
         typer.Option("--param", "-p", help="Head parameter KEY=VALUE, repeatable (e.g. num_leaves=63, C=0.1)."),
     ] = None,
     folds: Annotated[int, typer.Option("--folds", help="Number of CV folds.", min=2)] = 5,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the folds and models.")] = 42,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the folds (and of the models without --seeds).")] = 42,
+    seeds: Annotated[
+        str | None,
+        typer.Option("--seeds", help="Model seeds, e.g. 0,1,2: one model per seed per fold, predictions averaged.", metavar="LIST"),
+    ] = None,
+    folds_from: Annotated[
+        Path | None,
+        typer.Option("--folds-from", help="Reuse this run's folds.csv (same ids), so OOF predictions can be blended.",
+                     exists=True, file_okay=False, metavar="RUN_DIR"),
+    ] = None,
+    normalize: Annotated[
+        str, typer.Option("--normalize", help="none | l2 | standard, per embedding source, fitted inside each fold.")
+    ] = "none",
+    pca: Annotated[
+        int | None, typer.Option("--pca", help="Keep N PCA components (fitted inside each fold, after --normalize).", min=1)
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in -o.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the table.")] = False,
 ) -> None:
     """Fit a head with K-fold CV on embeddings; save folds, out-of-fold predictions, scores and models.
 
     Example:  olymp train-head emb/train --labels train.csv -o runs/lgbm
+
+    Example:  olymp train-head emb/effnet emb/panns --labels train.csv -o runs/lr --head logreg --normalize standard --pca 256 --folds-from runs/lgbm
     """
     from pipelines.heads import parse_params
     from pipelines.train import TrainConfig, train
@@ -68,6 +85,8 @@ def train_head(
             embeddings=[str(p) for p in embeddings], labels=str(labels), output=str(output),
             id_col=id_col, target_col=target_col, group_col=group_col, task=task, metric=metric,
             head=head, head_params=parse_params(param), folds=folds, seed=seed, overwrite=overwrite,
+            seeds=parse_seeds(seeds), folds_from=None if folds_from is None else str(folds_from),
+            normalize=normalize, pca=pca,
         )
         result = train(config, on_progress=on_progress)
 
@@ -75,11 +94,27 @@ def train_head(
         typer.echo(json.dumps(result.summary(), indent=2))
         return
     console.print(scores_table(result))
+    if result.seed_scores:
+        each = ", ".join(f"{_fmt(entry[result.metric])} (seed {entry['seed']})" for entry in result.seed_scores)
+        console.print(f"oof {result.metric} of each seed alone: {each}; their mean: {_fmt(result.oof[result.metric])}",
+                      highlight=False, soft_wrap=True)
     console.print(
         f"run saved to [bold]{result.run_dir}[/] (manifest.json, folds.csv, oof.csv, scores.json, models/) "
         f"in {result.seconds:.1f}s; next: olymp predict {result.run_dir} TEST_EMBEDDINGS -o submission.csv",
         highlight=False, soft_wrap=True,
     )
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    """"0,1,2" -> [0, 1, 2]."""
+    from pipelines.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds '{text}' is not a comma-separated list of integers; e.g. --seeds 0,1,2") from None
 
 
 def _fmt(value) -> str:

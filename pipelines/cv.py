@@ -7,6 +7,7 @@ stay in one fold (StratifiedGroupKFold / GroupKFold).
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -67,3 +68,43 @@ def assign_folds(
     if empty:
         raise InputError(f"fold(s) {empty} got no rows; pass a smaller --folds")
     return folds, notes
+
+
+# --------------------------------------------------------------------------- fold reuse
+
+def fold_hash(ids: np.ndarray, folds: np.ndarray) -> str:
+    """SHA-256 of the (id, fold) pairs, independent of row order: equal hashes mean two runs
+    validated every id in the same fold, so their out-of-fold predictions are comparable."""
+    import hashlib
+
+    order = np.argsort(np.asarray(ids, dtype=str), kind="stable")
+    text = "".join(f"{ids[i]}\t{int(folds[i])}\n" for i in order)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_folds(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, folds) of a run's folds.csv."""
+    import pandas as pd
+
+    path = Path(run_dir) / "folds.csv"
+    if not path.is_file():
+        raise InputError(f"{run_dir} has no folds.csv; pass --folds-from with a train-head run directory")
+    frame = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+    if list(frame.columns[:2]) != ["id", "fold"]:
+        raise InputError(f"{path} does not start with columns id, fold; pass --folds-from with a train-head run directory")
+    return frame["id"].to_numpy(dtype=object), frame["fold"].to_numpy(dtype=np.int64)
+
+
+def folds_from(run_dir: str | Path, ids: np.ndarray) -> np.ndarray:
+    """The fold of every id, taken from another run; refused unless both hold exactly the same ids."""
+    their_ids, their_folds = read_folds(run_dir)
+    ours, theirs = set(ids.tolist()), set(their_ids.tolist())
+    if ours != theirs:
+        only_here, only_there = len(ours - theirs), len(theirs - ours)
+        raise InputError(
+            f"--folds-from {run_dir}: ids differ ({only_here} only in this run, {only_there} only in {run_dir}); "
+            "train on the same labels and embeddings as that run, or drop --folds-from"
+        )
+    import pandas as pd
+
+    return their_folds[pd.Index(their_ids).get_indexer(ids)]

@@ -19,6 +19,7 @@ import pandas as pd
 
 from pipelines.embeddings import FINGERPRINT_DEFAULTS, FINGERPRINT_FIELDS, MANIFEST_NAME, fingerprint, part_files, read_errors
 from pipelines.errors import ConfigError, InputError, MismatchError
+from pipelines.features import run_transforms
 from pipelines.heads import get_head
 from pipelines.tasks import CLASSIFICATION
 from pipelines.train import load_run, load_sets
@@ -52,10 +53,11 @@ class PredictResult:
     proba: bool  # whether `frame` holds probabilities
     n_rows: int  # rows in `frame`
     n_prior: int  # rows that got the training prior (no embedding: failed or missing)
-    n_models: int  # fold models averaged
+    n_models: int  # fold models averaged (over every member of a blend)
     embeddings: list[str]  # test embedding dirs used (extracted ones included)
     output: Path | None
     warnings: list[str] = field(default_factory=list)
+    n_members: int = 0  # member runs combined (weight > 0), when run_dir is a blend
 
 
 # --------------------------------------------------------------------------- inputs
@@ -170,15 +172,22 @@ def check_fingerprints(run: dict, manifests: list[dict], dirs: list[str], allow_
 # --------------------------------------------------------------------------- predictions
 
 def average_folds(run_dir: Path, run: dict, X: np.ndarray) -> np.ndarray:
-    """Mean of the fold models' predictions (probabilities or values)."""
+    """Mean of the fold (x seed) models' predictions (probabilities or values), each model fed
+    the features through its fold's fitted transform (--normalize/--pca), as in training."""
     head_cls = get_head(run["head"]["name"])
     n_classes = len(run["classes"]) if run["classes"] else 0
+    transforms = run_transforms(run_dir, run)
+    model_folds = run.get("model_folds") or list(range(len(run["models"])))  # older runs: one model per fold
+    features: dict[int, np.ndarray] = {}
     total = None
-    for model_file in run["models"]:
+    for model_file, fold in zip(run["models"], model_folds):
         path = run_dir / model_file
         if not path.is_file():
             raise InputError(f"{path} is missing; re-run olymp train-head to rebuild the run")
-        pred = head_cls.load(path, run["task"], n_classes).predict(X)
+        if fold not in features:
+            transform = transforms[fold] if fold < len(transforms) else None
+            features[fold] = X if transform is None else transform.transform(X)
+        pred = head_cls.load(path, run["task"], n_classes).predict(features[fold])
         total = pred if total is None else total + pred
     return total / len(run["models"])
 
@@ -271,15 +280,18 @@ def _follow_sample(sample, id_name, ids, pred, usable, run, notes, path):
     return wanted, ordered, ordered_usable
 
 
-def predict(config: PredictConfig, on_progress: Progress | None = None) -> PredictResult:
-    """Predict every test id with the run's fold models; write `config.output` when given."""
-    notify = on_progress or (lambda level, message: None)
-    run_dir = Path(config.run_dir)
-    run = load_run(run_dir)
-    sample = _read_sample(config.sample_submission) if config.sample_submission else None
-    id_name, columns, mode = _layout(run, config.proba, sample, notify)
+@dataclass
+class RunPrediction:
+    ids: np.ndarray  # every id any test set knows (embedded, or recorded as failed), sorted
+    pred: np.ndarray  # (N, K) or (N,): the models' mean where `usable`, the training prior elsewhere
+    usable: np.ndarray  # bool (N,): predicted by the models
+    notes: list[str]  # why some ids got the prior
+    dirs: list[str]  # test embedding dirs used
+    n_models: int
 
-    dirs = resolve_inputs(config, run, notify)
+
+def predict_run(run_dir: Path, run: dict, dirs: list[str]) -> RunPrediction:
+    """One train-head run's fold models on test embedding dirs (one per training set, in order)."""
     sets = load_sets(dirs)
     check_fingerprints(run, [emb.manifest for emb in sets], dirs, config.allow_tta_mismatch, notify)
 
@@ -306,6 +318,35 @@ def predict(config: PredictConfig, on_progress: Progress | None = None) -> Predi
         notes.append(f"{n_failed} test ids failed extraction (listed in _errors.csv); they get the training prior")
     if n_missing:
         notes.append(f"{n_missing} test ids lack an embedding in some test set; they get the training prior")
+    return RunPrediction(all_ids, pred, usable, notes, dirs, len(run["models"]))
+
+
+def load_predictor(run_dir: Path) -> dict:
+    """The manifest of a train-head run or of a blend (both predict the same way)."""
+    from pipelines.blend import BLEND_KIND, load_blend
+
+    path = run_dir / "manifest.json"
+    if path.is_file() and json.loads(path.read_text()).get("kind") == BLEND_KIND:
+        return load_blend(run_dir)
+    return load_run(run_dir)
+
+
+def predict(config: PredictConfig, on_progress: Progress | None = None) -> PredictResult:
+    """Predict every test id with the run's fold models (or a blend's member runs, weighted);
+    write `config.output` when given."""
+    notify = on_progress or (lambda level, message: None)
+    run_dir = Path(config.run_dir)
+    run = load_predictor(run_dir)
+    sample = _read_sample(config.sample_submission) if config.sample_submission else None
+    id_name, columns, mode = _layout(run, config.proba, sample, notify)
+
+    if run["kind"] == "head_run":
+        predicted = predict_run(run_dir, run, resolve_inputs(config, run, notify))
+    else:
+        from pipelines.blend import predict_blend
+
+        predicted = predict_blend(run_dir, run, config, notify)
+    all_ids, pred, usable, notes = predicted.ids, predicted.pred, predicted.usable, list(predicted.notes)
 
     if sample is not None:
         all_ids, pred, usable = _follow_sample(sample, id_name, all_ids, pred, usable, run, notes, config.sample_submission)
@@ -320,5 +361,6 @@ def predict(config: PredictConfig, on_progress: Progress | None = None) -> Predi
         frame.to_csv(output, index=False)
     return PredictResult(
         frame=frame, task=run["task"], proba=mode in ("proba", "positive"), n_rows=len(frame),
-        n_prior=int((~usable).sum()), n_models=len(run["models"]), embeddings=dirs, output=output, warnings=notes,
+        n_prior=int((~usable).sum()), n_models=predicted.n_models, embeddings=predicted.dirs, output=output,
+        warnings=notes, n_members=sum(member["weight"] > 0 for member in run.get("members", [])),
     )

@@ -7,8 +7,11 @@ assign folds -> fit one head per fold -> write the run directory:
       manifest.json   versions, inputs (+ fingerprints, labels SHA-256), task, classes, head, folds
       folds.csv       id, fold
       oof.csv         id, fold, one probability column per class (or `prediction`)
-      scores.json     every metric per fold, mean, std and on all out-of-fold rows
-      models/fold-K.txt | fold-K.json   one model per fold (LightGBM text / logreg JSON)
+      scores.json     every metric per fold, mean, std and on all out-of-fold rows (+ per seed)
+      models/fold-K.txt | fold-K.json   one model per fold (LightGBM text / logreg JSON);
+                      fold-K-seed-S.* with several --seeds (OOF = their mean)
+      transforms/fold-K.npz   with --normalize/--pca: the feature transform fitted on fold K's
+                      training part (plain arrays, no pickle), applied again by predict
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,6 +31,7 @@ import pandas as pd
 from pipelines import cv, metrics
 from pipelines.embeddings import EmbeddingSet, fingerprint, read_embeddings, read_errors
 from pipelines.errors import ConfigError, InputError
+from pipelines.features import TRANSFORMS_DIR, FeatureSpec, FeatureTransform, transform_file
 from pipelines.hashing import file_sha256
 from pipelines.heads import get_head
 from pipelines.tasks import TASKS, Target, infer_task, prior
@@ -60,6 +64,11 @@ class TrainConfig:
     # --- cross-validation
     folds: int = 5  # number of folds
     seed: int = 42  # fold shuffling and model seeds
+    seeds: list[int] | None = None  # one model per seed per fold, predictions averaged; None: [seed]
+    folds_from: str | None = None  # reuse this run's folds.csv (same ids) instead of drawing folds
+    # --- features (fitted inside each fold, on its training part only)
+    normalize: str = "none"  # none | l2 | standard, per embedding source
+    pca: int | None = None  # PCA components after normalization; None: no PCA
     # --- output
     overwrite: bool = False  # replace an existing run in `output`
 
@@ -81,6 +90,7 @@ class TrainResult:
     n_features: int
     warnings: list[str]
     seconds: float
+    seed_scores: list[dict] = field(default_factory=list)  # with several --seeds: each seed's OOF metrics
 
     def summary(self) -> dict:
         """JSON-ready digest (what `train-head --json` prints)."""
@@ -88,8 +98,8 @@ class TrainResult:
             "run_dir": str(self.run_dir), "task": self.task, "task_reason": self.task_reason,
             "classes": self.classes, "metric": self.metric, "head": self.head,
             "n_rows": self.n_rows, "n_features": self.n_features, "folds": self.fold_scores,
-            "mean": self.mean, "std": self.std, "oof": self.oof, "warnings": self.warnings,
-            "seconds": round(self.seconds, 3),
+            "mean": self.mean, "std": self.std, "oof": self.oof, "seeds": self.seed_scores,
+            "warnings": self.warnings, "seconds": round(self.seconds, 3),
         })
 
 
@@ -224,6 +234,7 @@ def prepare_run_dir(path: str | Path, overwrite: bool) -> Path:
         if not overwrite:
             raise InputError(f"{run_dir} already holds a run; pass --overwrite or choose another -o")
         shutil.rmtree(run_dir / MODELS_DIR, ignore_errors=True)
+        shutil.rmtree(run_dir / TRANSFORMS_DIR, ignore_errors=True)
         for name in RUN_FILES:
             (run_dir / name).unlink(missing_ok=True)
     (run_dir / MODELS_DIR).mkdir(parents=True, exist_ok=True)
@@ -248,6 +259,9 @@ def _validate(config: TrainConfig) -> None:
         raise ConfigError(f"unknown task '{config.task}'; pass --task with one of: {', '.join(TASKS)}")
     if config.folds < 2:
         raise ConfigError(f"--folds {config.folds} leaves nothing to validate on; pass --folds 2 or more")
+    if config.seeds is not None and (not config.seeds or len(set(config.seeds)) != len(config.seeds)):
+        raise ConfigError(f"--seeds needs distinct integers, e.g. --seeds 0,1,2 (got {config.seeds})")
+    FeatureSpec(config.normalize, config.pca).check()
     get_head(config.head)  # unknown head fails before any work
 
 
@@ -285,35 +299,82 @@ class FoldResults:
     model_files: list[str]  # relative to the run dir
     head_params: dict  # the params the head actually used
     notes: list[str]
+    model_folds: list[int] = field(default_factory=list)  # the fold of each model file
+    seed_oof: dict[int, np.ndarray] = field(default_factory=dict)  # per model seed, before averaging
+    transform_files: list[str] | None = None  # per fold (--normalize/--pca), relative to the run dir
+
+
+def model_seeds(config: TrainConfig) -> list[int]:
+    return list(config.seeds) if config.seeds else [config.seed]
+
+
+def _model_file(fold: int, seed: int, seeds: list[int], suffix: str) -> str:
+    name = f"fold-{fold}" if len(seeds) == 1 else f"fold-{fold}-seed-{seed}"
+    return f"{MODELS_DIR}/{name}{suffix}"
+
+
+def _merge_info(infos: list[dict]) -> dict:
+    """One fold's head info over its seeds: numbers averaged, flags all-true."""
+    merged = {}
+    for key in infos[0]:
+        values = [info.get(key) for info in infos]
+        if all(isinstance(v, bool) for v in values):
+            merged[key] = all(values)
+        elif all(isinstance(v, (int, float)) for v in values):
+            mean = float(np.mean(values))
+            merged[key] = int(round(mean)) if all(isinstance(v, int) for v in values) else mean
+        else:
+            merged[key] = values[-1]
+    return merged
 
 
 def fit_folds(
     head_cls, target: Target, X: np.ndarray, folds: np.ndarray, names: list[str], config: TrainConfig,
-    run_dir: Path, notify: Progress,
+    run_dir: Path, notify: Progress, source_dims: list[int] | None = None,
 ) -> FoldResults:
-    """One head per fold: fit on the other folds, predict its own rows, save the model."""
+    """Per fold: fit the feature transform and one head per seed on the other folds, predict
+    its own rows (mean over seeds), save transform and models."""
     y = target.y
     oof = np.zeros((len(y), target.n_classes)) if target.is_classification else np.zeros(len(y))
-    scores, model_files, notes, head_params = [], [], [], {}
+    seeds = model_seeds(config)
+    seed_oof = {seed: np.zeros_like(oof) for seed in seeds}
+    spec = FeatureSpec(config.normalize, config.pca)
+    scores, model_files, model_folds, notes, head_params = [], [], [], [], {}
+    transform_files = None if spec.is_identity else []
     for k in range(config.folds):
         train_idx, valid_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
-        head = head_cls(target.task, target.n_classes, config.head_params, names[0], config.seed)
-        head.fit(X[train_idx], y[train_idx], X[valid_idx], y[valid_idx])
-        oof[valid_idx] = head.predict(X[valid_idx])
-        model_file = f"{MODELS_DIR}/fold-{k}{head_cls.suffix}"
-        head.save(run_dir / model_file)
-        model_files.append(model_file)
-        head_params = head.params
-        if head.info.get("converged") is False:
+        X_train, X_valid = X[train_idx], X[valid_idx]
+        if transform_files is not None:  # fitted on the training part only: validation rows never leak in
+            transform = FeatureTransform.fit(X_train, source_dims or [X.shape[1]], spec)
+            X_train, X_valid = transform.transform(X_train), transform.transform(X_valid)
+            (run_dir / TRANSFORMS_DIR).mkdir(exist_ok=True)
+            transform.save(run_dir / transform_file(k))
+            transform_files.append(transform_file(k))
+        infos = []
+        for seed in seeds:
+            head = head_cls(target.task, target.n_classes, config.head_params, names[0], seed)
+            head.fit(X_train, y[train_idx], X_valid, y[valid_idx])
+            seed_oof[seed][valid_idx] = head.predict(X_valid)
+            model_file = _model_file(k, seed, seeds, head_cls.suffix)
+            head.save(run_dir / model_file)
+            model_files.append(model_file)
+            model_folds.append(k)
+            infos.append(head.info)
+            head_params = head.params
+        oof[valid_idx] = np.mean([seed_oof[seed][valid_idx] for seed in seeds], axis=0)
+        info = _merge_info(infos)
+        if info.get("converged") is False:
             notes.append(f"fold {k}: {config.head} did not converge; pass --param max_iter=5000 (or a smaller C)")
             notify("warning", notes[-1])
         fold = metrics.score(target.task, y[valid_idx], oof[valid_idx], names)
-        scores.append({"fold": k, "n_train": len(train_idx), "n_valid": len(valid_idx), **head.info, **fold})
+        scores.append({"fold": k, "n_train": len(train_idx), "n_valid": len(valid_idx), **info, **fold})
         notify("fold", f"fold {k}: {names[0]} {fold[names[0]]:.4f}")
-    return FoldResults(oof, scores, model_files, head_params, notes)
+    return FoldResults(oof, scores, model_files, head_params, notes, model_folds, seed_oof, transform_files)
 
 
-def run_manifest(config: TrainConfig, data: TrainingData, names: list[str], fitted: FoldResults) -> dict:
+def run_manifest(
+    config: TrainConfig, data: TrainingData, names: list[str], fitted: FoldResults, fold_hash: str | None = None
+) -> dict:
     labels_path = Path(config.labels)
     target = data.target
     return {
@@ -350,9 +411,17 @@ def run_manifest(config: TrainConfig, data: TrainingData, names: list[str], fitt
         "head": {"name": config.head, "params": fitted.head_params},
         "folds": config.folds,
         "seed": config.seed,
+        "folds_from": None if config.folds_from is None else str(Path(config.folds_from).resolve()),
+        "fold_hash": fold_hash,
+        "seeds": model_seeds(config),
+        "features": {
+            **FeatureSpec(config.normalize, config.pca).describe([emb.dim for emb in data.sets]),
+            "transforms": fitted.transform_files,
+        },
         "n_rows": int(len(data.ids)),
         "n_features": int(data.X.shape[1]),
         "models": fitted.model_files,
+        "model_folds": fitted.model_folds,
     }
 
 
@@ -365,30 +434,47 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     target = data.target
     notify("task", target.reason)
     names = metrics.metrics_for(target.task, config.metric)
-    folds, fold_notes = cv.assign_folds(target, config.folds, config.seed, data.groups)
+    if config.folds_from:
+        folds, fold_notes = cv.folds_from(config.folds_from, data.ids), []
+        config = replace(config, folds=int(folds.max()) + 1)
+    else:
+        folds, fold_notes = cv.assign_folds(target, config.folds, config.seed, data.groups)
     notes = data.notes + fold_notes
+    head_cls = get_head(config.head)
+    params = head_cls.resolve_params(target.task, target.n_classes, config.head_params, names[0], config.seed)  # fail early
+    if len(model_seeds(config)) > 1 and not head_cls.is_stochastic(params):
+        notes.append(
+            f"{config.head} with these params is deterministic: --seeds {','.join(map(str, model_seeds(config)))} "
+            "fit identical models; drop --seeds, or use a head/params with randomness (e.g. lgbm)"
+        )
     for note in notes:
         notify("warning", note)
-    head_cls = get_head(config.head)
-    head_cls.resolve_params(target.task, target.n_classes, config.head_params, names[0], config.seed)  # fail early
+    smallest_training_part = min(int((folds != k).sum()) for k in range(config.folds))
+    FeatureSpec(config.normalize, config.pca).check_size(smallest_training_part, data.X.shape[1])
 
     run_dir = prepare_run_dir(config.output, config.overwrite)
-    fitted = fit_folds(head_cls, target, data.X, folds, names, config, run_dir, notify)
+    source_dims = [emb.dim for emb in data.sets]
+    fitted = fit_folds(head_cls, target, data.X, folds, names, config, run_dir, notify, source_dims)
     mean, std = metrics.summarize(fitted.scores, names)
     oof_scores = metrics.score(target.task, target.y, fitted.oof, names)
 
     pd.DataFrame({"id": data.ids, "fold": folds}).to_csv(run_dir / "folds.csv", index=False)
     _oof_frame(data.ids, folds, fitted.oof, target).to_csv(run_dir / "oof.csv", index=False)
     scores = {"metric": names[0], "metrics": names, "folds": fitted.scores, "mean": mean, "std": std, "oof": oof_scores}
+    seed_scores = [
+        {"seed": seed, **metrics.score(target.task, target.y, pred, names)} for seed, pred in fitted.seed_oof.items()
+    ] if len(fitted.seed_oof) > 1 else []
+    if seed_scores:  # what each seed alone scores, next to their mean in "oof"
+        scores["seeds"] = seed_scores
     (run_dir / "scores.json").write_text(json.dumps(_json_ready(scores), indent=2))
-    manifest = run_manifest(config, data, names, fitted)
+    manifest = run_manifest(config, data, names, fitted, cv.fold_hash(data.ids, folds))
     (run_dir / RUN_MANIFEST).write_text(json.dumps(_json_ready(manifest), indent=2))
 
     return TrainResult(
         run_dir=run_dir, task=target.task, task_reason=target.reason, classes=target.classes,
         metric=names[0], metrics=names, head=config.head, fold_scores=fitted.scores, mean=mean,
         std=std, oof=oof_scores, n_rows=int(len(data.ids)), n_features=int(data.X.shape[1]),
-        warnings=notes + fitted.notes, seconds=time.perf_counter() - started,
+        warnings=notes + fitted.notes, seconds=time.perf_counter() - started, seed_scores=seed_scores,
     )
 
 

@@ -40,6 +40,12 @@ class Head(ABC):
     def resolve_params(cls, task: str, n_classes: int, overrides: dict, metric: str | None, seed: int) -> dict:
         """The head's defaults for this task with the user's overrides applied (and checked)."""
 
+    @classmethod
+    def is_stochastic(cls, params: dict) -> bool:
+        """Whether the seed changes the fitted model under these (resolved) params; averaging
+        several seeds (`--seeds`) only helps a stochastic head. Heads override when it depends."""
+        return True
+
     @abstractmethod
     def fit(
         self,

@@ -89,6 +89,19 @@ class LGBMHead(Head):
     def resolve_params(cls, task, n_classes, overrides, metric, seed):
         return _merge(default_lgbm_params(task, n_classes, metric, seed), overrides)
 
+    @classmethod
+    def is_stochastic(cls, params):
+        # the seed only matters through column/row subsampling or random split thresholds
+        def value(key, default):
+            return next((params[k] for k in _aliases(key) | {key} if k in params), default)
+
+        return (
+            float(value("feature_fraction", 1.0)) < 1.0
+            or float(value("feature_fraction_bynode", 1.0)) < 1.0
+            or (float(value("bagging_fraction", 1.0)) < 1.0 and int(value("bagging_freq", 0)) > 0)
+            or bool(value("extra_trees", False))
+        )
+
     def fit(self, X, y, X_valid=None, y_valid=None):
         import lightgbm as lgb
 

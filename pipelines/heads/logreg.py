@@ -17,6 +17,7 @@ from pipelines.heads.base import Head
 
 LOGREG_DEFAULTS = {"C": 1.0, "max_iter": 1000}
 RIDGE_DEFAULTS = {"alpha": 1.0}
+RANDOMIZED_SOLVERS = ("sag", "saga", "liblinear")  # the only ones that use random_state
 
 
 def _estimator(task: str):
@@ -47,6 +48,11 @@ class LogRegHead(Head):
                 f"--param takes one of: {', '.join(sorted(known))}"
             )
         return {**defaults, **overrides}
+
+    @classmethod
+    def is_stochastic(cls, params):
+        # lbfgs/newton-* (the default) and Ridge's exact solvers ignore random_state
+        return params.get("solver") in RANDOMIZED_SOLVERS
 
     def fit(self, X, y, X_valid=None, y_valid=None):
         from sklearn.exceptions import ConvergenceWarning

@@ -1,0 +1,85 @@
+"""`olymp blend`: train-head runs on the same folds -> weighted blend dir, scored on OOF predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cli.console import console, err_console, exit_on_error
+
+
+def blend(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="train-head run dirs trained on the same labels and folds (see train-head --folds-from).",
+            exists=True, file_okay=False, show_default=False, metavar="RUN_DIR...",
+        ),
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Blend directory to create (olymp predict takes it like a run).")],
+    method: Annotated[
+        str, typer.Option("--method", help="greedy (ensemble selection with replacement) | nnls (non-negative least squares).")
+    ] = "greedy",
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="Metric the weights are chosen on  [default: the runs' main metric]")
+    ] = None,
+    iterations: Annotated[int, typer.Option("--iterations", help="greedy: picks at most (with replacement).", min=1)] = 50,
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", help="The training labels CSV, if it moved since training.", exists=True, dir_okay=False),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing blend in -o.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the table.")] = False,
+) -> None:
+    """Blend runs that share folds: weights chosen on their out-of-fold predictions; never below the best run.
+
+    Example:  olymp blend runs/lgbm runs/lr -o runs/blend && olymp predict runs/blend emb/test -o submission.csv
+    """
+    from pipelines.blend import BlendConfig
+    from pipelines.blend import blend as run_blend
+
+    def on_progress(level: str, message: str) -> None:
+        prefix = "[yellow]warning:[/] " if level == "warning" else ""
+        err_console.print(f"{prefix}{message}", highlight=False, soft_wrap=True)
+
+    with exit_on_error():
+        config = BlendConfig(
+            runs=[str(p) for p in runs], output=str(output), method=method, metric=metric, iterations=iterations,
+            labels=None if labels is None else str(labels), overwrite=overwrite,
+        )
+        result = run_blend(config, on_progress=on_progress)
+
+    if json_out:
+        typer.echo(json.dumps(result.summary(), indent=2))
+        return
+    console.print(blend_table(result))
+    console.print(
+        f"blend saved to [bold]{result.blend_dir}[/] (manifest.json, oof.csv, scores.json); "
+        f"next: olymp predict {result.blend_dir} TEST_EMBEDDINGS... -o submission.csv",
+        highlight=False, soft_wrap=True,
+    )
+
+
+def _fmt(value) -> str:
+    return "-" if value is None or value != value else f"{value:.4f}"
+
+
+def blend_table(result) -> Table:
+    from pipelines.metrics import GREATER_IS_BETTER
+
+    table = Table(title=f"blend ({result.method}) · {result.task} · {result.n_rows} OOF rows")
+    table.add_column("run")
+    table.add_column("head")
+    table.add_column("weight", justify="right")
+    for i, name in enumerate(result.metrics):
+        arrow = "↑" if GREATER_IS_BETTER[name] else "↓"
+        table.add_column(f"[bold]{name}[/] {arrow}" if i == 0 else f"{name} {arrow}", justify="right")
+    for member in result.members:
+        table.add_row(member["run"], member["head"], f"{member['weight']:.3f}", *(_fmt(member["oof"][n]) for n in result.metrics))
+    table.add_section()
+    table.add_row("blend", "", "1.000", *(_fmt(result.oof[n]) for n in result.metrics))
+    return table

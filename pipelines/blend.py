@@ -1,0 +1,483 @@
+"""`blend`: train-head runs on the same folds -> weights chosen on their out-of-fold predictions.
+
+Steps: load the runs and refuse any that differs from the first (task, class order, ids, fold
+assignment, labels) -> read the truth from the labels CSV -> choose weights on the OOF
+predictions -> write the blend directory, which `olymp predict` uses like a run directory:
+
+    BLEND_DIR/
+      manifest.json   kind "blend": members (run paths, weights, OOF scores), method, task, classes
+      oof.csv         id, fold, the blended columns (as the members' oof.csv)
+      scores.json     the blend's metrics (per fold, mean, std, all OOF) and each member's
+
+Methods: `greedy` is ensemble selection with replacement (Caruana et al., 2004): start from
+the best single run, repeatedly add the run (again, possibly) that most improves the blended
+OOF score, keep the best prefix; weights are the counts. `nnls` fits non-negative least
+squares of the members' predictions on the truth (one-hot for classes), weights rescaled to
+sum to 1 for probabilities. Either way the blend is never worse on OOF than the best input:
+a combination that scores lower falls back to the best single run, with a note.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines import cv, metrics
+from pipelines.errors import ConfigError, InputError, MismatchError
+from pipelines.hashing import file_sha256
+from pipelines.metrics import GREATER_IS_BETTER
+from pipelines.tasks import infer_task
+from pipelines.train import RUN_FORMAT, RUN_MANIFEST, _json_ready, load_run, read_labels
+
+BLEND_KIND = "blend"
+METHODS = ("greedy", "nnls")
+BLEND_FILES = (RUN_MANIFEST, "oof.csv", "scores.json")
+
+# on_progress(level, message): level is "info" or "warning".
+Progress = Callable[[str, str], None]
+
+
+@dataclass
+class BlendConfig:
+    runs: list[str]  # train-head run dirs trained on the same labels, ids and folds
+    output: str  # the blend directory to create
+    method: str = "greedy"  # greedy | nnls
+    metric: str | None = None  # the score weights are chosen on; None: the first run's main metric
+    iterations: int = 50  # greedy: how many picks (with replacement) at most
+    labels: str | None = None  # the labels CSV if it moved since training; None: the path the runs recorded
+    overwrite: bool = False  # replace an existing blend in `output`
+
+
+@dataclass
+class BlendResult:
+    blend_dir: Path
+    task: str
+    method: str
+    metric: str  # the metric the weights were chosen on (first in `metrics`)
+    metrics: list[str]
+    members: list[dict]  # per input run: run, head, weight, oof (every metric)
+    oof: dict[str, float]  # every metric of the blended OOF predictions
+    n_rows: int
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        """JSON-ready digest (what `blend --json` prints)."""
+        return _json_ready({
+            "blend_dir": str(self.blend_dir), "task": self.task, "method": self.method, "metric": self.metric,
+            "metrics": self.metrics, "members": self.members, "oof": self.oof, "n_rows": self.n_rows,
+            "warnings": self.warnings, "seconds": round(self.seconds, 3),
+        })
+
+
+# --------------------------------------------------------------------------- members
+
+@dataclass
+class Member:
+    path: Path
+    run: dict
+    oof: pd.DataFrame  # id, fold, value columns; rows in the first member's id order
+    fold_hash: str
+
+
+def _read_oof(path: Path) -> pd.DataFrame:
+    oof_path = path / "oof.csv"
+    if not oof_path.is_file():
+        raise InputError(f"{path} has no oof.csv; re-run olymp train-head to rebuild the run")
+    return pd.read_csv(oof_path, dtype={"id": str}, keep_default_na=False)
+
+
+def _value_columns(oof: pd.DataFrame) -> list[str]:
+    """Every column but id and fold: class probabilities, per-label probabilities or `prediction`."""
+    return [c for c in oof.columns if c not in ("id", "fold")]
+
+
+def load_member(path: str | Path) -> Member:
+    path = Path(path)
+    manifest_path = path / RUN_MANIFEST
+    if manifest_path.is_file() and json.loads(manifest_path.read_text()).get("kind") == BLEND_KIND:
+        raise InputError(f"{path} is a blend; pass its member runs (listed in its manifest.json) instead")
+    run = load_run(path)
+    oof = _read_oof(path)
+    ids = oof["id"].to_numpy(dtype=object)
+    fold_hash = run.get("fold_hash") or cv.fold_hash(ids, oof["fold"].to_numpy(dtype=np.int64))  # older runs
+    return Member(path, run, oof, fold_hash)
+
+
+def check_compatible(members: list[Member]) -> None:
+    """Refuse runs whose OOF predictions cannot be compared row by row, naming the one that differs."""
+    first = members[0]
+    ids = set(first.oof["id"])
+    for other in members[1:]:
+        a, b = first.run, other.run
+        if b["task"] != a["task"]:
+            raise MismatchError(
+                f"{other.path} is a {b['task']} run, {first.path} a {a['task']} run; blend runs of one task"
+            )
+        if b.get("classes") != a.get("classes"):
+            raise MismatchError(
+                f"{other.path} has classes {b.get('classes')}, {first.path} has {a.get('classes')}; "
+                "blend runs trained on the same labels"
+            )
+        if _value_columns(other.oof) != _value_columns(first.oof):
+            raise MismatchError(
+                f"{other.path}/oof.csv has columns {_value_columns(other.oof)}, {first.path}/oof.csv "
+                f"{_value_columns(first.oof)}; blend runs trained on the same labels"
+            )
+        their_ids = set(other.oof["id"])
+        if their_ids != ids:
+            raise MismatchError(
+                f"{other.path} holds {len(their_ids - ids)} ids not in {first.path} and lacks {len(ids - their_ids)} "
+                f"of its ids; retrain it on the same labels and embeddings with --folds-from {first.path}"
+            )
+        if other.fold_hash != first.fold_hash:
+            raise MismatchError(
+                f"{other.path} used other folds than {first.path} (fold-assignment hashes differ), so their OOF "
+                f"predictions are not comparable; retrain it with --folds-from {first.path}"
+            )
+        if b["labels"].get("sha256") != a["labels"].get("sha256"):
+            raise MismatchError(
+                f"{other.path} was trained on another labels file than {first.path} (SHA-256 differs); "
+                "blend runs trained on the same labels"
+            )
+        if b["labels"].get("target_col") != a["labels"].get("target_col"):
+            raise MismatchError(
+                f"{other.path} predicts '{b['labels'].get('target_col')}', {first.path} "
+                f"'{a['labels'].get('target_col')}'; blend runs of one target"
+            )
+
+
+def _align(members: list[Member]) -> None:
+    """Every member's OOF rows in the first member's id order."""
+    order = members[0].oof["id"].to_numpy(dtype=object)
+    for member in members[1:]:
+        positions = pd.Index(member.oof["id"]).get_indexer(order)
+        member.oof = member.oof.iloc[positions].reset_index(drop=True)
+
+
+def read_truth(run: dict, ids: np.ndarray, labels: str | None) -> np.ndarray:
+    """The encoded target of `ids` (class indices / values), read again from the labels CSV."""
+    recorded = run["labels"]
+    path = Path(labels or recorded["path"])
+    if not path.is_file():
+        raise InputError(f"the runs' labels file {path} is missing; pass --labels with the labels CSV they were trained on")
+    if file_sha256(path) != recorded.get("sha256"):
+        raise MismatchError(
+            f"{path} is not the labels file the runs were trained on (SHA-256 differs); pass --labels with that file"
+        )
+    frame = read_labels(path, recorded["id_col"], recorded["target_col"], None)
+    positions = pd.Index(frame[recorded["id_col"]]).get_indexer(ids)
+    if (positions < 0).any():
+        raise MismatchError(f"{int((positions < 0).sum())} OOF ids are not in {path}; pass --labels with the training labels")
+    raw = frame[recorded["target_col"]].to_numpy(dtype=object)[positions]
+    target = infer_task(raw, run["task"], recorded["target_col"])
+    if target.classes != run.get("classes"):
+        raise MismatchError(f"the classes in {path} are not the runs' ({run.get('classes')}); pass --labels with the training labels")
+    return target.y
+
+
+# --------------------------------------------------------------------------- weights
+
+Scorer = Callable[[np.ndarray], float]
+
+
+def _better(a: float, b: float, greater: bool) -> bool:
+    """Strictly better; NaN is never better."""
+    if np.isnan(a):
+        return False
+    if np.isnan(b):
+        return True
+    return a > b if greater else a < b
+
+
+def _best_index(scores: list[float], greater: bool) -> int:
+    best = 0
+    for i, value in enumerate(scores):
+        if _better(value, scores[best], greater):
+            best = i
+    return best
+
+
+def greedy_weights(preds: list[np.ndarray], score: Scorer, greater: bool, iterations: int) -> np.ndarray:
+    """Ensemble selection with replacement: counts of each member in the best prefix, as weights."""
+    singles = [score(p) for p in preds]
+    first = _best_index(singles, greater)
+    counts = np.zeros(len(preds))
+    counts[first] = 1
+    total, picked = preds[first].astype(np.float64), 1
+    best_score, best_counts = singles[first], counts.copy()
+    for _ in range(iterations - 1):
+        candidates = [score((total + p) / (picked + 1)) for p in preds]
+        choice = _best_index(candidates, greater)
+        total, picked = total + preds[choice], picked + 1
+        counts[choice] += 1
+        if _better(candidates[choice], best_score, greater):
+            best_score, best_counts = candidates[choice], counts.copy()
+    return best_counts / best_counts.sum()
+
+
+def nnls_weights(preds: list[np.ndarray], y: np.ndarray, task: str, n_classes: int) -> np.ndarray:
+    """Non-negative least squares of the members' predictions on the truth; sums to 1 for classes."""
+    from scipy.optimize import nnls
+
+    if task == "regression":
+        A, b = np.column_stack(preds), np.asarray(y, dtype=np.float64)
+    else:  # class indices -> one-hot; a 0/1 matrix (one column per label) is used as it is
+        A = np.column_stack([p.reshape(-1) for p in preds])
+        b = (np.asarray(y, dtype=np.float64) if np.ndim(y) == 2 else np.eye(n_classes)[y]).reshape(-1)
+    weights, _ = nnls(A, b)
+    if task != "regression":
+        weights = weights / weights.sum() if weights.sum() > 0 else np.zeros_like(weights)
+    return weights
+
+
+def combine(preds: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    return sum(w * p for w, p in zip(weights, preds) if w > 0)
+
+
+def choose_weights(
+    method: str, preds: list[np.ndarray], y: np.ndarray, task: str, n_classes: int, metric: str, iterations: int = 50
+) -> tuple[np.ndarray, int | None]:
+    """Member weights by `method`, and the index of the best single member when the combination
+    scored below it on `metric` (the weights are then that member alone), else None."""
+    greater = GREATER_IS_BETTER[metric]
+
+    def score(pred: np.ndarray) -> float:
+        return metrics.score(task, y, pred, [metric])[metric]
+
+    if method == "greedy":
+        weights = greedy_weights(preds, score, greater, iterations)
+    else:
+        weights = nnls_weights(preds, y, task, n_classes)
+    best = _best_index([score(p) for p in preds], greater)
+    if not weights.any() or _better(score(preds[best]), score(combine(preds, weights)), greater):
+        return np.eye(len(preds))[best], best
+    return weights, None
+
+
+# --------------------------------------------------------------------------- the blend
+
+def _validate(config: BlendConfig) -> None:
+    if len(config.runs) < 2:
+        raise ConfigError("a blend needs two or more runs; e.g. olymp blend runs/lgbm runs/logreg -o runs/blend")
+    if config.method not in METHODS:
+        raise ConfigError(f"unknown --method '{config.method}'; pass one of: {', '.join(METHODS)}")
+    if config.iterations < 1:
+        raise ConfigError(f"--iterations {config.iterations} picks nothing; pass --iterations 1 or more")
+    resolved = [Path(p).resolve() for p in config.runs]
+    if len(set(resolved)) != len(resolved):
+        raise ConfigError("a run is given twice; pass each run once (greedy selection already reuses runs)")
+
+
+def prepare_blend_dir(path: str | Path, overwrite: bool) -> Path:
+    blend_dir = Path(path)
+    if blend_dir.exists() and not blend_dir.is_dir():
+        raise InputError(f"{blend_dir} is a file; pass -o with a directory for the blend")
+    if (blend_dir / RUN_MANIFEST).exists():
+        if not overwrite:
+            raise InputError(f"{blend_dir} already holds a run or blend; pass --overwrite or choose another -o")
+        if json.loads((blend_dir / RUN_MANIFEST).read_text()).get("kind") != BLEND_KIND:
+            raise InputError(f"{blend_dir} holds a train-head run; choose another -o for the blend")
+        for name in BLEND_FILES:
+            (blend_dir / name).unlink(missing_ok=True)
+    blend_dir.mkdir(parents=True, exist_ok=True)
+    return blend_dir
+
+
+def blend(config: BlendConfig, on_progress: Progress | None = None) -> BlendResult:
+    """Choose member weights on OOF predictions and write the blend directory."""
+    notify = on_progress or (lambda level, message: None)
+    started = time.perf_counter()
+    _validate(config)
+    members = [load_member(p) for p in config.runs]
+    check_compatible(members)
+    _align(members)
+    first = members[0].run
+    task, classes = first["task"], first.get("classes")
+    names = metrics.metrics_for(task, config.metric or first["metric"])
+    columns = _value_columns(members[0].oof)
+    ids = members[0].oof["id"].to_numpy(dtype=object)
+    folds = members[0].oof["fold"].to_numpy(dtype=np.int64)
+    y = read_truth(first, ids, config.labels)
+
+    def as_pred(member: Member) -> np.ndarray:
+        values = member.oof[columns].to_numpy(dtype=np.float64)
+        return values[:, 0] if task == "regression" else values
+
+    preds = [as_pred(m) for m in members]
+    main = names[0]
+    member_scores = [metrics.score(task, y, p, names) for p in preds]
+    weights, fell_back = choose_weights(config.method, preds, y, task, len(classes or []), main, config.iterations)
+    notes = []
+    if fell_back is not None:
+        notes.append(
+            f"{config.method} weights scored below the best single run on OOF {main}; "
+            f"the blend keeps {members[fell_back].path} alone"
+        )
+    for note in notes:
+        notify("warning", note)
+
+    blended = combine(preds, weights)
+    blend_dir = prepare_blend_dir(config.output, config.overwrite)
+    oof_scores = metrics.score(task, y, blended, names)
+    fold_scores = [
+        {"fold": k, "n_valid": int((folds == k).sum()), **metrics.score(task, y[folds == k], blended[folds == k], names)}
+        for k in np.unique(folds)
+    ]
+    mean, std = metrics.summarize(fold_scores, names)
+    member_rows = [
+        {"run": str(m.path), "head": m.run["head"]["name"], "weight": float(w), "oof": s}
+        for m, w, s in zip(members, weights, member_scores)
+    ]
+
+    frame = pd.DataFrame({"id": ids, "fold": folds})
+    values = blended.reshape(len(ids), -1)
+    frame = pd.concat([frame, pd.DataFrame(values, columns=columns)], axis=1)
+    frame.to_csv(blend_dir / "oof.csv", index=False)
+    scores = {"metric": main, "metrics": names, "method": config.method, "folds": fold_scores, "mean": mean,
+              "std": std, "oof": oof_scores, "members": member_rows}
+    (blend_dir / "scores.json").write_text(json.dumps(_json_ready(scores), indent=2))
+    manifest = {
+        "olymp_format": RUN_FORMAT,
+        "kind": BLEND_KIND,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "method": config.method,
+        "iterations": config.iterations if config.method == "greedy" else None,
+        "metric": main,
+        "metrics": names,
+        "task": task,
+        "classes": classes,
+        "prior": first["prior"],
+        "labels": first["labels"],
+        "fold_hash": members[0].fold_hash,
+        "folds": len(np.unique(folds)),
+        "n_rows": len(ids),
+        "members": [
+            {
+                # relative first, so a copied workspace (runs/ next to the blend) still resolves
+                "path": os.path.relpath(m.path.resolve(), blend_dir.resolve()),
+                "absolute_path": str(m.path.resolve()),
+                "weight": float(w),
+                "head": m.run["head"]["name"],
+                "oof": s,
+            }
+            for m, w, s in zip(members, weights, member_scores)
+        ],
+    }
+    (blend_dir / RUN_MANIFEST).write_text(json.dumps(_json_ready(manifest), indent=2))
+    return BlendResult(
+        blend_dir=blend_dir, task=task, method=config.method, metric=main, metrics=names, members=member_rows,
+        oof=oof_scores, n_rows=len(ids), warnings=notes, seconds=time.perf_counter() - started,
+    )
+
+
+def load_blend(blend_dir: str | Path) -> dict:
+    path = Path(blend_dir) / RUN_MANIFEST
+    if not path.is_file():
+        raise InputError(f"{blend_dir} is not a blend (no {RUN_MANIFEST}); create one with: olymp blend RUN_DIR... -o BLEND_DIR")
+    manifest = json.loads(path.read_text())
+    if manifest.get("kind") != BLEND_KIND:
+        raise InputError(f"{path} is not a blend manifest (kind {manifest.get('kind')!r}); pass an olymp blend -o directory")
+    return manifest
+
+
+def member_dir(blend_dir: Path, member: dict) -> Path:
+    """A member run: relative to the blend dir, else where it was when blended."""
+    for candidate in (blend_dir / member["path"], Path(member["absolute_path"])):
+        if (candidate / RUN_MANIFEST).is_file():
+            return candidate
+    raise InputError(
+        f"blend member {member['path']} (was {member['absolute_path']}) is missing; "
+        "keep the member runs next to the blend, or re-run olymp blend"
+    )
+
+
+# --------------------------------------------------------------------------- predict
+
+def _key(entry: dict) -> str:
+    return json.dumps(entry["fingerprint"], sort_keys=True)
+
+
+def _match_dirs(member: Path, run: dict, candidates: dict[str, dict]) -> list[str]:
+    """For each training embedding set of a member, the one given test dir made the same way."""
+    from pipelines.embeddings import fingerprint
+
+    chosen = []
+    for entry in run["embeddings"]:
+        want = _key(entry)
+        hits = [path for path, manifest in candidates.items() if json.dumps(fingerprint(manifest), sort_keys=True) == want]
+        backbone = entry["fingerprint"].get("backbone")
+        if not hits:
+            raise MismatchError(
+                f"blend member {member} needs test embeddings made like {entry['path']} (backbone {backbone}) "
+                f"and none of the given dirs is; pass that test embedding dir too "
+                f"(olymp extract TEST_INPUTS -o TEST_DIR --backbone {backbone})"
+            )
+        if len(hits) > 1:
+            raise MismatchError(
+                f"{len(hits)} given dirs ({', '.join(hits)}) match blend member {member}'s {backbone} embeddings; "
+                "pass one test embedding dir per backbone"
+            )
+        chosen.append(hits[0])
+    return chosen
+
+
+def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress):
+    """Each member run on its test embeddings (picked from the given dirs by fingerprint, or
+    extracted once per backbone from one raw input), combined with the blend's weights. Ids
+    some member cannot predict get the training prior."""
+    from pipelines.embeddings import load_manifest
+    from pipelines.predict import RunPrediction, _prior_rows, extract_raw, is_embedding_dir, predict_run
+
+    members = [(member_dir(blend_dir, m), m["weight"]) for m in blend["members"] if m["weight"] > 0]
+    runs = [load_run(path) for path, _ in members]
+    inputs = [str(p) for p in config.inputs]
+    if not inputs:
+        raise ConfigError("no test input given; e.g. olymp predict runs/blend test_emb/ -o submission.csv")
+    for path in inputs:
+        if not Path(path).exists():
+            raise InputError(f"{path} does not exist; pass test embedding dirs or a folder/listing of test files")
+    if len(inputs) == 1 and not is_embedding_dir(inputs[0]):
+        extracted: dict[str, str] = {}  # one extraction per distinct training embedding
+        member_dirs = []
+        for run in runs:
+            for entry in run["embeddings"]:
+                if _key(entry) not in extracted:
+                    extracted[_key(entry)] = extract_raw(inputs[0], entry, blend_dir, config, notify)
+            member_dirs.append([extracted[_key(entry)] for entry in run["embeddings"]])
+    else:
+        raw = [p for p in inputs if not is_embedding_dir(p)]
+        if raw:
+            raise InputError(
+                f"{raw[0]} is not an embedding dir; pass test embedding dirs only, or one raw input folder/listing"
+            )
+        candidates = {path: load_manifest(path) for path in inputs}
+        member_dirs = [_match_dirs(path, run, candidates) for (path, _), run in zip(members, runs)]
+
+    results = [predict_run(path, run, dirs) for (path, _), run, dirs in zip(members, runs, member_dirs)]
+    all_ids = np.asarray(sorted(set().union(*(r.ids.tolist() for r in results))), dtype=object)
+    usable = np.ones(len(all_ids), dtype=bool)
+    positions = []
+    for result in results:
+        pos = pd.Index(result.ids).get_indexer(all_ids)
+        usable &= pos >= 0
+        usable[pos >= 0] &= result.usable[pos[pos >= 0]]
+        positions.append(pos)
+    pred = _prior_rows(blend, len(all_ids))
+    rows = np.flatnonzero(usable)
+    if len(rows):
+        pred[rows] = sum(weight * r.pred[pos[rows]] for (_, weight), r, pos in zip(members, results, positions))
+    notes = list(dict.fromkeys(note for r in results for note in r.notes))
+    absent = int(np.logical_or.reduce([pos < 0 for pos in positions]).sum())
+    if absent:
+        notes.append(f"{absent} test ids are missing from some member's test embeddings; they get the training prior")
+    used = sorted({d for dirs in member_dirs for d in dirs})
+    return RunPrediction(all_ids, pred, usable, notes, used, sum(r.n_models for r in results))
