@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.console import console, err_console, exit_on_error
+from cli.console import QuietOption, console, err_console, error_console, exit_on_error
 
 app = typer.Typer(
     help="Which backbone weights are usable offline; download them while online; check them.\n\n"
@@ -76,6 +76,7 @@ def pull_weights(
 def verify_weights(
     names: Annotated[list[str] | None, typer.Argument(help="Only these entries (default: all pulled).", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of the table.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Recompute the SHA-256 of pulled weights and compare with the record; exit 1 on any MISMATCH or MISSING.
 
@@ -88,7 +89,7 @@ def verify_weights(
         results = verify(names or ())
     if as_json:
         typer.echo(json.dumps(to_json(results), indent=2))
-    else:
+    elif not quiet:
         table = Table(title="Pulled weights", title_justify="left")
         for column in ("backbone", "repo", "file", "status", "detail"):
             table.add_column(column, overflow="fold")
@@ -98,5 +99,5 @@ def verify_weights(
         console.print(table)
     bad = [result for result in results if result.status != "OK"]
     if bad:
-        err_console.print(f"[bold red]error:[/] {len(bad)} of {len(results)} files failed verification", highlight=False)
+        error_console.print(f"[bold red]error:[/] {len(bad)} of {len(results)} files failed verification", highlight=False)
         raise typer.Exit(1)
