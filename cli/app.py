@@ -2,7 +2,7 @@
 
 import typer
 
-from cli import extract, predict, recommend, train_head, weights
+from cli import extract, inspect, predict, recommend, report, run, train_head, weights
 
 app = typer.Typer(
     name="olymp",
@@ -16,6 +16,9 @@ app.command("train-head")(train_head.train_head)
 app.command("predict")(predict.predict)
 app.add_typer(weights.app, name="weights")
 app.command("recommend")(recommend.recommend)
+app.command("run")(run.run)
+app.command("report")(report.report)
+app.command("inspect")(inspect.inspect)
 
 
 def main() -> None:
