@@ -30,10 +30,10 @@ def run(
         typer.Option("--set", help="Override a config value: TABLE.KEY=VALUE (a TOML scalar), repeatable."),
     ] = None,
     smoke: Annotated[
-        bool, typer.Option("--smoke", help="Whole chain on a tiny subsample ([smoke] limit, 2 folds) into OUTPUT-smoke.")
+        bool, typer.Option("--smoke", help="Whole chain on a tiny subsample (smoke.limit rows, smoke.folds folds) into OUTPUT-smoke.")
     ] = False,
     limit: Annotated[
-        int | None, typer.Option("--limit", min=2, help="First N inputs per split, N labelled rows; into OUTPUT-limitN.")
+        int | None, typer.Option("--limit", min=2, help="N training inputs (stratified, seeded), the first N test inputs; into OUTPUT-limitN.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Run every step, even the up-to-date ones.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only say which steps would run and why.")] = False,

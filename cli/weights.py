@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.console import QuietOption, console, err_console, error_console, exit_on_error
+from cli.console import QuietOption, console, err_console, error_console, exit_on_error, quiet_output
 
 app = typer.Typer(
     help="Which backbone weights are usable offline; download them while online; check them.\n\n"
@@ -50,6 +50,7 @@ def list_weights(
 @app.command("pull")
 def pull_weights(
     names: Annotated[list[str], typer.Argument(help="Catalog names or HF ids (olymp weights list).", show_default=False)],
+    quiet: QuietOption = False,
 ) -> None:
     """Download catalog weights into the Hugging Face cache (HF_HOME) while online, and record their SHA-256.
 
@@ -60,8 +61,10 @@ def pull_weights(
     def on_start(entry, repo_id: str) -> None:
         err_console.print(f"pulling [bold]{entry.name}[/] from {repo_id} ...", highlight=False)
 
-    with exit_on_error():
+    with exit_on_error(), quiet_output(quiet):
         results = pull(names, on_start=on_start)
+    if quiet:
+        return
     for result in results:
         size = sum(f.size for f in result.files) / 1e6
         console.print(

@@ -8,6 +8,7 @@ anywhere re-runs exactly the steps downstream of it. File times play no part.
 
     OUTPUT/
       steps.json       per step: key, settings, inputs, status, SHA-256 of its output manifest
+      subsample-*.csv  (smoke / --limit runs) the stratified training inputs and their labels
       emb/train/       olymp extract
       emb/test/
       run/             olymp train-head (with its reports)
@@ -140,11 +141,11 @@ def _decide(step: Step, record: dict | None, force: bool, ran: set[str]) -> str 
     """None when the step can be skipped, else why it has to run."""
     if force:
         return "--force"
+    if record is None:
+        return "no earlier run"
     rebuilt = [name for name in step.depends if name in ran]
     if rebuilt:
         return f"{', '.join(rebuilt)} ran"
-    if record is None:
-        return "no earlier run"
     if record.get("key") != step.key:
         changed = _changed(record.get("settings", {}), step.settings, "") + \
             _changed(record.get("inputs", {}), step.inputs, "inputs.")
@@ -184,9 +185,9 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
         train_changes["folds"] = config.smoke.folds
 
     steps: list[Step] = []
-    train_inputs = config.data.train
+    train_inputs, labels_path = config.data.train, None
     if limit is not None:  # train on a stratified subsample, not on whichever classes sort first
-        train_inputs = stratified_listing(config, limit, root / "subsample-train.csv")
+        train_inputs, labels_path = stratified_listing(config, limit, root)
     splits = [("train", train_inputs)] + ([("test", config.data.test)] if config.data.test else [])
     for split, inputs in splits:
         changes = extract_changes if split == "test" else {}
@@ -207,6 +208,8 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
         ))
 
     extract_train = steps[0]
+    if labels_path is not None:
+        train_changes["labels"] = labels_path
     train_config = config.train_config([str(extract_train.output)], str(root / "run"), **train_changes)
     labels = Path(train_config.labels)
     if not labels.is_file():
@@ -245,9 +248,10 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
     return steps
 
 
-def stratified_listing(config: RunConfig, limit: int, path: Path) -> str:
+def stratified_listing(config: RunConfig, limit: int, root: Path) -> tuple[str, str]:
     """An id,path listing of `limit` labelled training inputs, stratified by label and fixed by
-    the head's seed (the same rows every time); rewritten only when its content changes."""
+    the head's seed (the same rows every time), and the labels of just those rows. Both are
+    rewritten only when their content changes. Returns (listing, labels) paths."""
     import numpy as np
     import pandas as pd
 
@@ -273,11 +277,16 @@ def stratified_listing(config: RunConfig, limit: int, path: Path) -> str:
         )
     _, codes = np.unique(np.asarray([label_of[item.id] for item in labelled], dtype=object).astype(str), return_inverse=True)
     chosen = subsample_rows(codes, limit, train.seed, stratify=True)
-    body = pd.DataFrame({"id": [labelled[i].id for i in chosen], "path": [labelled[i].path for i in chosen]}).to_csv(index=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.is_file() or path.read_text() != body:
-        path.write_text(body)
-    return str(path)
+    ids = [labelled[i].id for i in chosen]
+    listing = pd.DataFrame({"id": ids, "path": [labelled[i].path for i in chosen]}).to_csv(index=False)
+    subset = pd.read_csv(train.labels, dtype=str, keep_default_na=False)
+    subset = subset[subset[train.id_col].isin(set(ids))].to_csv(index=False)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = root / "subsample-train.csv", root / "subsample-labels.csv"
+    for path, body in zip(paths, (listing, subset)):
+        if not path.is_file() or path.read_text() != body:
+            path.write_text(body)
+    return str(paths[0]), str(paths[1])
 
 
 def _read_state(root: Path) -> dict:

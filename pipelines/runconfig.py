@@ -65,7 +65,7 @@ class RunConfig:
     def train_config(self, embeddings: list[str], output: str, **changes) -> TrainConfig:
         renames = STEP_TABLES["head"][1]
         values = {renames.get(key, key): value for key, value in self.head.items()}
-        return TrainConfig(embeddings=embeddings, labels=self.data.labels, output=output, **{**values, **changes})
+        return TrainConfig(**{"embeddings": embeddings, "labels": self.data.labels, "output": output, **values, **changes})
 
     def predict_config(self, run_dir: str, inputs: list[str], output: str) -> PredictConfig:
         return PredictConfig(run_dir=run_dir, inputs=inputs, output=output, **self.predict)

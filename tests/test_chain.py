@@ -199,6 +199,9 @@ def test_config_from_stdin_and_a_missing_data_table(tmp_path, colour_data):
     result = invoke("run", "-", "--dry-run", "--json", input=text)
     assert set(statuses(result).values()) == {"would run"}
     assert "no [data] table" in invoke("run", "-", input="[head]\nname = 'lgbm'\n", code=1).stderr
+    without_test = text.replace(f'test = "{colour_data}/test"\n', "")
+    result = invoke("run", "-", "--dry-run", "--json", input=without_test)
+    assert list(statuses(result)) == ["extract-train", "train-head"]  # no test set: the chain stops at the CV run
 
 
 # --------------------------------------------------------------------------- --limit
@@ -275,6 +278,7 @@ def test_extract_json_summary(tmp_path, colour_data):
 # --------------------------------------------------------------------------- the contest Makefile
 
 
+@pytest.mark.slow
 def test_contest_makefile_chains_features_cv_submit(tmp_path, colour_data):
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
