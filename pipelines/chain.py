@@ -177,6 +177,8 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
     from pipelines.train import RUN_MANIFEST, train
 
     notify = notify or (lambda kind, message: None)
+    if not Path(config.data.labels).is_file():
+        raise ConfigError(f"data.labels {config.data.labels} does not exist; point data.labels at the labels CSV")
     if smoke and limit is None:
         limit = config.smoke.limit
     extract_changes = {} if limit is None else {"limit": limit}
@@ -212,8 +214,6 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
         train_changes["labels"] = labels_path
     train_config = config.train_config([str(extract_train.output)], str(root / "run"), **train_changes)
     labels = Path(train_config.labels)
-    if not labels.is_file():
-        raise ConfigError(f"data.labels {labels} does not exist; point data.labels at the labels CSV")
 
     def run_train(overwrite) -> dict:
         result = train(dataclasses.replace(train_config, overwrite=True),

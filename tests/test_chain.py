@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipelines import runconfig
+from pipelines.chain import run_chain
 from pipelines.errors import ConfigError
 from tests.test_end_to_end import write_colour_images
 
@@ -180,6 +181,7 @@ def test_every_step_dataclass_field_is_a_key():
         (None, ["extract.batch_size=big"], "'extract.batch_size' in"),
         (None, ["head.folds=2.5"], "expected int"),
         (None, ["head.name.x=1"], "'head.name' is not a table"),
+        (None, ["data.labels=nowhere.csv"], "data.labels nowhere.csv does not exist"),
     ],
 )
 def test_unknown_keys_and_bad_values_are_refused_by_name(tmp_path, colour_data, edit, overrides, expected):
@@ -191,7 +193,7 @@ def test_unknown_keys_and_bad_values_are_refused_by_name(tmp_path, colour_data, 
     assert expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
     with pytest.raises(ConfigError, match=expected.replace("[", r"\[")):
-        runconfig.load(config, overrides)
+        run_chain(runconfig.load(config, overrides), dry_run=True)
 
 
 def test_config_from_stdin_and_a_missing_data_table(tmp_path, colour_data):
