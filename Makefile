@@ -5,12 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := demo_data
+# `make smoke OLYMP="python -m cli.app"` runs a source checkout without installing it.
+OLYMP ?= $(BIN)/olymp
 # Offline by default: nothing here may reach a model hub.
 export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test demo demo-images demo-audio bench clean
+.PHONY: help install test smoke demo demo-images demo-audio bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -23,8 +25,15 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## Create .venv and install olymp with the tested package set (constraints.txt)
 
-test: $(STAMP) ## Run the test suite (CPU; GPU tests skip themselves)
+test: $(STAMP) ## Run the test suite (CPU; GPU tests skip themselves), then `make smoke`
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory smoke
+
+smoke: $(STAMP) ## The whole chain (olymp run --smoke) on the demo digits and sounds: tiny subsample, 2 folds, CPU
+	$(BIN)/python -m pipelines.demo $(DEMO)
+	$(BIN)/python -m pipelines.demo sounds $(DEMO)/sounds
+	$(OLYMP) run configs/examples/digits.toml --smoke --set extract.device=cpu
+	$(OLYMP) run configs/examples/sounds.toml --smoke --set extract.device=cpu
 
 demo: demo-images demo-audio ## Both demos below, offline, each printing its CV score and submission
 

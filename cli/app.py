@@ -2,7 +2,7 @@
 
 import typer
 
-from cli import blend, extract, predict, recommend, train_head, weights
+from cli import blend, extract, inspect, predict, recommend, report, run, train_head, weights
 
 app = typer.Typer(
     name="olymp",
@@ -17,6 +17,9 @@ app.command("predict")(predict.predict)
 app.command("blend")(blend.blend)
 app.add_typer(weights.app, name="weights")
 app.command("recommend")(recommend.recommend)
+app.command("run")(run.run)
+app.command("report")(report.report)
+app.command("inspect")(inspect.inspect)
 
 
 def main() -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from cli.console import console, err_console, exit_on_error
+from cli.console import JsonOption, QuietOption, console, err_console, exit_on_error, quiet_output
 from pipelines.extract.config import ExtractConfig
 
 
@@ -34,6 +36,8 @@ def extract(
     pool: Annotated[str, typer.Option(help="Audio: windows → clip: mean | max | meanmax.")] = "mean",
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N inputs (sorted by id).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an output made with another backbone/preprocessing.")] = False,
+    json_out: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Embed images or audio clips with a frozen backbone into a Parquet dataset; re-run to resume.
 
@@ -52,9 +56,12 @@ def extract(
     )
     from pipelines.extract.runner import run_extraction  # torch: imported only when extracting
 
-    with exit_on_error(), ExtractView() as view:
-        summary = run_extraction(config, on_progress=view.update)
-    render_summary(summary)
+    with exit_on_error(), quiet_output(quiet), ExtractView() as view:
+        summary = run_extraction(config, on_progress=None if quiet else view.update)
+    if json_out:
+        typer.echo(json.dumps(asdict(summary), indent=2))
+    elif not quiet:
+        render_summary(summary)
 
 
 class ExtractView:

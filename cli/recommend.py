@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from cli.console import console, err_console, exit_on_error
+from cli.console import QuietOption, console, err_console, exit_on_error
 from pipelines.recommend import Recommendation, RecommendConfig, format_duration
 from pipelines.recommend import recommend as run_recommend
 
@@ -33,6 +33,7 @@ def recommend(
     id_col: Annotated[str, typer.Option(help="Id column of the --trial CSV.")] = "id",
     target_col: Annotated[str, typer.Option(help="Label column of the --trial CSV.")] = "label",
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout only.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Rank catalog backbones for your data, machine and time budget; print the extract command.
 
@@ -46,11 +47,15 @@ def recommend(
         measure=measure, trial_labels=str(trial) if trial else None, trial_size=trial_size, trial_top=trial_top,
         trial_weights=trial_weights, id_col=id_col, target_col=target_col,
     )
-    progress = None if as_json else (lambda message: err_console.print(f"[dim]{message}[/]", highlight=False))
+    progress = None if as_json or quiet else (lambda message: err_console.print(f"[dim]{message}[/]", highlight=False))
     with exit_on_error():
         result = run_recommend(config, on_progress=progress)
     if as_json:
         typer.echo(json.dumps(result.as_json(), indent=2))
+        return
+    if quiet:  # only the extract command to run, for $(olymp recommend data --quiet)
+        if result.command:
+            typer.echo(result.command)
         return
     render(result)
 

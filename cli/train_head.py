@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.console import console, err_console, exit_on_error
+from cli.console import QuietOption, console, err_console, exit_on_error, quiet_output
 
 
 def train_head(
@@ -60,6 +60,10 @@ def train_head(
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in -o.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the table.")] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=2, help="Train on a stratified, seed-fixed subsample of N rows (smoke runs).")
+    ] = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Fit a head with K-fold CV on embeddings; save folds, out-of-fold predictions, scores and models.
 
@@ -80,18 +84,21 @@ def train_head(
         else:
             shown.print(f"[bold]task[/] {message}", highlight=False, soft_wrap=True)
 
-    with exit_on_error():
+    with exit_on_error(), quiet_output(quiet):
         config = TrainConfig(
             embeddings=[str(p) for p in embeddings], labels=str(labels), output=str(output),
             id_col=id_col, target_col=target_col, group_col=group_col, task=task, metric=metric,
             head=head, head_params=parse_params(param), folds=folds, seed=seed, overwrite=overwrite,
             seeds=parse_seeds(seeds), folds_from=None if folds_from is None else str(folds_from),
             normalize=normalize, pca=pca,
+            limit=limit,
         )
         result = train(config, on_progress=on_progress)
 
     if json_out:
         typer.echo(json.dumps(result.summary(), indent=2))
+        return
+    if quiet:
         return
     console.print(scores_table(result))
     if result.seed_scores:
@@ -99,7 +106,7 @@ def train_head(
         console.print(f"oof {result.metric} of each seed alone: {each}; their mean: {_fmt(result.oof[result.metric])}",
                       highlight=False, soft_wrap=True)
     console.print(
-        f"run saved to [bold]{result.run_dir}[/] (manifest.json, folds.csv, oof.csv, scores.json, models/) "
+        f"run saved to [bold]{result.run_dir}[/] (manifest.json, folds.csv, oof.csv, scores.json, models/, reports) "
         f"in {result.seconds:.1f}s; next: olymp predict {result.run_dir} TEST_EMBEDDINGS -o submission.csv",
         highlight=False, soft_wrap=True,
     )

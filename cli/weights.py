@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.console import console, err_console, exit_on_error
+from cli.console import QuietOption, console, err_console, error_console, exit_on_error, quiet_output
 
 app = typer.Typer(
     help="Which backbone weights are usable offline; download them while online; check them.\n\n"
@@ -50,6 +50,7 @@ def list_weights(
 @app.command("pull")
 def pull_weights(
     names: Annotated[list[str], typer.Argument(help="Catalog names or HF ids (olymp weights list).", show_default=False)],
+    quiet: QuietOption = False,
 ) -> None:
     """Download catalog weights into the Hugging Face cache (HF_HOME) while online, and record their SHA-256.
 
@@ -60,8 +61,10 @@ def pull_weights(
     def on_start(entry, repo_id: str) -> None:
         err_console.print(f"pulling [bold]{entry.name}[/] from {repo_id} ...", highlight=False)
 
-    with exit_on_error():
+    with exit_on_error(), quiet_output(quiet):
         results = pull(names, on_start=on_start)
+    if quiet:
+        return
     for result in results:
         size = sum(f.size for f in result.files) / 1e6
         console.print(
@@ -76,6 +79,7 @@ def pull_weights(
 def verify_weights(
     names: Annotated[list[str] | None, typer.Argument(help="Only these entries (default: all pulled).", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of the table.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Recompute the SHA-256 of pulled weights and compare with the record; exit 1 on any MISMATCH or MISSING.
 
@@ -88,7 +92,7 @@ def verify_weights(
         results = verify(names or ())
     if as_json:
         typer.echo(json.dumps(to_json(results), indent=2))
-    else:
+    elif not quiet:
         table = Table(title="Pulled weights", title_justify="left")
         for column in ("backbone", "repo", "file", "status", "detail"):
             table.add_column(column, overflow="fold")
@@ -98,5 +102,5 @@ def verify_weights(
         console.print(table)
     bad = [result for result in results if result.status != "OK"]
     if bad:
-        err_console.print(f"[bold red]error:[/] {len(bad)} of {len(results)} files failed verification", highlight=False)
+        error_console.print(f"[bold red]error:[/] {len(bad)} of {len(results)} files failed verification", highlight=False)
         raise typer.Exit(1)

@@ -113,6 +113,32 @@ def extract_raw(source: str, trained: dict, run_dir: Path, config: PredictConfig
     return str(output)
 
 
+def inputs_from_text(text: str, run_dir: str | Path) -> list[str]:
+    """Test inputs read from stdin (`olymp predict RUN -`): one embedding dir per line, or a list
+    of test files (one path per line, or a CSV with a `path` and optionally an `id` column).
+    A file list is saved as RUN_DIR/test_embeddings/stdin-<hash>.csv with absolute paths, so its
+    extraction has a stable name and resumes."""
+    import hashlib
+    import io
+
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise InputError("stdin held no test inputs; pipe a list of test files, e.g. ls test/*.png | olymp predict RUN - -o sub.csv")
+    if all(is_embedding_dir(line) for line in lines):
+        return lines
+    header = [cell.strip() for cell in lines[0].split(",")]
+    if "path" in header:
+        frame = pd.read_csv(io.StringIO("\n".join(lines)), dtype=str, keep_default_na=False)
+    else:
+        frame = pd.DataFrame({"id": [Path(line).stem for line in lines], "path": lines})  # ids as for a folder
+    frame["path"] = [str(Path(p).resolve()) for p in frame["path"]]
+    body = frame.to_csv(index=False)
+    listing = Path(run_dir) / TEST_EMBEDDINGS_DIR / f"stdin-{hashlib.sha256(body.encode()).hexdigest()[:12]}.csv"
+    listing.parent.mkdir(parents=True, exist_ok=True)
+    listing.write_text(body)
+    return [str(listing)]
+
+
 def resolve_inputs(config: PredictConfig, run: dict, notify: Progress) -> list[str]:
     """One test embedding dir per training embedding set, extracting raw inputs first."""
     trained = run["embeddings"]

@@ -12,10 +12,12 @@ assign folds -> fit one head per fold -> write the run directory:
                       fold-K-seed-S.* with several --seeds (OOF = their mean)
       transforms/fold-K.npz   with --normalize/--pca: the feature transform fitted on fold K's
                       training part (plain arrays, no pickle), applied again by predict
+      per_class.csv, confusion.png, fold_scores.png, pred_vs_true.png   reports (pipelines/report.py)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -34,6 +36,7 @@ from pipelines.errors import ConfigError, InputError
 from pipelines.features import TRANSFORMS_DIR, FeatureSpec, FeatureTransform, transform_file
 from pipelines.hashing import file_sha256
 from pipelines.heads import get_head
+from pipelines.report import REPORT_FILES, write_reports
 from pipelines.tasks import TASKS, Target, infer_task, prior
 from pipelines.versions import package_versions
 
@@ -71,6 +74,7 @@ class TrainConfig:
     pca: int | None = None  # PCA components after normalization; None: no PCA
     # --- output
     overwrite: bool = False  # replace an existing run in `output`
+    limit: int | None = None  # a stratified subsample of N labelled rows (seeded), for smoke runs
 
 
 @dataclass
@@ -235,7 +239,7 @@ def prepare_run_dir(path: str | Path, overwrite: bool) -> Path:
             raise InputError(f"{run_dir} already holds a run; pass --overwrite or choose another -o")
         shutil.rmtree(run_dir / MODELS_DIR, ignore_errors=True)
         shutil.rmtree(run_dir / TRANSFORMS_DIR, ignore_errors=True)
-        for name in RUN_FILES:
+        for name in RUN_FILES + REPORT_FILES:
             (run_dir / name).unlink(missing_ok=True)
     (run_dir / MODELS_DIR).mkdir(parents=True, exist_ok=True)
     return run_dir
@@ -262,6 +266,8 @@ def _validate(config: TrainConfig) -> None:
     if config.seeds is not None and (not config.seeds or len(set(config.seeds)) != len(config.seeds)):
         raise ConfigError(f"--seeds needs distinct integers, e.g. --seeds 0,1,2 (got {config.seeds})")
     FeatureSpec(config.normalize, config.pca).check()
+    if config.limit is not None and config.limit < config.folds:
+        raise ConfigError(f"--limit {config.limit} is fewer rows than --folds {config.folds}; pass a larger --limit")
     get_head(config.head)  # unknown head fails before any work
 
 
@@ -290,6 +296,39 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     groups = None if config.group_col is None else labels[config.group_col].to_numpy(dtype=object)[rows]
     target = infer_task(raw_target, config.task, config.target_col)
     return TrainingData(label_ids[rows], X, target, groups, sets, notes + join_notes)
+
+
+def subsample_rows(y: np.ndarray, limit: int, seed: int, stratify: bool) -> np.ndarray:
+    """Sorted positions of `limit` rows, the same for the same seed. Stratified: every class
+    keeps its share (rounded), and each class appears before any class appears twice as often."""
+    n = len(y)
+    if limit >= n:
+        return np.arange(n)
+    order = np.random.default_rng(seed).permutation(n)
+    if not stratify:
+        return np.sort(order[:limit])
+    # Each row's quantile within its class (in the shuffled order): taking the smallest
+    # quantiles first draws every class in proportion.
+    quantile = np.empty(n)
+    shuffled_y = y[order]
+    for value in np.unique(y):
+        members = order[shuffled_y == value]
+        quantile[members] = (np.arange(len(members)) + 0.5) / len(members)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    return np.sort(np.lexsort((rank, quantile))[:limit])
+
+
+def limit_rows(data: TrainingData, limit: int, seed: int) -> TrainingData:
+    """`data` cut to a seeded, stratified (by class) subsample of `limit` rows."""
+    n = len(data.ids)
+    rows = subsample_rows(data.target.y, limit, seed, data.target.is_classification)
+    if len(rows) == n:
+        return data
+    target = dataclasses.replace(data.target, y=data.target.y[rows])
+    groups = None if data.groups is None else data.groups[rows]
+    note = f"--limit {limit}: training on a stratified subsample of {limit} of {n} rows (seed-fixed)"
+    return TrainingData(data.ids[rows], data.X[rows], target, groups, data.sets, data.notes + [note])
 
 
 @dataclass
@@ -431,6 +470,8 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     started = time.perf_counter()
     _validate(config)
     data = load_training_data(config)
+    if config.limit is not None:
+        data = limit_rows(data, config.limit, config.seed)
     target = data.target
     notify("task", target.reason)
     names = metrics.metrics_for(target.task, config.metric)
@@ -468,6 +509,9 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
         scores["seeds"] = seed_scores
     (run_dir / "scores.json").write_text(json.dumps(_json_ready(scores), indent=2))
     manifest = run_manifest(config, data, names, fitted, cv.fold_hash(data.ids, folds))
+    manifest["reports"] = write_reports(run_dir, target.task, target.classes, target.y, fitted.oof, scores)
+    if config.limit is not None:
+        manifest["limit"] = config.limit
     (run_dir / RUN_MANIFEST).write_text(json.dumps(_json_ready(manifest), indent=2))
 
     return TrainResult(

@@ -1,0 +1,45 @@
+"""`olymp report`: a train-head run's score tables again, and where its pictures are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cli.console import JsonOption, QuietOption, console, exit_on_error, quiet_output
+
+
+def report(
+    run_dir: Annotated[
+        Path, typer.Argument(help="Run directory written by `olymp train-head`.", exists=True, file_okay=False, metavar="RUN_DIR")
+    ],
+    json_out: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Print a run's fold scores and per-class precision/recall/F1, and the paths of its plots.
+
+    Example:  olymp report runs/lgbm
+    """
+    from cli.train_head import scores_table
+    from pipelines.report import load_report
+
+    with exit_on_error(), quiet_output(quiet):
+        loaded = load_report(run_dir)
+    if json_out:
+        typer.echo(json.dumps(loaded.summary(), indent=2))
+        return
+    if quiet:
+        return
+    console.print(scores_table(loaded))
+    if loaded.per_class is not None:
+        table = Table(title="per class (out-of-fold)", title_justify="left")
+        for column in loaded.per_class.columns:
+            table.add_column(str(column), justify="left" if column == "class" else "right")
+        for row in loaded.per_class.itertuples(index=False):
+            table.add_row(str(row[0]), *(f"{v:.4f}" for v in row[1:4]), str(row[4]))
+        console.print(table)
+    for kind, path in loaded.pictures.items():
+        console.print(f"[bold]{kind:<13}[/] {path}", highlight=False, soft_wrap=True)

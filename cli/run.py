@@ -1,0 +1,101 @@
+"""`olymp run`: one TOML config → extract (train, test) → train-head → predict, skipping what is current."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cli.console import (
+    JsonOption,
+    QuietOption,
+    console,
+    err_console,
+    exit_on_error,
+    quiet_output,
+)
+
+
+def run(
+    config_path: Annotated[
+        str, typer.Argument(help="Run config (TOML; see configs/examples/); - reads it from stdin.", metavar="CONFIG")
+    ],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config value: TABLE.KEY=VALUE (a TOML scalar), repeatable."),
+    ] = None,
+    smoke: Annotated[
+        bool, typer.Option("--smoke", help="Whole chain on a tiny subsample (smoke.limit rows, smoke.folds folds) into OUTPUT-smoke.")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=2, help="N training inputs (stratified, seeded), the first N test inputs; into OUTPUT-limitN.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Run every step, even the up-to-date ones.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only say which steps would run and why.")] = False,
+    json_out: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Run the whole chain from one config; steps whose inputs and settings did not change are skipped.
+
+    Example:  olymp run configs/examples/digits.toml --set head.name=lgbm
+
+    Smoke:    olymp run configs/examples/digits.toml --smoke
+    """
+    from pipelines import runconfig
+    from pipelines.chain import run_chain
+
+    shown = err_console if json_out else console
+
+    def on_progress(kind: str, message: str) -> None:
+        if kind == "warning":
+            err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        elif kind == "step":
+            shown.print(f"[bold]›[/] {message}", highlight=False, soft_wrap=True)
+        else:
+            shown.print(f"  [dim]{message}[/]", highlight=False, soft_wrap=True)
+
+    with exit_on_error(), quiet_output(quiet):
+        text = sys.stdin.read() if config_path == "-" else None
+        config = runconfig.load(config_path, overrides, text=text)
+        if quiet or json_out:
+            result = run_chain(config, smoke, limit, force, dry_run, on_progress)
+        else:
+            from cli.extract import ExtractView
+
+            with ExtractView() as view:
+                result = run_chain(config, smoke, limit, force, dry_run, on_progress, extract_progress=view.update)
+
+    if json_out:
+        typer.echo(json.dumps(result.summary(), indent=2, default=str))
+        return
+    if quiet:
+        return
+    console.print(steps_table(result))
+    if result.scores:
+        metric = result.scores["metric"]
+        mean, std, oof = result.scores["mean"][metric], result.scores["std"][metric], result.scores["oof"][metric]
+        console.print(
+            f"[bold]cv[/] {metric} {_fmt(mean)} ± {_fmt(std)} (all out-of-fold {_fmt(oof)}); "
+            f"reports: olymp report {result.run_dir}", highlight=False, soft_wrap=True,
+        )
+    if result.submission:
+        console.print(f"[bold]submission[/] {result.submission}", highlight=False, soft_wrap=True)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def steps_table(result) -> Table:
+    table = Table(title=f"olymp run → {Path(result.output)} ({result.seconds:.1f} s)", title_justify="left")
+    for column in ("step", "status", "why", "seconds"):
+        table.add_column(column, overflow="fold", justify="right" if column == "seconds" else "left")
+    for step in result.steps:
+        style = "green" if step.status == "ran" else "dim"
+        table.add_row(step.name, f"[{style}]{step.status}[/]", step.reason, f"{step.seconds:.1f}" if step.seconds else "")
+    return table

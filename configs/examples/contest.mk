@@ -1,0 +1,60 @@
+# Contest-day Makefile: copy it next to your data, set the variables (here or on the command line):
+#   make -f contest.mk features          # embeddings of train and test (interrupted? run it again: it resumes)
+#   make -f contest.mk cv                # cross-validated head, scores, report pictures
+#   make -f contest.mk submit            # the submission CSV
+#   make -f contest.mk submit HEAD=logreg    # another head next to the first: features are reused
+# Targets depend on each other through their output files: a step's stamp (*.done) is written
+# only after it succeeded, so an interrupted extract is resumed, never trusted.
+# Try it on the demo:
+#   python -m pipelines.demo demo_data && make -f configs/examples/contest.mk submit DATA=demo_data
+
+# train/ and test/ inside: folders of files, or id,path listings
+DATA ?= data
+# id,label
+LABELS ?= $(DATA)/train_labels.csv
+# the contest's sample submission (row order, column names); empty: none
+SAMPLE ?=
+OUT ?= out
+# which one: olymp recommend $(DATA)/train --time-budget 20m
+BACKBONE ?= efficientnet_lite0
+# more extract options, e.g. --batch-size 64 --device cuda
+EXTRACT ?=
+# lgbm | logreg
+HEAD ?= lgbm
+# more train-head options, e.g. --param num_leaves=63 --metric auc
+TRAIN ?=
+FOLDS ?= 5
+OLYMP ?= olymp
+
+# One embedding dir per backbone and one run per head, so switching back costs nothing.
+EMB := $(OUT)/emb/$(BACKBONE)
+RUN := $(OUT)/run-$(HEAD)-$(BACKBONE)
+SUBMISSION := $(OUT)/submission-$(HEAD)-$(BACKBONE).csv
+
+.PHONY: features cv submit FORCE
+.DELETE_ON_ERROR:
+
+features: $(EMB)/train.done $(EMB)/test.done
+
+$(EMB)/%.done:
+	$(OLYMP) extract $(DATA)/$* -o $(EMB)/$* --backbone $(BACKBONE) $(EXTRACT) --quiet
+	touch $@
+
+cv: $(RUN)/manifest.json
+	$(OLYMP) report $(RUN)
+
+$(RUN)/manifest.json: $(EMB)/train.done $(LABELS) $(RUN).settings
+	$(OLYMP) train-head $(EMB)/train --labels $(LABELS) --head $(HEAD) --folds $(FOLDS) $(TRAIN) -o $(RUN) --overwrite --quiet
+
+submit: $(SUBMISSION)
+
+$(SUBMISSION): $(RUN)/manifest.json $(EMB)/test.done
+	$(OLYMP) predict $(RUN) $(EMB)/test -o $@ $(if $(SAMPLE),--sample-submission $(SAMPLE)) --quiet
+	@echo "submission: $@"
+
+# The head's settings as a file rewritten only when they change (make compares times):
+# new FOLDS or TRAIN options re-train; the embeddings stay. (`+`: kept current under make -n too.)
+$(RUN).settings: FORCE
+	@+mkdir -p $(@D)
+	@+echo '$(FOLDS) $(TRAIN)' | cmp -s - $@ || echo '$(FOLDS) $(TRAIN)' > $@
+FORCE:

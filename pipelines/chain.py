@@ -1,0 +1,356 @@
+"""`olymp run`: extract (train, test) → train-head → predict from one RunConfig, skipping what is done.
+
+A step is skipped when its output is complete and its key is the one recorded when it last
+finished. The key is a SHA-256 of the step's settings (the fields that shape its result: a new
+batch size or device does not re-extract) and of its inputs: the listing of the input files
+(ids and sizes), the labels file's bytes, and the keys of the steps it reads from, so a change
+anywhere re-runs exactly the steps downstream of it. File times play no part.
+
+    OUTPUT/
+      steps.json       per step: key, settings, inputs, status, SHA-256 of its output manifest
+      subsample-*.csv  (smoke / --limit runs) the stratified training inputs and their labels
+      emb/train/       olymp extract
+      emb/test/
+      run/             olymp train-head (with its reports)
+      submission.csv   olymp predict
+
+A smoke run (`--smoke`, or `--limit N`) writes to OUTPUT-smoke (OUTPUT-limitN) instead, so it
+never touches the real outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pipelines.embeddings import MANIFEST_NAME
+from pipelines.errors import ConfigError
+from pipelines.hashing import file_sha256
+from pipelines.runconfig import STEP_TABLES, RunConfig
+
+STATE_FILE = "steps.json"
+SUBMISSION = "submission.csv"
+# ExtractConfig fields that change how fast extraction runs, not what it computes.
+EXTRACT_RUN_ONLY = frozenset({"device", "batch_size", "workers", "part_size", "max_error_rate"})
+
+# on_progress(kind, message): kind is "step" (a step starts or is skipped), "info" or "warning".
+Progress = Callable[[str, str], None]
+
+
+@dataclass
+class StepResult:
+    name: str  # extract-train | extract-test | train-head | predict
+    status: str  # ran | skipped | would run | would skip (dry run)
+    reason: str  # why it ran, e.g. "settings changed: head.head"
+    output: str
+    seconds: float = 0.0
+    summary: dict = field(default_factory=dict)  # the step's own result digest (when it ran)
+
+
+@dataclass
+class ChainResult:
+    output: Path  # the chain's output root (OUTPUT, OUTPUT-smoke, ...)
+    steps: list[StepResult]
+    scores: dict | None  # the run's scores.json (metric, folds, mean, std, oof)
+    run_dir: str | None
+    submission: str | None
+    seconds: float
+
+    def summary(self) -> dict:
+        return {
+            "output": str(self.output), "run_dir": self.run_dir, "submission": self.submission,
+            "seconds": round(self.seconds, 3), "scores": self.scores,
+            "steps": [dataclasses.asdict(step) for step in self.steps],
+        }
+
+
+# --------------------------------------------------------------------------- keys
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def listing_fingerprint(inputs: str, modality: str) -> dict:
+    """What the input files are: their ids and byte sizes (not their times: a copied dataset is
+    the same dataset). Cheap for 100k files: one stat each."""
+    from pipelines.extract.inputs import (
+        AUDIO_EXTENSIONS,
+        IMAGE_EXTENSIONS,
+        infer_modality,
+        list_inputs,
+    )
+
+    resolved = infer_modality(inputs, modality)
+    items = list_inputs(inputs, AUDIO_EXTENSIONS if resolved == "audio" else IMAGE_EXTENSIONS)
+    digest = hashlib.sha256()
+    for item in items:
+        try:
+            size = os.stat(item.path).st_size
+        except OSError:
+            size = -1  # a missing file is extract's to report; it still changes the key if it appears
+        digest.update(f"{item.id}\t{size}\n".encode())
+    return {"files": len(items), "sha256": digest.hexdigest()}
+
+
+@dataclass
+class Step:
+    name: str
+    output: Path  # the file or directory it writes
+    manifest: Path  # the file whose hash and state say the output is complete
+    settings: dict
+    inputs: dict
+    run: Callable[[bool], dict]  # run(overwrite) -> summary
+    depends: tuple[str, ...] = ()  # steps whose output it reads: when one of them runs, so does this one
+
+    @property
+    def key(self) -> str:
+        return _digest({"settings": self.settings, "inputs": self.inputs})
+
+
+def _settings(config, table: str, skip=()) -> dict:
+    """The step's settings under their config names (head.name, extract.backbone, ...)."""
+    renames = {field: key for key, field in STEP_TABLES[table][1].items()}
+    return {f"{table}.{renames.get(k, k)}": v for k, v in dataclasses.asdict(config).items() if k not in skip}
+
+
+def _complete(step: Step) -> bool:
+    if not step.manifest.is_file():
+        return False
+    if step.name.startswith("extract"):
+        return json.loads(step.manifest.read_text()).get("status") == "complete"
+    if step.name == "train-head":
+        manifest = json.loads(step.manifest.read_text())
+        return all((step.output / model).is_file() for model in manifest.get("models", []))
+    return True
+
+
+def _changed(old: dict, new: dict, prefix: str) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [f"{prefix}{k}" for k in keys if json.dumps(old.get(k), sort_keys=True, default=str)
+            != json.dumps(new.get(k), sort_keys=True, default=str)]
+
+
+def _decide(step: Step, record: dict | None, force: bool, ran: set[str]) -> str | None:
+    """None when the step can be skipped, else why it has to run."""
+    if force:
+        return "--force"
+    if record is None:
+        return "no earlier run"
+    rebuilt = [name for name in step.depends if name in ran]
+    if rebuilt:
+        return f"{', '.join(rebuilt)} ran"
+    if record.get("key") != step.key:
+        changed = _changed(record.get("settings", {}), step.settings, "") + \
+            _changed(record.get("inputs", {}), step.inputs, "inputs.")
+        return "changed: " + (", ".join(changed) if changed else "key")
+    if record.get("status") != "complete":
+        return "unfinished earlier run"
+    if not _complete(step):
+        return "output missing or incomplete"
+    if record.get("manifest_sha256") != file_sha256(step.manifest):
+        return "output was rewritten outside olymp run"
+    return None
+
+
+# --------------------------------------------------------------------------- the chain
+
+def output_root(config: RunConfig, smoke: bool, limit: int | None) -> Path:
+    root = Path(config.data.output)
+    if smoke:
+        return root.with_name(root.name + "-smoke")
+    if limit is not None:
+        return root.with_name(f"{root.name}-limit{limit}")
+    return root
+
+
+def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | None = None,
+               notify: Progress | None = None, extract_progress=None) -> list[Step]:
+    """The steps of the chain with their keys (pure: nothing runs until a step's `run`)."""
+    from pipelines.predict import predict
+    from pipelines.train import RUN_MANIFEST, train
+
+    notify = notify or (lambda kind, message: None)
+    if not Path(config.data.labels).is_file():
+        raise ConfigError(f"data.labels {config.data.labels} does not exist; point data.labels at the labels CSV")
+    if smoke and limit is None:
+        limit = config.smoke.limit
+    extract_changes = {} if limit is None else {"limit": limit}
+    train_changes = {} if limit is None else {"limit": limit}
+    if smoke:
+        train_changes["folds"] = config.smoke.folds
+
+    steps: list[Step] = []
+    train_inputs, labels_path = config.data.train, None
+    if limit is not None:  # train on a stratified subsample, not on whichever classes sort first
+        train_inputs, labels_path = stratified_listing(config, limit, root)
+    splits = [("train", train_inputs)] + ([("test", config.data.test)] if config.data.test else [])
+    for split, inputs in splits:
+        changes = extract_changes if split == "test" else {}
+        extract_config = config.extract_config(inputs, str(root / "emb" / split), **changes)
+
+        def run_extract(overwrite, extract_config=extract_config) -> dict:
+            from pipelines.extract.runner import run_extraction
+
+            summary = run_extraction(dataclasses.replace(extract_config, overwrite=overwrite), extract_progress)
+            return dataclasses.asdict(summary)
+
+        steps.append(Step(
+            name=f"extract-{split}", output=Path(extract_config.output),
+            manifest=Path(extract_config.output) / MANIFEST_NAME,
+            settings=_settings(extract_config, "extract", EXTRACT_RUN_ONLY | {"inputs", "output", "overwrite"}),
+            inputs={"files": listing_fingerprint(inputs, extract_config.modality)},
+            run=run_extract,
+        ))
+
+    extract_train = steps[0]
+    if labels_path is not None:
+        train_changes["labels"] = labels_path
+    train_config = config.train_config([str(extract_train.output)], str(root / "run"), **train_changes)
+    labels = Path(train_config.labels)
+
+    def run_train(overwrite) -> dict:
+        result = train(dataclasses.replace(train_config, overwrite=True),
+                       on_progress=lambda kind, message: notify("warning" if kind == "warning" else "info", message))
+        return result.summary()
+
+    train_step = Step(
+        name="train-head", output=Path(train_config.output), manifest=Path(train_config.output) / RUN_MANIFEST,
+        settings=_settings(train_config, "head", {"embeddings", "labels", "output", "overwrite"}),
+        inputs={"labels_sha256": file_sha256(labels), "embeddings": extract_train.key},
+        run=run_train, depends=(extract_train.name,),
+    )
+    steps.append(train_step)
+
+    if config.data.test:
+        extract_test = steps[1]
+        predict_config = config.predict_config(str(train_step.output), [str(extract_test.output)], str(root / SUBMISSION))
+        sample = predict_config.sample_submission
+
+        def run_predict(overwrite) -> dict:
+            result = predict(predict_config, on_progress=notify)
+            return {"output": str(result.output), "rows": result.n_rows, "prior_rows": result.n_prior,
+                    "models": result.n_models, "warnings": result.warnings}
+
+        steps.append(Step(
+            name="predict", output=Path(predict_config.output), manifest=Path(predict_config.output),
+            settings=_settings(predict_config, "predict", {"run_dir", "inputs", "output"}),
+            inputs={"run": train_step.key, "embeddings": extract_test.key,
+                    "sample_sha256": file_sha256(sample) if sample and Path(sample).is_file() else None},
+            run=run_predict, depends=(train_step.name, extract_test.name),
+        ))
+    return steps
+
+
+def stratified_listing(config: RunConfig, limit: int, root: Path) -> tuple[str, str]:
+    """An id,path listing of `limit` labelled training inputs, stratified by label and fixed by
+    the head's seed (the same rows every time), and the labels of just those rows. Both are
+    rewritten only when their content changes. Returns (listing, labels) paths."""
+    import numpy as np
+    import pandas as pd
+
+    from pipelines.extract.inputs import (
+        AUDIO_EXTENSIONS,
+        IMAGE_EXTENSIONS,
+        infer_modality,
+        list_inputs,
+    )
+    from pipelines.train import read_labels, subsample_rows
+
+    train = config.train_config([], "")
+    extract = config.extract_config(config.data.train, "")
+    modality = infer_modality(extract.inputs, extract.modality)
+    items = list_inputs(extract.inputs, AUDIO_EXTENSIONS if modality == "audio" else IMAGE_EXTENSIONS)
+    labels = read_labels(train.labels, train.id_col, train.target_col)
+    label_of = dict(zip(labels[train.id_col].tolist(), labels[train.target_col].tolist()))
+    labelled = [item for item in items if item.id in label_of]
+    if not labelled:
+        raise ConfigError(
+            f"no input of {config.data.train} has a label in {train.labels} (input ids look like "
+            f"'{items[0].id}'); check [head] id_col and the file names"
+        )
+    _, codes = np.unique(np.asarray([label_of[item.id] for item in labelled], dtype=object).astype(str), return_inverse=True)
+    chosen = subsample_rows(codes, limit, train.seed, stratify=True)
+    ids = [labelled[i].id for i in chosen]
+    listing = pd.DataFrame({"id": ids, "path": [labelled[i].path for i in chosen]}).to_csv(index=False)
+    subset = pd.read_csv(train.labels, dtype=str, keep_default_na=False)
+    subset = subset[subset[train.id_col].isin(set(ids))].to_csv(index=False)
+    root.mkdir(parents=True, exist_ok=True)
+    paths = root / "subsample-train.csv", root / "subsample-labels.csv"
+    for path, body in zip(paths, (listing, subset)):
+        if not path.is_file() or path.read_text() != body:
+            path.write_text(body)
+    return str(paths[0]), str(paths[1])
+
+
+def _read_state(root: Path) -> dict:
+    path = root / STATE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text()).get("steps", {})
+    except (json.JSONDecodeError, AttributeError):
+        return {}  # a damaged state file only costs re-running the steps
+
+
+def _write_state(root: Path, state: dict) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    temporary = root / (STATE_FILE + ".tmp")
+    temporary.write_text(json.dumps({"olymp_format": 1, "kind": "chain", "steps": state}, indent=2, default=str))
+    temporary.replace(root / STATE_FILE)
+
+
+def run_chain(config: RunConfig, smoke: bool = False, limit: int | None = None, force: bool = False,
+              dry_run: bool = False, on_progress: Progress | None = None, extract_progress=None) -> ChainResult:
+    """Run (or with `dry_run`, only decide) every step whose output is not current."""
+    notify = on_progress or (lambda kind, message: None)
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit {limit} leaves nothing to run; pass --limit 1 or more")
+    started = time.perf_counter()
+    root = output_root(config, smoke, limit)
+    steps = plan_steps(config, root, smoke, limit, notify, extract_progress)
+    state = _read_state(root)
+    results, ran = [], set()
+    for step in steps:
+        reason = _decide(step, state.get(step.name), force, ran)
+        if reason is not None:
+            ran.add(step.name)
+        if dry_run:
+            results.append(StepResult(step.name, "would skip" if reason is None else "would run",
+                                      reason or "up to date", str(step.output)))
+            continue
+        if reason is None:
+            notify("step", f"{step.name}: up to date, skipped ({step.output})")
+            results.append(StepResult(step.name, "skipped", "up to date", str(step.output)))
+            continue
+        notify("step", f"{step.name}: running ({reason}) -> {step.output}")
+        previous = state.get(step.name)
+        # A different key means the old output answers another question: replace it. The same
+        # key (an interrupted run) resumes it.
+        overwrite = previous is not None and previous.get("key") != step.key
+        state[step.name] = {"key": step.key, "settings": step.settings, "inputs": step.inputs, "status": "running"}
+        _write_state(root, state)
+        began = time.perf_counter()
+        summary = step.run(overwrite)
+        state[step.name].update(
+            status="complete", manifest_sha256=file_sha256(step.manifest),
+            finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        _write_state(root, state)
+        results.append(StepResult(step.name, "ran", reason, str(step.output), time.perf_counter() - began, summary))
+
+    run_dir = root / "run"
+    scores_path = run_dir / "scores.json"
+    scores = json.loads(scores_path.read_text()) if scores_path.is_file() and not dry_run else None
+    submission = root / SUBMISSION
+    return ChainResult(
+        output=root, steps=results, scores=scores, run_dir=str(run_dir) if scores else None,
+        submission=str(submission) if config.data.test and submission.is_file() and not dry_run else None,
+        seconds=time.perf_counter() - started,
+    )

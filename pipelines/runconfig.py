@@ -1,0 +1,202 @@
+"""The `olymp run` config: one TOML file whose tables are the step configs of the chain.
+
+    [data]     DataConfig: train/test inputs, labels, where everything goes
+    [extract]  pipelines.extract.config.ExtractConfig, for the train and the test inputs alike
+    [head]     pipelines.train.TrainConfig (`name` = its `head`, `params` = its `head_params`)
+    [predict]  pipelines.predict.PredictConfig
+    [smoke]    SmokeConfig: how `--smoke` shrinks the chain
+
+The step tables are read generically from the step dataclasses' fields, so a field added to
+ExtractConfig/TrainConfig/PredictConfig is a config key at once. Fields the chain fills itself
+(input and output paths, `overwrite`) are not keys. Unknown keys are refused by name, values are
+type-checked, and `--set table.key=value` overrides any key (the value parsed as a TOML scalar).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.errors import ConfigError
+from pipelines.extract.config import ExtractConfig
+from pipelines.predict import PredictConfig
+from pipelines.train import TrainConfig
+
+
+@dataclass
+class DataConfig:
+    train: str  # folder (or id,path listing) of the training inputs
+    labels: str  # CSV with an id column and a target column (column names: [head] id_col/target_col)
+    test: str | None = None  # folder or listing of the test inputs; None: the chain stops after train-head
+    output: str = "olymp-out"  # everything the chain writes: emb/train, emb/test, run/, submission.csv
+
+
+@dataclass
+class SmokeConfig:
+    limit: int = 48  # inputs per split (and labelled rows) in a smoke run
+    folds: int = 2  # CV folds in a smoke run
+
+
+# table -> (dataclass, {config key: dataclass field} renames, fields the chain sets itself)
+STEP_TABLES = {
+    "extract": (ExtractConfig, {}, {"inputs", "output", "overwrite"}),
+    "head": (TrainConfig, {"name": "head", "params": "head_params"}, {"embeddings", "labels", "output", "overwrite"}),
+    "predict": (PredictConfig, {}, {"run_dir", "inputs", "output"}),
+}
+PLAIN_TABLES = {"data": DataConfig, "smoke": SmokeConfig}
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig
+    extract: dict = field(default_factory=dict)  # ExtractConfig fields (checked), minus inputs/output
+    head: dict = field(default_factory=dict)  # TrainConfig fields (checked), keyed by their config names
+    predict: dict = field(default_factory=dict)  # PredictConfig fields (checked)
+    smoke: SmokeConfig = field(default_factory=SmokeConfig)
+    source: str = "-"  # where the config was read from (for messages)
+
+    def extract_config(self, inputs: str, output: str, **changes) -> ExtractConfig:
+        return ExtractConfig(inputs=inputs, output=output, **{**self.extract, **changes})
+
+    def train_config(self, embeddings: list[str], output: str, **changes) -> TrainConfig:
+        renames = STEP_TABLES["head"][1]
+        values = {renames.get(key, key): value for key, value in self.head.items()}
+        return TrainConfig(**{"embeddings": embeddings, "labels": self.data.labels, "output": output, **values, **changes})
+
+    def predict_config(self, run_dir: str, inputs: list[str], output: str) -> PredictConfig:
+        return PredictConfig(run_dir=run_dir, inputs=inputs, output=output, **self.predict)
+
+
+def table_keys(table: str) -> dict[str, tuple[str, object]]:
+    """Config keys of a table -> (dataclass field name, type hint)."""
+    if table in PLAIN_TABLES:
+        cls, renames, owned = PLAIN_TABLES[table], {}, set()
+    else:
+        cls, renames, owned = STEP_TABLES[table]
+    hints = typing.get_type_hints(cls)
+    back = {name: key for key, name in renames.items()}
+    return {back.get(f.name, f.name): (f.name, hints[f.name]) for f in dataclasses.fields(cls) if f.name not in owned}
+
+
+def _required(table: str) -> list[str]:
+    cls = PLAIN_TABLES.get(table)
+    if cls is None:
+        return []
+    return [f.name for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+
+
+# --------------------------------------------------------------------------- values
+
+def parse_scalar(text: str):
+    """A --set value as TOML reads it (16, 0.1, true, "a b", [1, 2]); a bare word stays a string."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _accepts(hint, value) -> bool:
+    if hint is typing.Any or hint is object:
+        return True
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(arg, value) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is not None:
+        return isinstance(value, origin)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _type_name(hint) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def _check_table(table: str, values: dict, source: str) -> dict:
+    known = table_keys(table)
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(
+                f"unknown key '{table}.{key}' in {source}; [{table}] takes: {', '.join(sorted(known))}"
+            )
+        hint = known[key][1]
+        if not _accepts(hint, value):
+            raise ConfigError(
+                f"'{table}.{key}' in {source} is {value!r}, expected {_type_name(hint)}; fix the value"
+            )
+    missing = [key for key in _required(table) if key not in values]
+    if missing:
+        raise ConfigError(f"{source} has no '{table}.{missing[0]}'; add it under [{table}]")
+    return values
+
+
+# --------------------------------------------------------------------------- loading
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """`table.key=value` (or `table.key.sub=value` into a dict field such as head.params) onto `raw`."""
+    path, sep, text = assignment.partition("=")
+    keys = [part.strip() for part in path.split(".")]
+    if not sep or len(keys) < 2 or not all(keys):
+        raise ConfigError(f"--set {assignment!r} is not TABLE.KEY=VALUE; e.g. --set head.name=logreg")
+    table, key, *deeper = keys
+    if table not in STEP_TABLES and table not in PLAIN_TABLES:
+        tables = ", ".join([*PLAIN_TABLES, *STEP_TABLES])
+        raise ConfigError(f"--set {path}: unknown table '{table}'; tables: {tables}")
+    known = table_keys(table)
+    if key not in known:
+        raise ConfigError(f"--set {path}: unknown key '{table}.{key}'; [{table}] takes: {', '.join(sorted(known))}")
+    value = parse_scalar(text.strip())
+    target = raw.setdefault(table, {})
+    if deeper:
+        if typing.get_origin(known[key][1]) is not dict and known[key][1] is not dict:
+            raise ConfigError(f"--set {path}: '{table}.{key}' is not a table; use --set {table}.{key}=VALUE")
+        target = target.setdefault(key, {})
+        for part in deeper[:-1]:
+            target = target.setdefault(part, {})
+        target[deeper[-1]] = value
+    else:
+        target[key] = value
+
+
+def build(raw: dict, source: str = "-") -> RunConfig:
+    """A RunConfig from parsed TOML, every key checked."""
+    for table, values in raw.items():
+        if table not in STEP_TABLES and table not in PLAIN_TABLES:
+            tables = ", ".join(f"[{t}]" for t in [*PLAIN_TABLES, *STEP_TABLES])
+            raise ConfigError(f"unknown table '[{table}]' in {source}; a run config has {tables}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"'{table}' in {source} must be a table ([{table}]), not a value")
+    if "data" not in raw:
+        raise ConfigError(f"{source} has no [data] table; give at least data.train and data.labels")
+    tables = {table: _check_table(table, dict(raw.get(table, {})), source) for table in [*PLAIN_TABLES, *STEP_TABLES]}
+    return RunConfig(
+        data=DataConfig(**tables["data"]), extract=tables["extract"], head=tables["head"],
+        predict=tables["predict"], smoke=SmokeConfig(**tables["smoke"]), source=source,
+    )
+
+
+def load(path: str, overrides: list[str] | None = None, text: str | None = None) -> RunConfig:
+    """Read a TOML run config (`text` when given, e.g. from stdin) and apply `--set` overrides.
+    Relative data paths are taken from the directory the command runs in."""
+    source = str(path)
+    if text is None:
+        try:
+            text = Path(path).read_text()
+        except OSError as error:
+            raise ConfigError(f"cannot read the run config {path} ({error.strerror}); pass a TOML file") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{source} is not valid TOML ({error}); fix that line") from None
+    for assignment in overrides or []:
+        apply_override(raw, assignment)
+    return build(raw, source)
