@@ -462,7 +462,10 @@ def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress):
         candidates = {path: load_manifest(path) for path in inputs}
         member_dirs = [_match_dirs(path, run, candidates) for (path, _), run in zip(members, runs)]
 
-    results = [predict_run(path, run, dirs) for (path, _), run, dirs in zip(members, runs, member_dirs)]
+    results = [
+        predict_run(path, run, dirs, config.allow_tta_mismatch, notify)
+        for (path, _), run, dirs in zip(members, runs, member_dirs)
+    ]
     all_ids = np.asarray(sorted(set().union(*(r.ids.tolist() for r in results))), dtype=object)
     usable = np.ones(len(all_ids), dtype=bool)
     positions = []

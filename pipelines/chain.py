@@ -38,7 +38,7 @@ from pipelines.runconfig import STEP_TABLES, RunConfig
 STATE_FILE = "steps.json"
 SUBMISSION = "submission.csv"
 # ExtractConfig fields that change how fast extraction runs, not what it computes.
-EXTRACT_RUN_ONLY = frozenset({"device", "batch_size", "workers", "part_size", "max_error_rate"})
+EXTRACT_RUN_ONLY = frozenset({"device", "batch_size", "decode", "compile", "workers", "part_size", "max_error_rate"})
 
 # on_progress(kind, message): kind is "step" (a step starts or is skipped), "info" or "warning".
 Progress = Callable[[str, str], None]

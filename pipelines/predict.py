@@ -316,10 +316,12 @@ class RunPrediction:
     n_models: int
 
 
-def predict_run(run_dir: Path, run: dict, dirs: list[str]) -> RunPrediction:
+def predict_run(
+    run_dir: Path, run: dict, dirs: list[str], allow_tta_mismatch: bool = False, notify: Progress | None = None
+) -> RunPrediction:
     """One train-head run's fold models on test embedding dirs (one per training set, in order)."""
     sets = load_sets(dirs)
-    check_fingerprints(run, [emb.manifest for emb in sets], dirs, config.allow_tta_mismatch, notify)
+    check_fingerprints(run, [emb.manifest for emb in sets], dirs, allow_tta_mismatch, notify)
 
     # Every id any test set knows (embedded, or recorded as failed) gets a row.
     failed = {row["id"] for path in dirs for row in read_errors(path)}
@@ -367,7 +369,7 @@ def predict(config: PredictConfig, on_progress: Progress | None = None) -> Predi
     id_name, columns, mode = _layout(run, config.proba, sample, notify)
 
     if run["kind"] == "head_run":
-        predicted = predict_run(run_dir, run, resolve_inputs(config, run, notify))
+        predicted = predict_run(run_dir, run, resolve_inputs(config, run, notify), config.allow_tta_mismatch, notify)
     else:
         from pipelines.blend import predict_blend
 

@@ -178,7 +178,7 @@ def test_every_step_dataclass_field_is_a_key():
         (None, ["head.nme=mlp"], "unknown key 'head.nme'"),
         (None, ["heads.name=mlp"], "unknown table 'heads'"),
         (None, ["head.name"], "not TABLE.KEY=VALUE"),
-        (None, ["extract.batch_size=big"], "'extract.batch_size' in"),
+        (None, ["extract.workers=many"], "'extract.workers' in"),
         (None, ["head.folds=2.5"], "expected int"),
         (None, ["head.name.x=1"], "'head.name' is not a table"),
         (None, ["data.labels=nowhere.csv"], "data.labels nowhere.csv does not exist"),
