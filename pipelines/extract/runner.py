@@ -7,6 +7,7 @@ through the three stages, enforces `max_error_rate`, and keeps the manifest curr
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -91,7 +92,8 @@ def run_extraction(config: ExtractConfig, on_progress: Callable[[ExtractProgress
     start, stop = shard_bounds(len(items), shard.count, shard.index)
     mine = items[start:stop]  # contiguous: shard parts read back in id order
     device = shard_device(config.device, shard)
-    if device.type == "cpu":
+    if device.type == "cpu" and (shard.launcher == "torchrun" or "OMP_NUM_THREADS" not in os.environ):
+        # torchrun pins every rank to 1 thread; other launchers can say OMP_NUM_THREADS themselves
         torch.set_num_threads(cores_per_process(shard.local_count))
     elif device.index is not None:
         torch.cuda.set_device(device)
