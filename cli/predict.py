@@ -23,7 +23,13 @@ def predict(
         ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Submission CSV to write.")],
-    proba: Annotated[bool, typer.Option("--proba", help="One probability column per class instead of the label.")] = False,
+    proba: Annotated[
+        bool, typer.Option("--proba", help="One probability column per class (or label) instead of the predicted label(s).")
+    ] = False,
+    threshold: Annotated[
+        float | None,
+        typer.Option("--threshold", help="Multilabel: decision threshold, e.g. --threshold 0.3  [default: the run's, tuned on OOF]", min=0.0, max=1.0),
+    ] = None,
     sample_submission: Annotated[
         Path | None,
         typer.Option(
@@ -49,7 +55,7 @@ def predict(
 
     with exit_on_error():
         config = PredictConfig(
-            run_dir=str(run_dir), inputs=[str(p) for p in inputs], output=str(output), proba=proba,
+            run_dir=str(run_dir), inputs=[str(p) for p in inputs], output=str(output), proba=proba, threshold=threshold,
             sample_submission=None if sample_submission is None else str(sample_submission),
             device=device, batch_size=batch_size,
         )

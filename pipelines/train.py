@@ -6,9 +6,10 @@ assign folds -> fit one head per fold -> write the run directory:
     RUN_DIR/
       manifest.json   versions, inputs (+ fingerprints, labels SHA-256), task, classes, head, folds
       folds.csv       id, fold
-      oof.csv         id, fold, one probability column per class (or `prediction`)
+      oof.csv         id, fold, one probability column per class or label (or `prediction`)
       scores.json     every metric per fold, mean, std and on all out-of-fold rows
-      models/fold-K.txt | fold-K.json   one model per fold (LightGBM text / logreg JSON)
+      models/fold-K.txt | fold-K.json | fold-K.safetensors (+ .json)   one model per fold
+                      (LightGBM text, or a JSON list of them for multilabel / logreg JSON / mlp)
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pipelines.embeddings import EmbeddingSet, fingerprint, read_embeddings, rea
 from pipelines.errors import ConfigError, InputError
 from pipelines.hashing import file_sha256
 from pipelines.heads import get_head
-from pipelines.tasks import TASKS, Target, infer_task, prior
+from pipelines.tasks import TASKS, Target, infer_task, multilabel_target, prior
 from pipelines.versions import package_versions
 
 RUN_MANIFEST = "manifest.json"
@@ -50,10 +51,12 @@ class TrainConfig:
     labels: str  # CSV with an id column and a target column
     output: str  # the run directory to create
     id_col: str = "id"  # id column of the labels CSV (matches the embeddings' ids)
-    target_col: str = "label"  # target column of the labels CSV
+    target_col: str = "label"  # target column; "a,b,c" names one 0/1 column per label (multilabel)
+    label_sep: str | None = None  # the target column holds labels joined by this (multilabel), e.g. " "
     group_col: str | None = None  # rows sharing a group stay in one fold
     # --- what to fit
-    task: str | None = None  # binary | multiclass | regression; None: inferred from the target
+    task: str | None = None  # binary | multiclass | regression | multilabel; None: inferred from the target
+    threshold: float | None = None  # multilabel decision threshold; None: tuned on the OOF for micro-F1
     metric: str | None = None  # reported first and watched for early stopping; None: task default
     head: str = "lgbm"  # lgbm | logreg
     head_params: dict = field(default_factory=dict)  # overrides of the head's defaults
@@ -81,6 +84,7 @@ class TrainResult:
     n_features: int
     warnings: list[str]
     seconds: float
+    threshold: float | None = None  # multilabel decision threshold (tuned or given)
 
     def summary(self) -> dict:
         """JSON-ready digest (what `train-head --json` prints)."""
@@ -89,7 +93,7 @@ class TrainResult:
             "classes": self.classes, "metric": self.metric, "head": self.head,
             "n_rows": self.n_rows, "n_features": self.n_features, "folds": self.fold_scores,
             "mean": self.mean, "std": self.std, "oof": self.oof, "warnings": self.warnings,
-            "seconds": round(self.seconds, 3),
+            "seconds": round(self.seconds, 3), "threshold": self.threshold,
         })
 
 
@@ -104,9 +108,14 @@ def _column_fix(option: str, columns: list[str], avoid: set) -> str:
     return f"pass {option} with one of them"
 
 
+def target_columns(target_col: str) -> list[str]:
+    """--target-col as a list: "label" -> ["label"], "a,b,c" -> ["a", "b", "c"] (multilabel 0/1 columns)."""
+    return [name.strip() for name in target_col.split(",") if name.strip()]
+
+
 def read_labels(path: str | Path, id_col: str, target_col: str, group_col: str | None = None) -> pd.DataFrame:
     """The labels CSV as strings ("007" stays "007"), checked: columns present, ids unique,
-    rows without a target left out (counted in `attrs["dropped"]`)."""
+    rows without a target (in any target column) left out (counted in `attrs["dropped"]`)."""
     path = Path(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
@@ -114,10 +123,11 @@ def read_labels(path: str | Path, id_col: str, target_col: str, group_col: str |
         raise InputError(f"cannot read {path.name} as CSV ({error}); pass --labels with a CSV file") from None
     columns = [str(c) for c in frame.columns]
     listing = ", ".join(columns)
+    targets = target_columns(target_col)
     for col, option, avoid in (
-        (id_col, "--id-col", {target_col}),
-        (target_col, "--target-col", {id_col, group_col}),
-        (group_col, "--group-col", {id_col, target_col}),
+        (id_col, "--id-col", set(targets)),
+        *((name, "--target-col", {id_col, group_col, *targets}) for name in targets),
+        (group_col, "--group-col", {id_col, *targets}),
     ):
         if col is not None and col not in columns:
             fix = _column_fix(option, columns, avoid)
@@ -130,7 +140,7 @@ def read_labels(path: str | Path, id_col: str, target_col: str, group_col: str |
         raise InputError(
             f"{path.name} has {int(duplicated.sum())} duplicate ids in '{id_col}' (e.g. '{example}'); keep one row per id"
         )
-    missing = frame[target_col].isna()
+    missing = frame[targets].isna().any(axis=1)
     if group_col is not None:
         if frame[group_col].isna().any():
             raise InputError(f"{path.name} has rows with an empty '{group_col}'; give every row a group")
@@ -232,7 +242,7 @@ def prepare_run_dir(path: str | Path, overwrite: bool) -> Path:
 
 def _oof_frame(ids, folds, oof, target: Target) -> pd.DataFrame:
     frame = pd.DataFrame({"id": ids, "fold": folds})
-    if target.is_classification:
+    if target.classes:
         probabilities = pd.DataFrame(oof, columns=target.classes)
         return pd.concat([frame, probabilities], axis=1)
     frame["prediction"] = oof
@@ -248,6 +258,8 @@ def _validate(config: TrainConfig) -> None:
         raise ConfigError(f"unknown task '{config.task}'; pass --task with one of: {', '.join(TASKS)}")
     if config.folds < 2:
         raise ConfigError(f"--folds {config.folds} leaves nothing to validate on; pass --folds 2 or more")
+    if config.threshold is not None and not 0.0 < config.threshold < 1.0:
+        raise ConfigError(f"--threshold {config.threshold} is not a probability; pass a value in (0, 1), e.g. --threshold 0.3")
     get_head(config.head)  # unknown head fails before any work
 
 
@@ -272,10 +284,21 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     paths = [str(p) for p in config.embeddings]
     sets = load_sets(paths)
     rows, X, join_notes = join(label_ids, sets, paths)
-    raw_target = labels[config.target_col].to_numpy(dtype=object)[rows]
     groups = None if config.group_col is None else labels[config.group_col].to_numpy(dtype=object)[rows]
-    target = infer_task(raw_target, config.task, config.target_col)
+    target = _target(labels, rows, config)
     return TrainingData(label_ids[rows], X, target, groups, sets, notes + join_notes)
+
+
+def _target(labels: pd.DataFrame, rows: np.ndarray, config: TrainConfig) -> Target:
+    """The task: multilabel with --label-sep or several target columns, else inferred from one."""
+    columns = target_columns(config.target_col)
+    if config.label_sep is None and len(columns) == 1:
+        return infer_task(labels[columns[0]].to_numpy(dtype=object)[rows], config.task, columns[0])
+    if config.task not in (None, "multilabel"):
+        how = f"--label-sep {config.label_sep!r}" if config.label_sep is not None else f"{len(columns)} target columns"
+        raise ConfigError(f"{how} make a multilabel task, not {config.task}; drop --task or pass --task multilabel")
+    raw = labels[columns].to_numpy(dtype=object)[rows]
+    return multilabel_target(raw[:, 0] if config.label_sep is not None else raw, columns, config.label_sep)
 
 
 @dataclass
@@ -285,6 +308,7 @@ class FoldResults:
     model_files: list[str]  # relative to the run dir
     head_params: dict  # the params the head actually used
     notes: list[str]
+    threshold: float | None = None  # multilabel decision threshold, set by decide_threshold
 
 
 def fit_folds(
@@ -293,14 +317,14 @@ def fit_folds(
 ) -> FoldResults:
     """One head per fold: fit on the other folds, predict its own rows, save the model."""
     y = target.y
-    oof = np.zeros((len(y), target.n_classes)) if target.is_classification else np.zeros(len(y))
+    oof = np.zeros((len(y), target.n_classes)) if target.classes else np.zeros(len(y))
     scores, model_files, notes, head_params = [], [], [], {}
     for k in range(config.folds):
         train_idx, valid_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
         head = head_cls(target.task, target.n_classes, config.head_params, names[0], config.seed)
         head.fit(X[train_idx], y[train_idx], X[valid_idx], y[valid_idx])
         oof[valid_idx] = head.predict(X[valid_idx])
-        model_file = f"{MODELS_DIR}/fold-{k}{head_cls.suffix}"
+        model_file = f"{MODELS_DIR}/fold-{k}{head.suffix}"
         head.save(run_dir / model_file)
         model_files.append(model_file)
         head_params = head.params
@@ -339,6 +363,8 @@ def run_manifest(config: TrainConfig, data: TrainingData, names: list[str], fitt
             "sha256": file_sha256(labels_path),
             "id_col": config.id_col,
             "target_col": config.target_col,
+            "target_cols": target_columns(config.target_col),
+            "label_sep": config.label_sep,
             "group_col": config.group_col,
         },
         "task": target.task,
@@ -347,6 +373,7 @@ def run_manifest(config: TrainConfig, data: TrainingData, names: list[str], fitt
         "prior": prior(target),
         "metric": names[0],
         "metrics": names,
+        **_decision(target, fitted),
         "head": {"name": config.head, "params": fitted.head_params},
         "folds": config.folds,
         "seed": config.seed,
@@ -354,6 +381,25 @@ def run_manifest(config: TrainConfig, data: TrainingData, names: list[str], fitt
         "n_features": int(data.X.shape[1]),
         "models": fitted.model_files,
     }
+
+
+def _decision(target: Target, fitted: FoldResults) -> dict:
+    """Multilabel only: the run's threshold, and whether predict falls back to the top label
+    (when every training row has at least one, an empty prediction is never right)."""
+    if not target.is_multilabel:
+        return {}
+    return {"threshold": fitted.threshold, "at_least_one_label": bool((target.y.sum(axis=1) > 0).all())}
+
+
+def decide_threshold(target: Target, folds: np.ndarray, fitted: FoldResults, names: list[str], given: float | None) -> None:
+    """Multilabel: tune the decision threshold on all OOF rows (or take --threshold), then
+    re-score every fold at it, so fold and OOF F1 use the threshold predict will use."""
+    if not target.is_multilabel:
+        return
+    fitted.threshold = metrics.tune_threshold(target.y, fitted.oof) if given is None else given
+    for fold in fitted.scores:
+        rows = folds == fold["fold"]
+        fold.update(metrics.score(target.task, target.y[rows], fitted.oof[rows], names, fitted.threshold))
 
 
 def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResult:
@@ -374,8 +420,9 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
 
     run_dir = prepare_run_dir(config.output, config.overwrite)
     fitted = fit_folds(head_cls, target, data.X, folds, names, config, run_dir, notify)
+    decide_threshold(target, folds, fitted, names, config.threshold)
     mean, std = metrics.summarize(fitted.scores, names)
-    oof_scores = metrics.score(target.task, target.y, fitted.oof, names)
+    oof_scores = metrics.score(target.task, target.y, fitted.oof, names, fitted.threshold or metrics.DEFAULT_THRESHOLD)
 
     pd.DataFrame({"id": data.ids, "fold": folds}).to_csv(run_dir / "folds.csv", index=False)
     _oof_frame(data.ids, folds, fitted.oof, target).to_csv(run_dir / "oof.csv", index=False)
@@ -388,7 +435,7 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
         run_dir=run_dir, task=target.task, task_reason=target.reason, classes=target.classes,
         metric=names[0], metrics=names, head=config.head, fold_scores=fitted.scores, mean=mean,
         std=std, oof=oof_scores, n_rows=int(len(data.ids)), n_features=int(data.X.shape[1]),
-        warnings=notes + fitted.notes, seconds=time.perf_counter() - started,
+        warnings=notes + fitted.notes, seconds=time.perf_counter() - started, threshold=fitted.threshold,
     )
 
 
