@@ -28,7 +28,7 @@ def predict(
     ] = False,
     threshold: Annotated[
         float | None,
-        typer.Option("--threshold", help="Multilabel: decision threshold, e.g. --threshold 0.3  [default: the run's, tuned on OOF]", min=0.0, max=1.0),
+        typer.Option("--threshold", help="Multilabel: decision threshold, e.g. --threshold 0.3 (default: the run's, tuned on OOF).", min=0.0, max=1.0),
     ] = None,
     sample_submission: Annotated[
         Path | None,
@@ -43,6 +43,8 @@ def predict(
     """Predict test ids with a run's fold models (averaged) and write a submission CSV.
 
     Example:  olymp predict runs/lgbm emb/test -o submission.csv
+
+    Multilabel at another threshold:  olymp predict runs/tags emb/test -o submission.csv --threshold 0.4
     """
     from pipelines.predict import PredictConfig
     from pipelines.predict import predict as run_predict

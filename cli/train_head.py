@@ -37,7 +37,7 @@ def train_head(
         str | None, typer.Option("--group-col", help="Rows sharing this column's value stay in one fold.")
     ] = None,
     task: Annotated[
-        str | None, typer.Option("--task", help="binary | multiclass | regression | multilabel  [default: inferred]")
+        str | None, typer.Option("--task", help="binary | multiclass | regression | multilabel (default: inferred)")
     ] = None,
     metric: Annotated[
         str | None,
@@ -49,15 +49,15 @@ def train_head(
     ] = None,
     threshold: Annotated[
         float | None,
-        typer.Option("--threshold", help="Multilabel decision threshold for F1 and predicted labels  [default: tuned on OOF for micro-F1]"),
+        typer.Option("--threshold", help="Multilabel decision threshold for F1 and predicted labels (default: tuned on OOF for micro-F1)."),
     ] = None,
     head: Annotated[str, typer.Option("--head", help="lgbm | logreg | mlp")] = "lgbm",
     param: Annotated[
         list[str] | None,
         typer.Option(
             "--param", "-p",
-            help="Head parameter KEY=VALUE, repeatable (e.g. num_leaves=63, C=0.1; mlp: hidden=1024,256 dropout=0.3 "
-            "lr=1e-3 weight_decay=1e-2 epochs=60 patience=10 batch_size=128 schedule=onecycle|cosine|constant device=cpu).",
+            help="Head parameter KEY=VALUE, repeatable (e.g. num_leaves=63, C=0.1; mlp: hidden=1024,256 dropout=0.3 input_dropout=0.2 "
+            "lr=2e-3 weight_decay=1e-2 epochs=40 patience=10 batch_size=128 schedule=onecycle|cosine|constant device=cpu).",
         ),
     ] = None,
     folds: Annotated[int, typer.Option("--folds", help="Number of CV folds.", min=2)] = 5,

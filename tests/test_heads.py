@@ -176,7 +176,7 @@ def test_threshold_tuning_and_top_label_fallback():
 # --------------------------------------------------------------------------- folds
 
 def test_iterative_stratification_spreads_every_label():
-    X, Y = multilabel_data(300, seed=2)
+    _, Y = multilabel_data(300, seed=2)
     Y = np.column_stack([Y, np.r_[np.ones(7), np.zeros(293)]]).astype(np.int8)  # a rare label: 7 rows
     folds = cv.iterative_stratification(Y, 5, seed=3)
     assert np.bincount(folds).max() - np.bincount(folds).min() <= 0.1 * 300 / 5  # labels first, then sizes
@@ -297,7 +297,7 @@ def test_mlp_early_stopping_restores_the_best_epoch():
     rng = np.random.default_rng(12)
     X = rng.normal(size=(200, 20)).astype(np.float32)
     y = rng.integers(0, 3, 200)  # noise: a wide net overfits, the validation loss turns up
-    params = {"hidden": [256], "dropout": 0.0, "lr": 1e-2, "schedule": "constant", "epochs": 40, "patience": 40}
+    params = {"hidden": [256], "dropout": 0.0, "input_dropout": 0.0, "lr": 1e-2, "schedule": "constant", "epochs": 40, "patience": 40}
     head = get_head("mlp")("multiclass", 3, params, seed=0).fit(X[:150], y[:150], X[150:], y[150:])
     history = np.array(head.history)
     assert len(history) == 40 and history.argmin() < 39 and history[-1] > history.min() * 1.2

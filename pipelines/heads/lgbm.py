@@ -130,7 +130,7 @@ class LGBMHead(Head):
             self.boosters.append(booster)
             self.constants.append(None)
             iterations.append(booster.best_iteration or booster.current_iteration())
-        self.info = {"best_iteration": int(round(np.mean(iterations))) if iterations else 0}
+        self.info = {"best_iteration": round(float(np.mean(iterations))) if iterations else 0}
         return self
 
     def predict(self, X):
