@@ -58,7 +58,7 @@ class TrainConfig:
     task: str | None = None  # binary | multiclass | regression | multilabel; None: inferred from the target
     threshold: float | None = None  # multilabel decision threshold; None: tuned on the OOF for micro-F1
     metric: str | None = None  # reported first and watched for early stopping; None: task default
-    head: str = "lgbm"  # lgbm | logreg
+    head: str = "lgbm"  # lgbm | logreg | mlp
     head_params: dict = field(default_factory=dict)  # overrides of the head's defaults
     # --- cross-validation
     folds: int = 5  # number of folds

@@ -6,7 +6,7 @@ import pytest
 
 from pipelines.bench import bench_extract
 from pipelines.bench_audio import bench_audio
-from pipelines.bench_heads import bench_train_head
+from pipelines.bench_heads import bench_heads, bench_train_head
 
 
 @pytest.mark.slow
@@ -19,3 +19,6 @@ def test_bench_parts_report_their_ratios():
     heads_row = bench_train_head(rows=150, dim=16, classes=3, folds=2, repeats=1)
     assert heads_row["ratio"] > 0  # same folds, params and data: the same out-of-fold accuracy
     assert heads_row["train_head_accuracy"] == pytest.approx(heads_row["hand_loop_accuracy"])
+    rows = bench_heads(rows=120, dim=16, classes=3, folds=2)
+    assert [row["head"] for row in rows] == ["logreg", "mlp", "lgbm"]
+    assert all(row["seconds"] > 0 and row["accuracy"] > 0.5 for row in rows)

@@ -322,3 +322,17 @@ def test_mlp_params_parse_from_the_command_line_forms():
 def test_multilabel_target_has_its_own_task():
     target = Target("multilabel", "", ["a", "b"], np.array([[1, 0], [0, 1]], dtype=np.int8))
     assert target.is_multilabel and not target.is_classification and target.n_classes == 2
+
+
+@pytest.mark.requires_cuda
+def test_mlp_trains_on_the_gpu_and_its_saved_model_predicts_the_same(tmp_path):
+    X, y, k = _task_data("multiclass", n=400)
+    head_cls = get_head("mlp")
+    gpu = head_cls("multiclass", k, {**MLP_SMALL, "device": "cuda"}, seed=0).fit(X[:300], y[:300], X[300:], y[300:])
+    assert next(gpu.network.parameters()).is_cuda
+    cpu = head_cls("multiclass", k, {**MLP_SMALL, "device": "cpu"}, seed=0).fit(X[:300], y[:300], X[300:], y[300:])
+    accuracy = {name: (h.predict(X[300:]).argmax(1) == y[300:]).mean() for name, h in (("gpu", gpu), ("cpu", cpu))}
+    assert accuracy["gpu"] > 0.8 and abs(accuracy["gpu"] - accuracy["cpu"]) < 0.05
+    gpu.save(tmp_path / "fold-0.safetensors")
+    loaded = head_cls.load(tmp_path / "fold-0.safetensors", "multiclass", k)
+    np.testing.assert_allclose(loaded.predict(X), gpu.predict(X), rtol=1e-5, atol=1e-6)
