@@ -114,6 +114,30 @@ def test_multilabel_zero_one_columns_and_threshold_option(tmp_path, make_embeddi
     assert pd.read_csv(tmp_path / "low.csv")[list(LABELS)].to_numpy().sum() > sub[list(LABELS)].to_numpy().sum()
 
 
+def test_multilabel_predict_follows_the_sample_submission(tmp_path, tagged, make_csv):
+    run = tmp_path / "run"
+    result = cli("train-head", tagged["emb"], "--labels", tagged["labels"], "--id-col", "fname", "--target-col", "tags",
+                 "--label-sep", " ", "-o", run, "--head", "logreg", "--folds", "3")
+    assert result.exit_code == 0, result.output
+    test_ids = tagged["ids"][180:]
+    one_column = make_csv(tmp_path / "sample1.csv", clip=test_ids[::-1], labels=["x"] * 40)
+    result = cli("predict", run, tagged["test"], "-o", tmp_path / "sub1.csv", "--sample-submission", one_column)
+    assert result.exit_code == 0, result.output
+    sub = pd.read_csv(tmp_path / "sub1.csv", dtype=str)
+    assert list(sub.columns) == ["clip", "labels"] and list(sub["clip"]) == test_ids[::-1]
+    assert all(set(row.split(" ")) <= set(LABELS) for row in sub["labels"])
+
+    per_label = make_csv(tmp_path / "sample2.csv", clip=test_ids, car=[0] * 40, bark=[0] * 40, rain=[0] * 40, dog=[0] * 40)
+    result = cli("predict", run, tagged["test"], "-o", tmp_path / "sub2.csv", "--sample-submission", per_label)
+    assert result.exit_code == 0, result.output
+    assert "writing 0/1 decisions" in flat(result.output)
+    decisions = pd.read_csv(tmp_path / "sub2.csv")
+    assert list(decisions.columns) == ["clip", "car", "bark", "rain", "dog"]
+    assert set(np.unique(decisions[["car", "bark", "rain", "dog"]])) == {0, 1}
+    result = cli("predict", run, tagged["test"], "-o", tmp_path / "sub3.csv", "--sample-submission", one_column, "--proba")
+    assert result.exit_code == 1 and "--proba needs one sample column per label" in flat(result.stderr)
+
+
 @pytest.mark.parametrize(
     "extra, error",
     [
