@@ -61,7 +61,7 @@ def assign_folds(
             shown = ", ".join(f"'{name}': {c}" for name, c in rare[:5]) + (", ..." if len(rare) > 5 else "")
             notes.append(
                 f"{len(rare)} class(es) have fewer rows than --folds {n_folds} ({shown}); "
-                "a fold whose training part lacks a class predicts probability 0 for it"
+                "a fold whose training part lacks a class still has its column, with a probability near 0"
             )
         splitter = (
             StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
