@@ -180,9 +180,8 @@ class MLPHead(Head):
         try:
             with torch.random.fork_rng(devices=devices):  # seeded without touching the caller's RNG
                 torch.manual_seed(self.seed)
-                self.network = build_network(
-                X.shape[1], p["hidden"], self._n_outputs(), p["dropout"], p["input_dropout"]
-            ).to(self.device)
+                network = build_network(X.shape[1], p["hidden"], self._n_outputs(), p["dropout"], p["input_dropout"])
+                self.network = network.to(self.device)
                 self.history = self._train(X, y, X_valid, y_valid)
         finally:
             torch.set_num_threads(threads)
