@@ -30,7 +30,13 @@ def predict(
         ),
     ],
     output: Annotated[str, typer.Option("--output", "-o", help="Submission CSV to write; - for stdout.")],
-    proba: Annotated[bool, typer.Option("--proba", help="One probability column per class instead of the label.")] = False,
+    proba: Annotated[
+        bool, typer.Option("--proba", help="One probability column per class (or label) instead of the predicted label(s).")
+    ] = False,
+    threshold: Annotated[
+        float | None,
+        typer.Option("--threshold", help="Multilabel: decision threshold, e.g. --threshold 0.3 (default: the run's, tuned on OOF).", min=0.0, max=1.0),
+    ] = None,
     sample_submission: Annotated[
         Path | None,
         typer.Option(
@@ -50,6 +56,7 @@ def predict(
 
     Example:  olymp predict runs/blend emb/test-effnet emb/test-panns -o submission.csv
     Scripted: ls test/*.png | olymp predict runs/lgbm - -o - --quiet > submission.csv
+    Multilabel at another threshold:  olymp predict runs/tags emb/test -o submission.csv --threshold 0.4
     """
     from pipelines.predict import PredictConfig, inputs_from_text
     from pipelines.predict import predict as run_predict
@@ -68,7 +75,7 @@ def predict(
         if paths == ["-"]:
             paths = inputs_from_text(sys.stdin.read(), run_dir)
         config = PredictConfig(
-            run_dir=str(run_dir), inputs=paths, output=None if to_stdout else output, proba=proba,
+            run_dir=str(run_dir), inputs=paths, output=None if to_stdout else output, proba=proba, threshold=threshold,
             sample_submission=None if sample_submission is None else str(sample_submission),
             device=device, batch_size=batch_size, allow_tta_mismatch=allow_tta_mismatch,
         )

@@ -25,21 +25,40 @@ def train_head(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Run directory to create.")],
     id_col: Annotated[str, typer.Option("--id-col", help="Id column of the labels CSV.")] = "id",
-    target_col: Annotated[str, typer.Option("--target-col", help="Target column of the labels CSV.")] = "label",
+    target_col: Annotated[
+        str,
+        typer.Option("--target-col", help="Target column of the labels CSV; a,b,c = one 0/1 column per label (multilabel)."),
+    ] = "label",
+    label_sep: Annotated[
+        str | None,
+        typer.Option("--label-sep", help="Multilabel: the target column holds labels joined by this, e.g. --label-sep ' '."),
+    ] = None,
     group_col: Annotated[
         str | None, typer.Option("--group-col", help="Rows sharing this column's value stay in one fold.")
     ] = None,
     task: Annotated[
-        str | None, typer.Option("--task", help="binary | multiclass | regression  [default: inferred]")
+        str | None, typer.Option("--task", help="binary | multiclass | regression | multilabel (default: inferred)")
     ] = None,
     metric: Annotated[
         str | None,
-        typer.Option("--metric", help="Reported first, drives early stopping: auc logloss accuracy f1_macro | rmse mae r2."),
+        typer.Option(
+            "--metric",
+            help="Reported first, drives early stopping: auc logloss accuracy f1_macro | rmse mae r2 | "
+            "lwlrap map f1_micro f1_macro logloss (multilabel).",
+        ),
     ] = None,
-    head: Annotated[str, typer.Option("--head", help="lgbm | logreg")] = "lgbm",
+    threshold: Annotated[
+        float | None,
+        typer.Option("--threshold", help="Multilabel decision threshold for F1 and predicted labels (default: tuned on OOF for micro-F1)."),
+    ] = None,
+    head: Annotated[str, typer.Option("--head", help="lgbm | logreg | mlp")] = "lgbm",
     param: Annotated[
         list[str] | None,
-        typer.Option("--param", "-p", help="Head parameter KEY=VALUE, repeatable (e.g. num_leaves=63, C=0.1)."),
+        typer.Option(
+            "--param", "-p",
+            help="Head parameter KEY=VALUE, repeatable (e.g. num_leaves=63, C=0.1; mlp: hidden=1024,256 dropout=0.3 input_dropout=0.2 "
+            "lr=2e-3 weight_decay=1e-2 epochs=40 patience=10 batch_size=128 schedule=onecycle|cosine|constant device=cpu).",
+        ),
     ] = None,
     folds: Annotated[int, typer.Option("--folds", help="Number of CV folds.", min=2)] = 5,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the folds (and of the models without --seeds).")] = 42,
@@ -70,6 +89,7 @@ def train_head(
     Example:  olymp train-head emb/train --labels train.csv -o runs/lgbm
 
     Example:  olymp train-head emb/effnet emb/panns --labels train.csv -o runs/lr --head logreg --normalize standard --pca 256 --folds-from runs/lgbm
+    Multilabel: olymp train-head emb/train --labels train.csv --target-col tags --label-sep ' ' -o runs/tags --head mlp
     """
     from pipelines.heads import parse_params
     from pipelines.train import TrainConfig, train
@@ -87,7 +107,8 @@ def train_head(
     with exit_on_error(), quiet_output(quiet):
         config = TrainConfig(
             embeddings=[str(p) for p in embeddings], labels=str(labels), output=str(output),
-            id_col=id_col, target_col=target_col, group_col=group_col, task=task, metric=metric,
+            id_col=id_col, target_col=target_col, label_sep=label_sep, group_col=group_col, task=task, metric=metric,
+            threshold=threshold,
             head=head, head_params=parse_params(param), folds=folds, seed=seed, overwrite=overwrite,
             seeds=parse_seeds(seeds), folds_from=None if folds_from is None else str(folds_from),
             normalize=normalize, pca=pca,
@@ -105,6 +126,8 @@ def train_head(
         each = ", ".join(f"{_fmt(entry[result.metric])} (seed {entry['seed']})" for entry in result.seed_scores)
         console.print(f"oof {result.metric} of each seed alone: {each}; their mean: {_fmt(result.oof[result.metric])}",
                       highlight=False, soft_wrap=True)
+    if result.threshold is not None:
+        console.print(f"multilabel threshold [bold]{result.threshold:.2f}[/] (F1 scores and predicted labels use it)", highlight=False)
     console.print(
         f"run saved to [bold]{result.run_dir}[/] (manifest.json, folds.csv, oof.csv, scores.json, models/, reports) "
         f"in {result.seconds:.1f}s; next: olymp predict {result.run_dir} TEST_EMBEDDINGS -o submission.csv",
@@ -134,16 +157,19 @@ def scores_table(result) -> Table:
     table = Table(title=f"{result.head} · {result.task} · {len(result.fold_scores)} folds · {result.n_rows} rows")
     table.add_column("fold")
     table.add_column("rows", justify="right")
-    has_iterations = any("best_iteration" in fold for fold in result.fold_scores)
+    iteration_key, iteration_name = (
+        ("best_epoch", "epoch") if any("best_epoch" in fold for fold in result.fold_scores) else ("best_iteration", "trees")
+    )
+    has_iterations = any(iteration_key in fold for fold in result.fold_scores)
     if has_iterations:
-        table.add_column("trees", justify="right")
+        table.add_column(iteration_name, justify="right")
     for i, name in enumerate(result.metrics):
         arrow = "↑" if GREATER_IS_BETTER[name] else "↓"
         table.add_column(f"[bold]{name}[/] {arrow}" if i == 0 else f"{name} {arrow}", justify="right")
     for fold in result.fold_scores:
         cells = [str(fold["fold"]), str(fold["n_valid"])]
         if has_iterations:
-            cells.append(str(fold.get("best_iteration", "")))
+            cells.append(str(fold.get(iteration_key, "")))
         table.add_row(*cells, *(_fmt(fold[name]) for name in result.metrics))
     pad = [""] if has_iterations else []
     table.add_section()

@@ -12,7 +12,8 @@ Images, per backbone (random weights; the speed does not depend on them):
                next to its own limit (bytes read by the workers + nvJPEG + resize, no model)
   naive loop   PIL open → transform → forward, one image at a time (what a first notebook does)
 and the ratios: extract / model-only, extract / min(model-only, decode limit), extract / naive.
-Audio: PANNs Cnn14 (pipelines/bench_audio.py). Then train-head vs a hand-written LightGBM loop
+Audio: PANNs Cnn14 (pipelines/bench_audio.py). Then train-head vs a hand-written LightGBM loop,
+and each head's (logreg, mlp, lgbm) time and OOF accuracy on a demo-sized 1.5k x 1280-d set
 (pipelines/bench_heads.py). Results also go to .bench/results.json and .bench/results.csv.
 """
 
@@ -266,9 +267,10 @@ def main(argv=None) -> None:
 
         results["audio"] = bench_audio(args.audio_clips or (128 if gpu else 8), args.device)
     if not args.skip_heads:
-        from pipelines.bench_heads import bench_train_head
+        from pipelines.bench_heads import bench_heads, bench_train_head
 
         results["train_head"] = bench_train_head()
+        results["heads"] = bench_heads()
     table = write_results(results, args.output)
     print(f"results: {args.output}, {table}")
 

@@ -91,3 +91,24 @@ def bench_train_head(rows: int = 2000, dim: int = 128, classes: int = 3, folds: 
           f"olymp {olymp_seconds:.1f} s | hand-written loop {hand_seconds:.1f} s | ratio {row['ratio']:.2f} "
           f"(accuracy {olymp_accuracy:.3f} vs {hand_accuracy:.3f})", flush=True)
     return row
+
+
+def bench_heads(rows: int = 1500, dim: int = 1280, classes: int = 10, folds: int = 5, seed: int = 42,
+                heads: tuple[str, ...] = ("logreg", "mlp", "lgbm")) -> list[dict]:
+    """Each head's train-head time and OOF accuracy on one embedding-sized synthetic set (the
+    digits demo's shape by default: ~1.4k rows of 1280-d), so a head's speed is tracked."""
+    from pipelines.train import TrainConfig, train
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="olymp-bench-heads-") as tmp:
+        embeddings, labels = write_bench_data(Path(tmp), rows, dim, classes)
+        for head in heads:
+            started = time.perf_counter()
+            result = train(TrainConfig(embeddings=[str(embeddings)], labels=str(labels), output=str(Path(tmp) / head),
+                                       head=head, folds=folds, seed=seed))
+            row = {"head": head, "rows": rows, "dim": dim, "classes": classes, "folds": folds,
+                   "seconds": time.perf_counter() - started, "accuracy": result.oof["accuracy"]}
+            print(f"train-head --head {head} {rows}x{dim}, {classes} classes, {folds} folds: "
+                  f"{row['seconds']:.1f} s, OOF accuracy {row['accuracy']:.3f}", flush=True)
+            out.append(row)
+    return out

@@ -1,7 +1,9 @@
 """Cross-validation folds: one fold number per row, decided once and saved with the run.
 
-Classification uses StratifiedKFold, regression KFold; with a group column, rows of one group
-stay in one fold (StratifiedGroupKFold / GroupKFold).
+Classification uses StratifiedKFold, regression KFold, multilabel iterative stratification
+(Sechidis et al. 2011, `iterative_stratification`); with a group column, rows of one group stay
+in one fold (StratifiedGroupKFold / GroupKFold / iterative stratification over whole groups),
+which `check_groups_within_folds` verifies on every assignment.
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ import numpy as np
 
 from pipelines.errors import ConfigError, InputError
 from pipelines.tasks import Target
+
+# Warn when one group holds more than this share of a fold's rows: that fold is mostly one group.
+LARGE_GROUP_SHARE_OF_FOLD = 0.5
+# Warn when the largest fold has this many times the rows of the smallest.
+FOLD_SIZE_RATIO = 1.5
 
 
 def assign_folds(
@@ -33,6 +40,17 @@ def assign_folds(
             raise InputError(
                 f"only {n_groups} distinct groups for {n_folds} folds; pass --folds {n_groups} or fewer"
             )
+    if target.is_multilabel:
+        positives = target.y.sum(axis=0)
+        rare = [(target.classes[k], int(c)) for k, c in enumerate(positives) if c < n_folds]
+        if rare:
+            shown = ", ".join(f"'{name}': {c}" for name, c in rare[:5]) + (", ..." if len(rare) > 5 else "")
+            notes.append(
+                f"{len(rare)} label(s) have fewer positive rows than --folds {n_folds} ({shown}); "
+                "some folds cannot score them"
+            )
+        folds = iterative_stratification(target.y, n_folds, seed, groups)
+        return _checked(folds, n_folds, groups, notes)
     if target.is_classification:
         counts = np.bincount(target.y, minlength=target.n_classes)
         if counts.max() < n_folds:
@@ -44,7 +62,7 @@ def assign_folds(
             shown = ", ".join(f"'{name}': {c}" for name, c in rare[:5]) + (", ..." if len(rare) > 5 else "")
             notes.append(
                 f"{len(rare)} class(es) have fewer rows than --folds {n_folds} ({shown}); "
-                "a fold whose training part lacks a class predicts probability 0 for it"
+                "a fold whose training part lacks a class still has its column, with a probability near 0"
             )
         splitter = (
             StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
@@ -64,10 +82,96 @@ def assign_folds(
         warnings.simplefilter("ignore", UserWarning)  # "least populated class" — reported above
         for k, (_, valid) in enumerate(splitter.split(placeholder, target.y, groups)):
             folds[valid] = k
+    return _checked(folds, n_folds, groups, notes)
+
+
+def _checked(folds: np.ndarray, n_folds: int, groups: np.ndarray | None, notes: list[str]) -> tuple[np.ndarray, list[str]]:
     empty = [k for k in range(n_folds) if not np.any(folds == k)]
     if empty:
         raise InputError(f"fold(s) {empty} got no rows; pass a smaller --folds")
+    if groups is not None:
+        check_groups_within_folds(folds, groups)
+        notes = notes + group_balance_notes(folds, groups, n_folds)
     return folds, notes
+
+
+def check_groups_within_folds(folds: np.ndarray, groups: np.ndarray) -> None:
+    """Raise when any group has rows in two folds: its validation scores would leak."""
+    fold_of_group = {}
+    for group, fold in zip(groups.tolist(), folds.tolist()):
+        if fold_of_group.setdefault(group, fold) != fold:
+            raise AssertionError(f"group {group!r} spans folds {fold_of_group[group]} and {fold}; the fold assignment leaks")
+
+
+def group_balance_notes(folds: np.ndarray, groups: np.ndarray, n_folds: int) -> list[str]:
+    """Warnings when groups make folds lopsided: one group dominating a fold, or uneven fold sizes."""
+    notes = []
+    names, sizes = np.unique(groups.astype(str), return_counts=True)
+    largest = int(sizes.argmax())
+    fold_share = len(groups) / n_folds
+    if sizes[largest] > LARGE_GROUP_SHARE_OF_FOLD * fold_share:
+        notes.append(
+            f"group '{names[largest]}' holds {int(sizes[largest])} of {len(groups)} rows "
+            f"({sizes[largest] / fold_share:.0%} of a fold); its fold's score mostly measures that one group"
+        )
+    fold_sizes = np.bincount(folds, minlength=n_folds)
+    if fold_sizes.max() > FOLD_SIZE_RATIO * fold_sizes.min():
+        notes.append(
+            f"groups make the folds uneven ({', '.join(map(str, fold_sizes))} rows); "
+            "fold scores vary more, compare runs on the all-OOF score"
+        )
+    return notes
+
+
+def iterative_stratification(
+    Y: np.ndarray, n_folds: int, seed: int, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """Multilabel folds by iterative stratification (Sechidis, Tsoumakas & Vlahavas, 2011):
+    repeatedly take the label with the fewest rows still unassigned and deal its rows out to the
+    fold that most lacks that label (ties: the fold that lacks most rows, then at random).
+    With `groups`, whole groups are dealt out (their summed label counts and sizes), so a group
+    never spans two folds. Deterministic for a given seed."""
+    rng = np.random.default_rng(seed)
+    Y = np.asarray(Y, dtype=np.int64)
+    n_rows = len(Y)
+    if groups is None:
+        unit_of_row = np.arange(n_rows)
+    else:
+        _, unit_of_row = np.unique(groups.astype(str), return_inverse=True)
+    n_units = int(unit_of_row.max()) + 1
+    unit_labels = np.zeros((n_units, Y.shape[1]), dtype=np.int64)
+    np.add.at(unit_labels, unit_of_row, Y)
+    unit_sizes = np.bincount(unit_of_row, minlength=n_units)
+
+    wanted_rows = np.full(n_folds, n_rows / n_folds)
+    wanted_labels = np.tile(Y.sum(axis=0) / n_folds, (n_folds, 1)).astype(np.float64)
+    fold_of_unit = np.full(n_units, -1, dtype=np.int64)
+    remaining = np.ones(n_units, dtype=bool)
+    order = rng.permutation(n_units)  # the order rows of one label are dealt in
+
+    def pick(candidates: np.ndarray) -> int:
+        best = candidates[wanted_rows[candidates] == wanted_rows[candidates].max()]
+        return int(best[0] if len(best) == 1 else rng.choice(best))
+
+    def assign(unit: int, fold: int) -> None:
+        fold_of_unit[unit] = fold
+        remaining[unit] = False
+        wanted_rows[fold] -= unit_sizes[unit]
+        wanted_labels[fold] -= unit_labels[unit]
+
+    while True:
+        left = unit_labels[remaining].sum(axis=0)
+        present = np.flatnonzero(left > 0)
+        if not len(present):
+            break
+        fewest = present[left[present] == left[present].min()]
+        label = int(fewest[0] if len(fewest) == 1 else rng.choice(fewest))
+        for unit in order[remaining[order] & (unit_labels[order, label] > 0)]:
+            need = wanted_labels[:, label]
+            assign(unit, pick(np.flatnonzero(need == need.max())))
+    for unit in order[remaining[order]]:  # rows without any label: balance the sizes
+        assign(unit, pick(np.arange(n_folds)))
+    return fold_of_unit[unit_of_row]
 
 
 # --------------------------------------------------------------------------- fold reuse

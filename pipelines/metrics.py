@@ -1,7 +1,10 @@
 """Scores of out-of-fold predictions, by task.
 
 Classification predictions are probability matrices (N, K) in the global class order and the
-truth is class indices 0..K-1; regression predictions and truth are float vectors.
+truth is class indices 0..K-1; regression predictions and truth are float vectors; multilabel
+predictions are per-label probabilities (N, L) and the truth an (N, L) 0/1 matrix. Multilabel
+F1 scores need a decision threshold: `tune_threshold` picks the one that maximizes micro-F1
+on the out-of-fold predictions.
 """
 
 from __future__ import annotations
@@ -17,11 +20,16 @@ METRICS = {
     "binary": ("auc", "logloss", "accuracy", "f1_macro"),
     "multiclass": ("logloss", "accuracy", "f1_macro"),
     "regression": ("rmse", "mae", "r2"),
+    # lwlrap: label-weighted label-ranking average precision (Freesound audio tagging);
+    # map: mean over labels of average precision; F1 at the run's threshold; logloss: mean BCE
+    "multilabel": ("lwlrap", "map", "f1_micro", "f1_macro", "logloss"),
 }
 GREATER_IS_BETTER = {
-    "auc": True, "accuracy": True, "f1_macro": True, "r2": True,
+    "auc": True, "accuracy": True, "f1_macro": True, "f1_micro": True, "r2": True, "lwlrap": True, "map": True,
     "logloss": False, "rmse": False, "mae": False,
 }
+DEFAULT_THRESHOLD = 0.5  # multilabel decision threshold before one is tuned
+THRESHOLD_GRID = np.round(np.arange(0.02, 0.981, 0.01), 2)  # candidates tune_threshold tries
 
 
 def metrics_for(task: str, first: str | None = None) -> list[str]:
@@ -36,16 +44,93 @@ def metrics_for(task: str, first: str | None = None) -> list[str]:
     return [first] + [name for name in names if name != first]
 
 
-def score(task: str, y_true: np.ndarray, pred: np.ndarray, names: list[str]) -> dict[str, float]:
-    """Each named metric of one set of predictions; NaN where it is undefined (one class only)."""
-    return {name: _one(name, task, y_true, pred) for name in names}
+def score(
+    task: str, y_true: np.ndarray, pred: np.ndarray, names: list[str], threshold: float = DEFAULT_THRESHOLD
+) -> dict[str, float]:
+    """Each named metric of one set of predictions; NaN where it is undefined (one class only).
+    `threshold` turns multilabel probabilities into decisions for the F1 scores."""
+    return {name: _one(name, task, y_true, pred, threshold) for name in names}
 
 
-def _one(name: str, task: str, y_true: np.ndarray, pred: np.ndarray) -> float:
+def lwlrap(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Label-weighted label-ranking average precision (the Freesound Audio Tagging metric).
+
+    For every (row, positive label) pair: the share of labels ranked at or above it (by the row's
+    scores) that are positive; lwlrap is the mean over all such pairs, so each positive label
+    counts once and rows with more labels weigh more. Ties count against the label, as in
+    sklearn's `label_ranking_average_precision_score`; that score with `sample_weight` = positives
+    per row is the same number, and the unweighted one is too when every row has as many labels.
+    Rows without any positive label are left out."""
+    y_true = np.asarray(y_true) > 0
+    scores = np.asarray(scores, dtype=np.float64)
+    total, pairs = 0.0, 0
+    for truth, row in zip(y_true, scores):
+        positives = row[truth]
+        if not len(positives):
+            continue
+        # rank of each positive: labels scoring at least as high; hits: positives among them
+        rank = (row[None, :] >= positives[:, None]).sum(axis=1)
+        hits = (positives[None, :] >= positives[:, None]).sum(axis=1)
+        total += float((hits / rank).sum())
+        pairs += len(positives)
+    return total / pairs if pairs else float("nan")
+
+
+def mean_average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Macro average precision over the labels that have a positive row (others are undefined)."""
+    from sklearn.metrics import average_precision_score
+
+    present = np.flatnonzero(np.asarray(y_true).sum(axis=0) > 0)
+    if not len(present):
+        return float("nan")
+    return float(np.mean([average_precision_score(y_true[:, j], scores[:, j]) for j in present]))
+
+
+def multilabel_decisions(proba: np.ndarray, threshold: float, at_least_one: bool = False) -> np.ndarray:
+    """0/1 decisions at `threshold`; with `at_least_one`, a row with none gets its top label."""
+    decisions = (np.asarray(proba) >= threshold).astype(np.int8)
+    if at_least_one and len(decisions):
+        empty = decisions.sum(axis=1) == 0
+        decisions[np.flatnonzero(empty), np.asarray(proba)[empty].argmax(axis=1)] = 1
+    return decisions
+
+
+def tune_threshold(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """The threshold of THRESHOLD_GRID with the best micro-F1 (the lowest among equals)."""
+    truth = np.asarray(y_true) > 0
+    best, best_f1 = DEFAULT_THRESHOLD, -1.0
+    for threshold in THRESHOLD_GRID:
+        decided = proba >= threshold
+        tp = float((decided & truth).sum())
+        f1 = 2 * tp / (decided.sum() + truth.sum()) if (decided.sum() + truth.sum()) else 0.0
+        if f1 > best_f1 + 1e-12:
+            best, best_f1 = float(threshold), f1
+    return best
+
+
+def _multilabel(name: str, y_true: np.ndarray, pred: np.ndarray, threshold: float) -> float:
+    from sklearn import metrics as skm
+
+    if name == "lwlrap":
+        return lwlrap(y_true, pred)
+    if name == "map":
+        return mean_average_precision(y_true, pred)
+    if name in ("f1_micro", "f1_macro"):
+        decided = multilabel_decisions(pred, threshold)
+        return float(skm.f1_score(y_true, decided, average=name[3:], zero_division=0))
+    if name == "logloss":
+        p = np.clip(pred, 1e-7, 1 - 1e-7)
+        return float(-np.mean(y_true * np.log(p) + (1 - y_true) * np.log(1 - p)))
+    raise ConfigError(f"unknown metric '{name}'")
+
+
+def _one(name: str, task: str, y_true: np.ndarray, pred: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> float:
     from sklearn import metrics as skm
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # undefined F1 of a class absent from a fold, etc.
+        if task == "multilabel":
+            return _multilabel(name, y_true, pred, threshold)
         if task == "regression":
             if name == "rmse":
                 return float(np.sqrt(np.mean((y_true - pred) ** 2)))

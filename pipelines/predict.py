@@ -21,7 +21,7 @@ from pipelines.embeddings import FINGERPRINT_DEFAULTS, FINGERPRINT_FIELDS, MANIF
 from pipelines.errors import ConfigError, InputError, MismatchError
 from pipelines.features import run_transforms
 from pipelines.heads import get_head
-from pipelines.tasks import CLASSIFICATION
+from pipelines.metrics import DEFAULT_THRESHOLD, multilabel_decisions
 from pipelines.train import load_run, load_sets
 
 # on_progress(level, message): level is "info" or "warning".
@@ -37,7 +37,8 @@ class PredictConfig:
     inputs: list[str]  # test embedding dirs in the training order, or one raw input (folder / listing)
     # --- output
     output: str | None = None  # submission CSV to write; None: only return the frame
-    proba: bool = False  # one probability column per class instead of the predicted label
+    proba: bool = False  # one probability column per class (or label) instead of the predicted label(s)
+    threshold: float | None = None  # multilabel: decision threshold; None: the run's (tuned at train-head)
     sample_submission: str | None = None  # the contest's sample: row order, id and target column names
     # --- extraction of raw inputs (ignored for embedding dirs)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -219,7 +220,7 @@ def average_folds(run_dir: Path, run: dict, X: np.ndarray) -> np.ndarray:
 
 
 def _prior_rows(run: dict, n: int) -> np.ndarray:
-    if run["task"] in CLASSIFICATION:
+    if isinstance(run["prior"], list):  # class frequencies or per-label rates
         return np.tile(np.asarray(run["prior"], dtype=np.float64), (n, 1))
     return np.full(n, float(run["prior"]))
 
@@ -237,6 +238,8 @@ def _read_sample(path: str) -> pd.DataFrame:
 def _layout(run: dict, proba: bool, sample: pd.DataFrame | None, notify: Progress) -> tuple[str, list[str], str]:
     """(id column name, value column names, mode) where mode is label | proba | positive | value."""
     task, classes = run["task"], run["classes"]
+    if task == "multilabel":
+        return _multilabel_layout(run, proba, sample, notify)
     if task == "regression":
         if proba:
             raise ConfigError("a regression run has no class probabilities; drop --proba")
@@ -270,10 +273,53 @@ def _layout(run: dict, proba: bool, sample: pd.DataFrame | None, notify: Progres
     )
 
 
-def _frame(ids, pred, run, id_name, columns, mode) -> pd.DataFrame:
+def _multilabel_layout(run: dict, proba: bool, sample: pd.DataFrame | None, notify: Progress) -> tuple[str, list[str], str]:
+    """Multilabel modes: proba (a probability column per label), decisions (a 0/1 column per
+    label) or joined (one column of the predicted labels joined by the run's --label-sep)."""
+    classes, labels = run["classes"], run["labels"]
+    if sample is None:
+        if proba:
+            return labels["id_col"], list(classes), "proba"
+        if labels.get("label_sep") is not None:
+            return labels["id_col"], [labels["target_col"]], "joined"
+        return labels["id_col"], list(classes), "decisions"  # like the training CSV's 0/1 columns
+    id_name, columns = str(sample.columns[0]), [str(c) for c in sample.columns[1:]]
+    if len(columns) == len(classes) and set(columns) == set(classes):
+        if not proba:
+            notify("info", "the sample submission has one column per label: writing 0/1 decisions (--proba for probabilities)")
+        return id_name, columns, "proba" if proba else "decisions"
+    if len(columns) == 1:
+        if proba:
+            raise MismatchError(
+                f"--proba needs one sample column per label; the sample has '{columns[0]}'; drop --proba "
+                "to write the predicted labels joined in that column"
+            )
+        return id_name, columns, "joined"
+    raise MismatchError(
+        f"the sample submission's columns ({', '.join(columns)}) are not the run's labels "
+        f"({', '.join(classes)}); pass the contest's sample file, or drop --sample-submission"
+    )
+
+
+def _decisions(pred: np.ndarray, run: dict, threshold: float | None) -> np.ndarray:
+    """0/1 per label at the threshold; rows with none get their top label when every training
+    row had a label (`at_least_one_label`), since an empty answer is then never right."""
+    chosen = threshold if threshold is not None else run.get("threshold", DEFAULT_THRESHOLD)
+    return multilabel_decisions(pred, chosen, at_least_one=bool(run.get("at_least_one_label", False)))
+
+
+def _frame(ids, pred, run, id_name, columns, mode, threshold=None) -> pd.DataFrame:
     frame = pd.DataFrame({id_name: pd.Series(ids, dtype=object)})
     classes = run["classes"]
-    if mode == "value":
+    if mode == "joined":
+        separator = run["labels"].get("label_sep") or " "
+        names = np.asarray(classes, dtype=object)
+        frame[columns[0]] = [separator.join(names[row.astype(bool)]) for row in _decisions(pred, run, threshold)]
+    elif mode == "decisions":
+        decided = _decisions(pred, run, threshold)
+        order = [classes.index(c) for c in columns]
+        frame = pd.concat([frame, pd.DataFrame(decided[:, order], columns=columns)], axis=1)
+    elif mode == "value":
         frame[columns[0]] = pred
     elif mode == "label":
         frame[columns[0]] = np.asarray(classes, dtype=object)[pred.argmax(axis=1)]
@@ -381,7 +427,7 @@ def predict(config: PredictConfig, on_progress: Progress | None = None) -> Predi
     for note in notes:
         notify("warning", note)
 
-    frame = _frame(all_ids, pred, run, id_name, columns, mode)
+    frame = _frame(all_ids, pred, run, id_name, columns, mode, config.threshold)
     output = None
     if config.output:
         output = Path(config.output)

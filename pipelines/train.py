@@ -6,9 +6,10 @@ assign folds -> fit one head per fold -> write the run directory:
     RUN_DIR/
       manifest.json   versions, inputs (+ fingerprints, labels SHA-256), task, classes, head, folds
       folds.csv       id, fold
-      oof.csv         id, fold, one probability column per class (or `prediction`)
+      oof.csv         id, fold, one probability column per class or label (or `prediction`)
       scores.json     every metric per fold, mean, std and on all out-of-fold rows (+ per seed)
-      models/fold-K.txt | fold-K.json   one model per fold (LightGBM text / logreg JSON);
+      models/fold-K.txt | fold-K.json | fold-K.safetensors (+ .json)   one model per fold
+                      (LightGBM text, or a JSON list of them for multilabel / logreg JSON / mlp);
                       fold-K-seed-S.* with several --seeds (OOF = their mean)
       transforms/fold-K.npz   with --normalize/--pca: the feature transform fitted on fold K's
                       training part (plain arrays, no pickle), applied again by predict
@@ -37,7 +38,7 @@ from pipelines.features import TRANSFORMS_DIR, FeatureSpec, FeatureTransform, tr
 from pipelines.hashing import file_sha256
 from pipelines.heads import get_head
 from pipelines.report import REPORT_FILES, write_reports
-from pipelines.tasks import TASKS, Target, infer_task, prior
+from pipelines.tasks import TASKS, Target, infer_task, multilabel_target, prior
 from pipelines.versions import package_versions
 
 RUN_MANIFEST = "manifest.json"
@@ -57,12 +58,14 @@ class TrainConfig:
     labels: str  # CSV with an id column and a target column
     output: str  # the run directory to create
     id_col: str = "id"  # id column of the labels CSV (matches the embeddings' ids)
-    target_col: str = "label"  # target column of the labels CSV
+    target_col: str = "label"  # target column; "a,b,c" names one 0/1 column per label (multilabel)
+    label_sep: str | None = None  # the target column holds labels joined by this (multilabel), e.g. " "
     group_col: str | None = None  # rows sharing a group stay in one fold
     # --- what to fit
-    task: str | None = None  # binary | multiclass | regression; None: inferred from the target
+    task: str | None = None  # binary | multiclass | regression | multilabel; None: inferred from the target
+    threshold: float | None = None  # multilabel decision threshold; None: tuned on the OOF for micro-F1
     metric: str | None = None  # reported first and watched for early stopping; None: task default
-    head: str = "lgbm"  # lgbm | logreg
+    head: str = "lgbm"  # lgbm | logreg | mlp
     head_params: dict = field(default_factory=dict)  # overrides of the head's defaults
     # --- cross-validation
     folds: int = 5  # number of folds
@@ -95,6 +98,7 @@ class TrainResult:
     warnings: list[str]
     seconds: float
     seed_scores: list[dict] = field(default_factory=list)  # with several --seeds: each seed's OOF metrics
+    threshold: float | None = None  # multilabel decision threshold (tuned or given)
 
     def summary(self) -> dict:
         """JSON-ready digest (what `train-head --json` prints)."""
@@ -103,7 +107,7 @@ class TrainResult:
             "classes": self.classes, "metric": self.metric, "head": self.head,
             "n_rows": self.n_rows, "n_features": self.n_features, "folds": self.fold_scores,
             "mean": self.mean, "std": self.std, "oof": self.oof, "seeds": self.seed_scores,
-            "warnings": self.warnings, "seconds": round(self.seconds, 3),
+            "warnings": self.warnings, "seconds": round(self.seconds, 3), "threshold": self.threshold,
         })
 
 
@@ -118,9 +122,14 @@ def _column_fix(option: str, columns: list[str], avoid: set) -> str:
     return f"pass {option} with one of them"
 
 
+def target_columns(target_col: str) -> list[str]:
+    """--target-col as a list: "label" -> ["label"], "a,b,c" -> ["a", "b", "c"] (multilabel 0/1 columns)."""
+    return [name.strip() for name in target_col.split(",") if name.strip()]
+
+
 def read_labels(path: str | Path, id_col: str, target_col: str, group_col: str | None = None) -> pd.DataFrame:
     """The labels CSV as strings ("007" stays "007"), checked: columns present, ids unique,
-    rows without a target left out (counted in `attrs["dropped"]`)."""
+    rows without a target (in any target column) left out (counted in `attrs["dropped"]`)."""
     path = Path(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
@@ -128,10 +137,11 @@ def read_labels(path: str | Path, id_col: str, target_col: str, group_col: str |
         raise InputError(f"cannot read {path.name} as CSV ({error}); pass --labels with a CSV file") from None
     columns = [str(c) for c in frame.columns]
     listing = ", ".join(columns)
+    targets = target_columns(target_col)
     for col, option, avoid in (
-        (id_col, "--id-col", {target_col}),
-        (target_col, "--target-col", {id_col, group_col}),
-        (group_col, "--group-col", {id_col, target_col}),
+        (id_col, "--id-col", set(targets)),
+        *((name, "--target-col", {id_col, group_col, *targets}) for name in targets),
+        (group_col, "--group-col", {id_col, *targets}),
     ):
         if col is not None and col not in columns:
             fix = _column_fix(option, columns, avoid)
@@ -144,7 +154,7 @@ def read_labels(path: str | Path, id_col: str, target_col: str, group_col: str |
         raise InputError(
             f"{path.name} has {int(duplicated.sum())} duplicate ids in '{id_col}' (e.g. '{example}'); keep one row per id"
         )
-    missing = frame[target_col].isna()
+    missing = frame[targets].isna().any(axis=1)
     if group_col is not None:
         if frame[group_col].isna().any():
             raise InputError(f"{path.name} has rows with an empty '{group_col}'; give every row a group")
@@ -247,7 +257,7 @@ def prepare_run_dir(path: str | Path, overwrite: bool) -> Path:
 
 def _oof_frame(ids, folds, oof, target: Target) -> pd.DataFrame:
     frame = pd.DataFrame({"id": ids, "fold": folds})
-    if target.is_classification:
+    if target.classes:
         probabilities = pd.DataFrame(oof, columns=target.classes)
         return pd.concat([frame, probabilities], axis=1)
     frame["prediction"] = oof
@@ -268,6 +278,8 @@ def _validate(config: TrainConfig) -> None:
     FeatureSpec(config.normalize, config.pca).check()
     if config.limit is not None and config.limit < config.folds:
         raise ConfigError(f"--limit {config.limit} is fewer rows than --folds {config.folds}; pass a larger --limit")
+    if config.threshold is not None and not 0.0 < config.threshold < 1.0:
+        raise ConfigError(f"--threshold {config.threshold} is not a probability; pass a value in (0, 1), e.g. --threshold 0.3")
     get_head(config.head)  # unknown head fails before any work
 
 
@@ -292,9 +304,8 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     paths = [str(p) for p in config.embeddings]
     sets = load_sets(paths)
     rows, X, join_notes = join(label_ids, sets, paths)
-    raw_target = labels[config.target_col].to_numpy(dtype=object)[rows]
     groups = None if config.group_col is None else labels[config.group_col].to_numpy(dtype=object)[rows]
-    target = infer_task(raw_target, config.task, config.target_col)
+    target = _target(labels, rows, config)
     return TrainingData(label_ids[rows], X, target, groups, sets, notes + join_notes)
 
 
@@ -331,6 +342,18 @@ def limit_rows(data: TrainingData, limit: int, seed: int) -> TrainingData:
     return TrainingData(data.ids[rows], data.X[rows], target, groups, data.sets, data.notes + [note])
 
 
+def _target(labels: pd.DataFrame, rows: np.ndarray, config: TrainConfig) -> Target:
+    """The task: multilabel with --label-sep or several target columns, else inferred from one."""
+    columns = target_columns(config.target_col)
+    if config.label_sep is None and len(columns) == 1:
+        return infer_task(labels[columns[0]].to_numpy(dtype=object)[rows], config.task, columns[0])
+    if config.task not in (None, "multilabel"):
+        how = f"--label-sep {config.label_sep!r}" if config.label_sep is not None else f"{len(columns)} target columns"
+        raise ConfigError(f"{how} make a multilabel task, not {config.task}; drop --task or pass --task multilabel")
+    raw = labels[columns].to_numpy(dtype=object)[rows]
+    return multilabel_target(raw[:, 0] if config.label_sep is not None else raw, columns, config.label_sep)
+
+
 @dataclass
 class FoldResults:
     oof: np.ndarray  # (N, K) probabilities or (N,) values, each row from the fold that validated it
@@ -341,6 +364,7 @@ class FoldResults:
     model_folds: list[int] = field(default_factory=list)  # the fold of each model file
     seed_oof: dict[int, np.ndarray] = field(default_factory=dict)  # per model seed, before averaging
     transform_files: list[str] | None = None  # per fold (--normalize/--pca), relative to the run dir
+    threshold: float | None = None  # multilabel decision threshold, set by decide_threshold
 
 
 def model_seeds(config: TrainConfig) -> list[int]:
@@ -374,7 +398,7 @@ def fit_folds(
     """Per fold: fit the feature transform and one head per seed on the other folds, predict
     its own rows (mean over seeds), save transform and models."""
     y = target.y
-    oof = np.zeros((len(y), target.n_classes)) if target.is_classification else np.zeros(len(y))
+    oof = np.zeros((len(y), target.n_classes)) if target.classes else np.zeros(len(y))
     seeds = model_seeds(config)
     seed_oof = {seed: np.zeros_like(oof) for seed in seeds}
     spec = FeatureSpec(config.normalize, config.pca)
@@ -394,7 +418,7 @@ def fit_folds(
             head = head_cls(target.task, target.n_classes, config.head_params, names[0], seed)
             head.fit(X_train, y[train_idx], X_valid, y[valid_idx])
             seed_oof[seed][valid_idx] = head.predict(X_valid)
-            model_file = _model_file(k, seed, seeds, head_cls.suffix)
+            model_file = _model_file(k, seed, seeds, head.suffix)
             head.save(run_dir / model_file)
             model_files.append(model_file)
             model_folds.append(k)
@@ -439,6 +463,8 @@ def run_manifest(
             "sha256": file_sha256(labels_path),
             "id_col": config.id_col,
             "target_col": config.target_col,
+            "target_cols": target_columns(config.target_col),
+            "label_sep": config.label_sep,
             "group_col": config.group_col,
         },
         "task": target.task,
@@ -447,6 +473,7 @@ def run_manifest(
         "prior": prior(target),
         "metric": names[0],
         "metrics": names,
+        **_decision(target, fitted),
         "head": {"name": config.head, "params": fitted.head_params},
         "folds": config.folds,
         "seed": config.seed,
@@ -462,6 +489,25 @@ def run_manifest(
         "models": fitted.model_files,
         "model_folds": fitted.model_folds,
     }
+
+
+def _decision(target: Target, fitted: FoldResults) -> dict:
+    """Multilabel only: the run's threshold, and whether predict falls back to the top label
+    (when every training row has at least one, an empty prediction is never right)."""
+    if not target.is_multilabel:
+        return {}
+    return {"threshold": fitted.threshold, "at_least_one_label": bool((target.y.sum(axis=1) > 0).all())}
+
+
+def decide_threshold(target: Target, folds: np.ndarray, fitted: FoldResults, names: list[str], given: float | None) -> None:
+    """Multilabel: tune the decision threshold on all OOF rows (or take --threshold), then
+    re-score every fold at it, so fold and OOF F1 use the threshold predict will use."""
+    if not target.is_multilabel:
+        return
+    fitted.threshold = metrics.tune_threshold(target.y, fitted.oof) if given is None else given
+    for fold in fitted.scores:
+        rows = folds == fold["fold"]
+        fold.update(metrics.score(target.task, target.y[rows], fitted.oof[rows], names, fitted.threshold))
 
 
 def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResult:
@@ -496,14 +542,16 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     run_dir = prepare_run_dir(config.output, config.overwrite)
     source_dims = [emb.dim for emb in data.sets]
     fitted = fit_folds(head_cls, target, data.X, folds, names, config, run_dir, notify, source_dims)
+    decide_threshold(target, folds, fitted, names, config.threshold)
     mean, std = metrics.summarize(fitted.scores, names)
-    oof_scores = metrics.score(target.task, target.y, fitted.oof, names)
+    oof_scores = metrics.score(target.task, target.y, fitted.oof, names, fitted.threshold or metrics.DEFAULT_THRESHOLD)
 
     pd.DataFrame({"id": data.ids, "fold": folds}).to_csv(run_dir / "folds.csv", index=False)
     _oof_frame(data.ids, folds, fitted.oof, target).to_csv(run_dir / "oof.csv", index=False)
     scores = {"metric": names[0], "metrics": names, "folds": fitted.scores, "mean": mean, "std": std, "oof": oof_scores}
     seed_scores = [
-        {"seed": seed, **metrics.score(target.task, target.y, pred, names)} for seed, pred in fitted.seed_oof.items()
+        {"seed": seed, **metrics.score(target.task, target.y, pred, names, fitted.threshold or metrics.DEFAULT_THRESHOLD)}
+        for seed, pred in fitted.seed_oof.items()
     ] if len(fitted.seed_oof) > 1 else []
     if seed_scores:  # what each seed alone scores, next to their mean in "oof"
         scores["seeds"] = seed_scores
@@ -519,6 +567,7 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
         metric=names[0], metrics=names, head=config.head, fold_scores=fitted.scores, mean=mean,
         std=std, oof=oof_scores, n_rows=int(len(data.ids)), n_features=int(data.X.shape[1]),
         warnings=notes + fitted.notes, seconds=time.perf_counter() - started, seed_scores=seed_scores,
+        threshold=fitted.threshold,
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from pipelines.bench import bench_extract, write_results
 from pipelines.bench_audio import bench_audio
-from pipelines.bench_heads import bench_train_head
+from pipelines.bench_heads import bench_heads, bench_train_head
 
 
 @pytest.mark.slow
@@ -25,6 +25,9 @@ def test_bench_parts_report_their_ratios(tmp_path):
     heads_row = bench_train_head(rows=150, dim=16, classes=3, folds=2, repeats=1)
     assert heads_row["ratio"] > 0  # same folds, params and data: the same out-of-fold accuracy
     assert heads_row["train_head_accuracy"] == pytest.approx(heads_row["hand_loop_accuracy"])
+    rows = bench_heads(rows=120, dim=16, classes=3, folds=2)
+    assert [row["head"] for row in rows] == ["logreg", "mlp", "lgbm"]
+    assert all(row["seconds"] > 0 and 0 < row["accuracy"] <= 1 for row in rows)
 
     table = write_results({"extract": [image_row], "audio": audio_row}, tmp_path / "results.json")
     rows = list(csv.DictReader(table.open()))

@@ -119,7 +119,7 @@ def test_regression(tmp_path, make_embeddings, make_csv):
     assert scores["metrics"] == ["mae", "rmse", "r2"] and scores["mean"]["r2"] > 0.6
 
 
-@pytest.mark.parametrize("head", ["lgbm", "logreg"])
+@pytest.mark.parametrize("head", ["lgbm", "logreg", "mlp"])
 def test_saved_fold_models_reproduce_oof(tmp_path, multiclass, head):
     emb, labels, ids, y = multiclass
     result = train(TrainConfig(embeddings=[str(emb)], labels=str(labels), output=str(tmp_path / "run"),
@@ -137,7 +137,7 @@ def test_saved_fold_models_reproduce_oof(tmp_path, multiclass, head):
     assert_no_pickle(tmp_path / "run")
 
 
-@pytest.mark.parametrize("head", ["lgbm", "logreg"])
+@pytest.mark.parametrize("head", ["lgbm", "logreg", "mlp"])
 def test_rare_class_missing_from_a_training_part_keeps_full_columns(tmp_path, make_embeddings, make_csv, make_separable, head):
     X, y = make_separable(120, dim=8, n_classes=2, seed=3)
     names = CLASSES[y].astype(object)

@@ -15,6 +15,7 @@ from pipelines.heads.base import Head
 HEADS = {
     "lgbm": "pipelines.heads.lgbm:LGBMHead",
     "logreg": "pipelines.heads.logreg:LogRegHead",
+    "mlp": "pipelines.heads.mlp:MLPHead",
 }
 
 

@@ -2,11 +2,13 @@
 
 `default_lgbm_params` is the whole training recipe in one dict (rounds and early stopping
 included), so a fold is exactly `lgb.train(params, train_set, valid_sets=[valid_set])` and a
-hand-written loop can reuse it. Models are saved as LightGBM's own text format.
+hand-written loop can reuse it. Models are saved as LightGBM's own text format; a multilabel
+head is one binary booster per label, saved as a JSON list of those text models.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +19,17 @@ from pipelines.heads.base import Head
 NUM_BOOST_ROUND = 2000  # upper bound; early stopping usually ends far sooner
 EARLY_STOPPING_ROUNDS = 100
 
-OBJECTIVE = {"binary": "binary", "multiclass": "multiclass", "regression": "regression"}
+OBJECTIVE = {"binary": "binary", "multiclass": "multiclass", "regression": "regression", "multilabel": "binary"}
 # olymp metric -> LightGBM metric watched for early stopping; others use the task's default.
 LGBM_METRIC = {
     "binary": {"auc": "auc", "logloss": "binary_logloss", "accuracy": "binary_error"},
     "multiclass": {"logloss": "multi_logloss", "accuracy": "multi_error"},
     "regression": {"rmse": "rmse", "mae": "l1", "r2": "l2"},
+    "multilabel": {"map": "average_precision", "logloss": "binary_logloss"},  # per label's booster
 }
-DEFAULT_LGBM_METRIC = {"binary": "binary_logloss", "multiclass": "multi_logloss", "regression": "l2"}
+DEFAULT_LGBM_METRIC = {
+    "binary": "binary_logloss", "multiclass": "multi_logloss", "regression": "l2", "multilabel": "binary_logloss",
+}
 
 
 # Below this many feature values per fold, one thread beats several: OpenMP's per-tree sync
@@ -102,11 +107,14 @@ class LGBMHead(Head):
             or bool(value("extra_trees", False))
         )
 
-    def fit(self, X, y, X_valid=None, y_valid=None):
+    def __init__(self, task, n_classes=0, params=None, metric=None, seed=42):
+        super().__init__(task, n_classes, params, metric, seed)
+        if task == "multilabel":
+            self.suffix = ".json"  # several text models in one file
+
+    def _train(self, X, y, X_valid, y_valid):
         import lightgbm as lgb
 
-        if not _aliases("num_threads") & set(self.overrides):
-            self.params["num_threads"] = threads_for(*X.shape)
         params = dict(self.params)
         train_set = lgb.Dataset(X, label=y)
         valid_sets = None
@@ -114,18 +122,48 @@ class LGBMHead(Head):
             valid_sets = [lgb.Dataset(X_valid, label=y_valid, reference=train_set)]
         else:
             params.pop("early_stopping_round", None)
-        self.booster = lgb.train(params, train_set, valid_sets=valid_sets)
-        self.info = {"best_iteration": int(self.booster.best_iteration or self.booster.current_iteration())}
+        return lgb.train(params, train_set, valid_sets=valid_sets)
+
+    def fit(self, X, y, X_valid=None, y_valid=None):
+        if not _aliases("num_threads") & set(self.overrides):
+            self.params["num_threads"] = threads_for(*X.shape)
+        if self.task != "multilabel":
+            self.booster = self._train(X, y, X_valid, y_valid)
+            self.info = {"best_iteration": int(self.booster.best_iteration or self.booster.current_iteration())}
+            return self
+        # one binary booster per label; a label constant in this training part gets its rate
+        self.boosters, self.constants, iterations = [], [], []
+        for j in range(y.shape[1]):
+            column = y[:, j]
+            if column.min() == column.max():
+                self.boosters.append(None)
+                self.constants.append(float(np.clip(column.mean(), 1e-3, 1 - 1e-3)))
+                continue
+            booster = self._train(X, column, X_valid, None if y_valid is None else y_valid[:, j])
+            self.boosters.append(booster)
+            self.constants.append(None)
+            iterations.append(booster.best_iteration or booster.current_iteration())
+        self.info = {"best_iteration": round(float(np.mean(iterations))) if iterations else 0}
         return self
 
     def predict(self, X):
-        pred = self.booster.predict(X, num_threads=threads_for(*X.shape))
+        threads = threads_for(*X.shape)
+        if self.task == "multilabel":
+            return np.column_stack([
+                np.full(len(X), constant) if booster is None else booster.predict(X, num_threads=threads)
+                for booster, constant in zip(self.boosters, self.constants)
+            ])
+        pred = self.booster.predict(X, num_threads=threads)
         if self.task == "binary":
             return np.column_stack([1.0 - pred, pred])
         return pred
 
     def save(self, path):
-        self.booster.save_model(str(path))  # keeps the best iteration's trees only
+        if self.task != "multilabel":
+            self.booster.save_model(str(path))  # keeps the best iteration's trees only
+            return
+        models = [None if b is None else b.model_to_string() for b in self.boosters]
+        Path(path).write_text(json.dumps({"head": self.name, "task": self.task, "models": models, "constants": self.constants}))
 
     @classmethod
     def load(cls, path, task, n_classes=0):
@@ -133,5 +171,10 @@ class LGBMHead(Head):
 
         head = cls.__new__(cls)
         head.task, head.n_classes, head.metric, head.params, head.info = task, n_classes, None, {}, {}
+        if task == "multilabel":
+            state = json.loads(Path(path).read_text())
+            head.boosters = [None if text is None else lgb.Booster(model_str=text) for text in state["models"]]
+            head.constants = state["constants"]
+            return head
         head.booster = lgb.Booster(model_file=str(Path(path)))
         return head

@@ -1,4 +1,5 @@
-"""Linear head: StandardScaler + LogisticRegression (Ridge for regression), fitted per fold.
+"""Linear head: StandardScaler + LogisticRegression (Ridge for regression, one-vs-rest logistic
+regressions for multilabel), fitted per fold.
 
 Saved as JSON (scaler mean/scale, coef, intercept, the class indices it saw) and predicted
 with numpy, so a saved fold gives exactly what the fitted one gave.
@@ -24,6 +25,10 @@ def _estimator(task: str):
     from sklearn.linear_model import LogisticRegression, Ridge
 
     return Ridge if task == "regression" else LogisticRegression
+
+
+def _sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * logits))  # = 1 / (1 + exp(-x)), without overflow warnings
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -69,6 +74,8 @@ class LogRegHead(Head):
             self.coef = np.atleast_2d(model.coef_)
             self.intercept = np.atleast_1d(model.intercept_).astype(np.float64)
             return self
+        if self.task == "multilabel":
+            return self._fit_one_vs_rest(Z, np.asarray(y))
         self.classes = np.unique(y).astype(np.int64)  # indices present in this training part
         if len(self.classes) == 1:  # a one-class training part: predict that class
             self.coef, self.intercept = np.zeros((0, X.shape[1])), np.zeros(0)
@@ -80,10 +87,34 @@ class LogRegHead(Head):
         self.coef, self.intercept = model.coef_, model.intercept_
         return self
 
+    def _fit_one_vs_rest(self, Z: np.ndarray, Y: np.ndarray) -> LogRegHead:
+        """One logistic regression per label; a label constant in this training part gets a
+        constant probability (its rate, kept off 0 and 1) instead of a model."""
+        from sklearn.exceptions import ConvergenceWarning
+
+        self.classes = None
+        self.coef = np.zeros((Y.shape[1], Z.shape[1]))
+        self.intercept = np.zeros(Y.shape[1])
+        converged = True
+        for j, column in enumerate(Y.T):
+            if column.min() == column.max():
+                rate = np.clip(column.mean(), 1e-3, 1 - 1e-3)
+                self.intercept[j] = np.log(rate / (1 - rate))
+                continue
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
+                model = _estimator(self.task)(**self.params, random_state=self.seed).fit(Z, column)
+            converged &= not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+            self.coef[j], self.intercept[j] = model.coef_[0], model.intercept_[0]
+        self.info = {"converged": converged}
+        return self
+
     def predict(self, X):
         Z = (np.asarray(X, dtype=np.float64) - self.mean) / self.scale
         if self.task == "regression":
             return Z @ self.coef[0] + self.intercept[0]
+        if self.task == "multilabel":
+            return _sigmoid(Z @ self.coef.T + self.intercept)
         out = np.zeros((len(Z), self.n_classes), dtype=np.float64)
         if len(self.classes) == 1:
             present = np.ones((len(Z), 1))
