@@ -34,8 +34,8 @@ from pipelines import cv, metrics
 from pipelines.errors import ConfigError, InputError, MismatchError
 from pipelines.hashing import file_sha256
 from pipelines.metrics import GREATER_IS_BETTER
-from pipelines.tasks import infer_task
-from pipelines.train import RUN_FORMAT, RUN_MANIFEST, _json_ready, load_run, read_labels
+from pipelines.tasks import infer_task, multilabel_target
+from pipelines.train import RUN_FORMAT, RUN_MANIFEST, _json_ready, load_run, read_labels, target_columns
 
 BLEND_KIND = "blend"
 METHODS = ("greedy", "nnls")
@@ -177,8 +177,13 @@ def read_truth(run: dict, ids: np.ndarray, labels: str | None) -> np.ndarray:
     positions = pd.Index(frame[recorded["id_col"]]).get_indexer(ids)
     if (positions < 0).any():
         raise MismatchError(f"{int((positions < 0).sum())} OOF ids are not in {path}; pass --labels with the training labels")
-    raw = frame[recorded["target_col"]].to_numpy(dtype=object)[positions]
-    target = infer_task(raw, run["task"], recorded["target_col"])
+    if run["task"] == "multilabel":  # tags split on the run's separator, or one 0/1 column per label
+        columns, sep = target_columns(recorded["target_col"]), recorded.get("label_sep")
+        raw = frame[columns].to_numpy(dtype=object)[positions]
+        target = multilabel_target(raw[:, 0] if sep is not None else raw, columns, sep)
+    else:
+        raw = frame[recorded["target_col"]].to_numpy(dtype=object)[positions]
+        target = infer_task(raw, run["task"], recorded["target_col"])
     if target.classes != run.get("classes"):
         raise MismatchError(f"the classes in {path} are not the runs' ({run.get('classes')}); pass --labels with the training labels")
     return target.y
@@ -314,7 +319,10 @@ def blend(config: BlendConfig, on_progress: Progress | None = None) -> BlendResu
 
     preds = [as_pred(m) for m in members]
     main = names[0]
-    member_scores = [metrics.score(task, y, p, names) for p in preds]
+    # multilabel F1 is scored at each run's own threshold, the blend's at one tuned on its OOF
+    member_scores = [
+        metrics.score(task, y, p, names, m.run.get("threshold") or metrics.DEFAULT_THRESHOLD) for m, p in zip(members, preds)
+    ]
     weights, fell_back = choose_weights(config.method, preds, y, task, len(classes or []), main, config.iterations)
     notes = []
     if fell_back is not None:
@@ -327,9 +335,11 @@ def blend(config: BlendConfig, on_progress: Progress | None = None) -> BlendResu
 
     blended = combine(preds, weights)
     blend_dir = prepare_blend_dir(config.output, config.overwrite)
-    oof_scores = metrics.score(task, y, blended, names)
+    threshold = metrics.tune_threshold(y, blended) if task == "multilabel" else None
+    at = threshold or metrics.DEFAULT_THRESHOLD
+    oof_scores = metrics.score(task, y, blended, names, at)
     fold_scores = [
-        {"fold": k, "n_valid": int((folds == k).sum()), **metrics.score(task, y[folds == k], blended[folds == k], names)}
+        {"fold": k, "n_valid": int((folds == k).sum()), **metrics.score(task, y[folds == k], blended[folds == k], names, at)}
         for k in np.unique(folds)
     ]
     mean, std = metrics.summarize(fold_scores, names)
@@ -357,6 +367,9 @@ def blend(config: BlendConfig, on_progress: Progress | None = None) -> BlendResu
         "classes": classes,
         "prior": first["prior"],
         "labels": first["labels"],
+        # multilabel: predict decides labels like the members (their shared threshold, top-1 fallback)
+        "threshold": threshold,
+        "at_least_one_label": first.get("at_least_one_label"),
         "fold_hash": members[0].fold_hash,
         "folds": len(np.unique(folds)),
         "n_rows": len(ids),

@@ -2,7 +2,8 @@
 re-read by `olymp report`):
 
     RUN_DIR/
-      per_class.csv       class, precision, recall, f1, support (classification; argmax of the OOF probabilities)
+      per_class.csv       class, precision, recall, f1, support (classification; argmax of the OOF probabilities;
+                          multilabel: one row per label at the run's threshold, + average_precision)
       confusion.png       row-normalised confusion matrix (classification)
       fold_scores.png     the main metric per fold, with the all-OOF score
       pred_vs_true.png    out-of-fold prediction against the truth (regression)
@@ -50,6 +51,24 @@ def per_class_table(classes: list[str], y_true: np.ndarray, proba: np.ndarray) -
     return pd.DataFrame({
         "class": pd.Series(classes, dtype=object), "precision": precision, "recall": recall,
         "f1": f1, "support": support.astype(int),
+    })
+
+
+def per_label_table(labels: list[str], Y: np.ndarray, proba: np.ndarray, threshold: float) -> pd.DataFrame:
+    """Multilabel: each label scored as its own binary decision at the run's threshold."""
+    from sklearn.metrics import average_precision_score, precision_recall_fscore_support
+
+    Y = np.asarray(Y, dtype=np.int64)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        Y, (proba >= threshold).astype(np.int64), average=None, zero_division=0
+    )
+    average_precision = [
+        average_precision_score(Y[:, j], proba[:, j]) if 0 < Y[:, j].sum() < len(Y) else np.nan
+        for j in range(Y.shape[1])
+    ]
+    return pd.DataFrame({
+        "class": pd.Series(labels, dtype=object), "precision": precision, "recall": recall, "f1": f1,
+        "support": np.asarray(support).astype(int), "average_precision": average_precision,
     })
 
 
@@ -118,12 +137,15 @@ def draw_pred_vs_true(path: Path, y_true: np.ndarray, pred: np.ndarray) -> None:
 
 
 def write_reports(run_dir: Path, task: str, classes: list[str] | None, y: np.ndarray, oof: np.ndarray,
-                  scores: dict) -> dict[str, str]:
+                  scores: dict, threshold: float | None = None) -> dict[str, str]:
     """Draw the run's report files; returns {kind: file name} as recorded in the manifest."""
     run_dir = Path(run_dir)
     written = {}
     metric = scores["metric"]
-    if classes:
+    if task == "multilabel":  # no single confusion matrix: one row of scores per label
+        per_label_table(classes, y, oof, 0.5 if threshold is None else threshold).to_csv(run_dir / PER_CLASS, index=False)
+        written["per_class"] = PER_CLASS
+    elif classes:
         per_class_table(classes, y, oof).to_csv(run_dir / PER_CLASS, index=False)
         written["per_class"] = PER_CLASS
         draw_confusion(run_dir / CONFUSION, classes, y, oof)

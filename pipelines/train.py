@@ -557,7 +557,9 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
         scores["seeds"] = seed_scores
     (run_dir / "scores.json").write_text(json.dumps(_json_ready(scores), indent=2))
     manifest = run_manifest(config, data, names, fitted, cv.fold_hash(data.ids, folds))
-    manifest["reports"] = write_reports(run_dir, target.task, target.classes, target.y, fitted.oof, scores)
+    manifest["reports"] = write_reports(
+        run_dir, target.task, target.classes, target.y, fitted.oof, scores, fitted.threshold
+    )
     if config.limit is not None:
         manifest["limit"] = config.limit
     (run_dir / RUN_MANIFEST).write_text(json.dumps(_json_ready(manifest), indent=2))

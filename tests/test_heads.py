@@ -72,6 +72,9 @@ def test_multilabel_tags_train_and_predict(tmp_path, tagged, head):
     assert metrics.lwlrap(truth, oof[sorted(LABELS)].to_numpy()) == pytest.approx(summary["oof"]["lwlrap"])
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["at_least_one_label"] is True and manifest["labels"]["label_sep"] == " "
+    per_label = pd.read_csv(run / "per_class.csv", dtype={"class": str})  # report: one row per label
+    assert list(per_label["class"]) == sorted(LABELS) and (per_label["support"] == truth.sum(axis=0)).all()
+    assert "confusion" not in manifest["reports"]
 
     result = cli("predict", run, tagged["test"], "-o", tmp_path / "sub.csv")
     assert result.exit_code == 0, result.output
@@ -89,6 +92,27 @@ def test_multilabel_tags_train_and_predict(tmp_path, tagged, head):
     decided = metrics.multilabel_decisions(values, manifest["threshold"], at_least_one=True)
     joined = [" ".join(np.asarray(sorted(LABELS))[row.astype(bool)]) for row in decided]
     assert joined == list(sub["tags"])
+
+
+def test_multilabel_runs_blend_and_the_blend_predicts_tags(tmp_path, tagged):
+    base = ("--labels", tagged["labels"], "--id-col", "fname", "--target-col", "tags", "--label-sep", " ", "--folds", "3")
+    assert cli("train-head", tagged["emb"], *base, "-o", tmp_path / "lr", "--head", "logreg").exit_code == 0
+    result = cli("train-head", tagged["emb"], *base, "-o", tmp_path / "mlp", "--head", "mlp", *FAST["mlp"],
+                 "--folds-from", tmp_path / "lr")
+    assert result.exit_code == 0, result.output
+    result = cli("blend", tmp_path / "lr", tmp_path / "mlp", "-o", tmp_path / "blend", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    best = max(member["oof"]["lwlrap"] for member in summary["members"])
+    assert summary["oof"]["lwlrap"] >= best - 1e-12
+    manifest = json.loads((tmp_path / "blend" / "manifest.json").read_text())
+    assert 0 < manifest["threshold"] < 1 and manifest["at_least_one_label"] is True
+
+    result = cli("predict", tmp_path / "blend", tagged["test"], "-o", tmp_path / "sub.csv")
+    assert result.exit_code == 0, result.output
+    sub = pd.read_csv(tmp_path / "sub.csv", dtype=str, keep_default_na=False)
+    assert list(sub.columns) == ["fname", "tags"] and len(sub) == 40
+    assert all(row and set(row.split(" ")) <= set(LABELS) for row in sub["tags"])
 
 
 def test_multilabel_zero_one_columns_and_threshold_option(tmp_path, make_embeddings, make_csv):
