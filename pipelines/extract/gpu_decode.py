@@ -53,7 +53,7 @@ class DeviceJpegDecoder:
                 except RuntimeError:
                     decoded.append(None)
         ok_ids, raw, ready, errors = [], [], [], []
-        for item_id, path, image in zip(ids, paths, decoded):
+        for item_id, image in zip(ids, decoded):
             if image is not None:
                 ok_ids.append(item_id)
                 raw.append(image)
