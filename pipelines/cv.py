@@ -22,6 +22,15 @@ LARGE_GROUP_SHARE_OF_FOLD = 0.5
 FOLD_SIZE_RATIO = 1.5
 
 
+def _rare_note(names: list[str], counts: np.ndarray, n_folds: int, what: str, consequence: str) -> list[str]:
+    """One warning listing the classes/labels with fewer rows than folds (the first five shown)."""
+    rare = [(names[k], int(c)) for k, c in enumerate(counts) if c < n_folds]
+    if not rare:
+        return []
+    shown = ", ".join(f"'{name}': {c}" for name, c in rare[:5]) + (", ..." if len(rare) > 5 else "")
+    return [f"{len(rare)} {what} than --folds {n_folds} ({shown}); {consequence}"]
+
+
 def assign_folds(
     target: Target, n_folds: int, seed: int, groups: np.ndarray | None = None
 ) -> tuple[np.ndarray, list[str]]:
@@ -41,14 +50,8 @@ def assign_folds(
                 f"only {n_groups} distinct groups for {n_folds} folds; pass --folds {n_groups} or fewer"
             )
     if target.is_multilabel:
-        positives = target.y.sum(axis=0)
-        rare = [(target.classes[k], int(c)) for k, c in enumerate(positives) if c < n_folds]
-        if rare:
-            shown = ", ".join(f"'{name}': {c}" for name, c in rare[:5]) + (", ..." if len(rare) > 5 else "")
-            notes.append(
-                f"{len(rare)} label(s) have fewer positive rows than --folds {n_folds} ({shown}); "
-                "some folds cannot score them"
-            )
+        notes += _rare_note(target.classes, target.y.sum(axis=0), n_folds, "label(s) have fewer positive rows",
+                            "some folds cannot score them")
         folds = iterative_stratification(target.y, n_folds, seed, groups)
         return _checked(folds, n_folds, groups, notes)
     if target.is_classification:
@@ -57,13 +60,8 @@ def assign_folds(
             raise InputError(
                 f"every class has fewer than {n_folds} rows; pass --folds {max(2, int(counts.max()))}"
             )
-        rare = [(target.classes[k], int(c)) for k, c in enumerate(counts) if c < n_folds]
-        if rare:
-            shown = ", ".join(f"'{name}': {c}" for name, c in rare[:5]) + (", ..." if len(rare) > 5 else "")
-            notes.append(
-                f"{len(rare)} class(es) have fewer rows than --folds {n_folds} ({shown}); "
-                "a fold whose training part lacks a class still has its column, with a probability near 0"
-            )
+        notes += _rare_note(target.classes, counts, n_folds, "class(es) have fewer rows",
+                            "a fold whose training part lacks a class still has its column, with a probability near 0")
         splitter = (
             StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)
             if groups is not None
