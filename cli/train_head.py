@@ -90,6 +90,7 @@ def train_head(
 
     Example:  olymp train-head emb/effnet emb/panns --labels train.csv -o runs/lr --head logreg --normalize standard --pca 256 --folds-from runs/lgbm
     Multilabel: olymp train-head emb/train --labels train.csv --target-col tags --label-sep ' ' -o runs/tags --head mlp
+    Seeds:      olymp train-head emb/train --labels train.csv -o runs/lgbm3 --seeds 0,1,2 --group-col patient
     """
     from pipelines.heads import parse_params
     from pipelines.train import TrainConfig, train
