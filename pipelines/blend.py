@@ -415,18 +415,22 @@ def member_dir(blend_dir: Path, member: dict) -> Path:
 
 # --------------------------------------------------------------------------- predict
 
-def _key(entry: dict) -> str:
-    return json.dumps(entry["fingerprint"], sort_keys=True)
-
-
-def _match_dirs(member: Path, run: dict, candidates: dict[str, dict]) -> list[str]:
-    """For each training embedding set of a member, the one given test dir made the same way."""
+def _key(recorded: dict, ignore_tta: bool = False) -> str:
+    """How embeddings were made, as one comparable string; `fingerprint` fills fields that older
+    manifests lack (tta), so an old run still matches test dirs made the same way."""
     from pipelines.embeddings import fingerprint
 
+    made = {k: v for k, v in fingerprint(recorded).items() if not (ignore_tta and k == "tta")}
+    return json.dumps(made, sort_keys=True)
+
+
+def _match_dirs(member: Path, run: dict, candidates: dict[str, dict], allow_tta_mismatch: bool = False) -> list[str]:
+    """For each training embedding set of a member, the one given test dir made the same way
+    (with --allow-tta-mismatch, the same way but for --tta; predict_run then warns)."""
     chosen = []
     for entry in run["embeddings"]:
-        want = _key(entry)
-        hits = [path for path, manifest in candidates.items() if json.dumps(fingerprint(manifest), sort_keys=True) == want]
+        want = _key(entry["fingerprint"], allow_tta_mismatch)
+        hits = [path for path, manifest in candidates.items() if _key(manifest, allow_tta_mismatch) == want]
         backbone = entry["fingerprint"].get("backbone")
         if not hits:
             raise MismatchError(
@@ -463,9 +467,9 @@ def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress):
         member_dirs = []
         for run in runs:
             for entry in run["embeddings"]:
-                if _key(entry) not in extracted:
-                    extracted[_key(entry)] = extract_raw(inputs[0], entry, blend_dir, config, notify)
-            member_dirs.append([extracted[_key(entry)] for entry in run["embeddings"]])
+                if _key(entry["fingerprint"]) not in extracted:
+                    extracted[_key(entry["fingerprint"])] = extract_raw(inputs[0], entry, blend_dir, config, notify)
+            member_dirs.append([extracted[_key(entry["fingerprint"])] for entry in run["embeddings"]])
     else:
         raw = [p for p in inputs if not is_embedding_dir(p)]
         if raw:
@@ -473,7 +477,9 @@ def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress):
                 f"{raw[0]} is not an embedding dir; pass test embedding dirs only, or one raw input folder/listing"
             )
         candidates = {path: load_manifest(path) for path in inputs}
-        member_dirs = [_match_dirs(path, run, candidates) for (path, _), run in zip(members, runs)]
+        member_dirs = [
+            _match_dirs(path, run, candidates, config.allow_tta_mismatch) for (path, _), run in zip(members, runs)
+        ]
 
     results = [
         predict_run(path, run, dirs, config.allow_tta_mismatch, notify)

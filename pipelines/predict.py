@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.embeddings import FINGERPRINT_DEFAULTS, FINGERPRINT_FIELDS, MANIFEST_NAME, fingerprint, part_files, read_errors
+from pipelines.embeddings import FINGERPRINT_FIELDS, MANIFEST_NAME, fingerprint, part_files, read_errors
 from pipelines.errors import ConfigError, InputError, MismatchError
 from pipelines.features import run_transforms
 from pipelines.heads import get_head
@@ -175,7 +175,7 @@ def check_fingerprints(run: dict, manifests: list[dict], dirs: list[str], allow_
                        notify: Progress | None = None) -> None:
     """Refuse test embeddings made differently from the training ones, naming both values."""
     for entry, manifest, path in zip(run["embeddings"], manifests, dirs):
-        want, got = {**FINGERPRINT_DEFAULTS, **entry["fingerprint"]}, fingerprint(manifest)
+        want, got = fingerprint(entry["fingerprint"]), fingerprint(manifest)  # defaults fill older manifests
         if want.get("tta") != got.get("tta"):
             message = (f"{path} was extracted with --tta {got.get('tta')}, the training embeddings with "
                        f"--tta {want.get('tta')}")

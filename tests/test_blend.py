@@ -142,6 +142,33 @@ def test_predict_on_a_blend_dir_combines_member_predictions(tmp_path, runs):
     assert twice.exit_code == 1 and "pass one test embedding dir per backbone" in flat(twice.stderr)
 
 
+def test_predict_on_a_blend_matches_old_runs_and_allows_a_tta_mismatch_when_told(tmp_path, runs):
+    import shutil
+
+    root = runs["root"]
+    for name in ("lr_a", "lr_b"):  # runs written before manifests recorded --tta
+        shutil.copytree(root / name, tmp_path / name)
+        manifest_path = tmp_path / name / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        for entry in manifest["embeddings"]:
+            entry["fingerprint"].pop("tta", None)
+        manifest_path.write_text(json.dumps(manifest))
+    assert cli("blend", tmp_path / "lr_a", tmp_path / "lr_b", "-o", tmp_path / "blend").exit_code == 0
+    result = cli("predict", tmp_path / "blend", root / "a_test", root / "b_test", "-o", tmp_path / "sub.csv")
+    assert result.exit_code == 0, result.output
+
+    shutil.copytree(root / "b_test", tmp_path / "b_tta")  # the same embeddings, said to be made with --tta hflip
+    manifest_path = tmp_path / "b_tta" / "_manifest.json"
+    manifest_path.write_text(json.dumps({**json.loads(manifest_path.read_text()), "tta": "hflip"}))
+    refused = cli("predict", tmp_path / "blend", root / "a_test", tmp_path / "b_tta", "-o", tmp_path / "bad.csv")
+    assert refused.exit_code == 1
+    allowed = cli("predict", tmp_path / "blend", root / "a_test", tmp_path / "b_tta", "-o", tmp_path / "tta.csv",
+                  "--allow-tta-mismatch")
+    assert allowed.exit_code == 0, allowed.output
+    assert "allowed by --allow-tta-mismatch" in flat(allowed.stderr)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "tta.csv"), pd.read_csv(tmp_path / "sub.csv"))
+
+
 def test_predict_on_a_blend_dir_from_raw_input_extracts_once_per_backbone(tmp_path, runs, make_embeddings, make_csv, monkeypatch):
     import pipelines.extract.runner as runner_module
     from pipelines.embeddings import read_embeddings
