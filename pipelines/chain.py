@@ -80,15 +80,10 @@ def _digest(value) -> str:
 def listing_fingerprint(inputs: str, modality: str) -> dict:
     """What the input files are: their ids and byte sizes (not their times: a copied dataset is
     the same dataset). Cheap for 100k files: one stat each."""
-    from pipelines.extract.inputs import (
-        AUDIO_EXTENSIONS,
-        IMAGE_EXTENSIONS,
-        infer_modality,
-        list_inputs,
-    )
+    from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
 
     resolved = infer_modality(inputs, modality)
-    items = list_inputs(inputs, AUDIO_EXTENSIONS if resolved == "audio" else IMAGE_EXTENSIONS)
+    items = list_inputs(inputs, extensions_for(resolved))
     digest = hashlib.sha256()
     for item in items:
         try:
@@ -255,18 +250,13 @@ def stratified_listing(config: RunConfig, limit: int, root: Path) -> tuple[str, 
     import numpy as np
     import pandas as pd
 
-    from pipelines.extract.inputs import (
-        AUDIO_EXTENSIONS,
-        IMAGE_EXTENSIONS,
-        infer_modality,
-        list_inputs,
-    )
+    from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
     from pipelines.train import read_labels, subsample_rows
 
     train = config.train_config([], "")
     extract = config.extract_config(config.data.train, "")
     modality = infer_modality(extract.inputs, extract.modality)
-    items = list_inputs(extract.inputs, AUDIO_EXTENSIONS if modality == "audio" else IMAGE_EXTENSIONS)
+    items = list_inputs(extract.inputs, extensions_for(modality))
     labels = read_labels(train.labels, train.id_col, train.target_col)
     label_of = dict(zip(labels[train.id_col].tolist(), labels[train.target_col].tolist()))
     labelled = [item for item in items if item.id in label_of]

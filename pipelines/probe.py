@@ -13,7 +13,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipelines.extract.inputs import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, infer_modality, list_inputs
+from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
 
 SAMPLE_SIZE = 200  # files whose headers are read; counts cover every file
 
@@ -44,7 +44,7 @@ class DataProbe:
 def probe_data(path: str | Path, modality: str = "auto", sample_size: int = SAMPLE_SIZE, seed: int = 0) -> DataProbe:
     """Count every file, read the headers of a seeded random sample of `sample_size` files."""
     modality = infer_modality(path, modality)
-    items = list_inputs(path, AUDIO_EXTENSIONS if modality == "audio" else IMAGE_EXTENSIONS)
+    items = list_inputs(path, extensions_for(modality))
     extensions: dict[str, int] = {}
     for item in items:
         suffix = Path(item.path).suffix.lower()

@@ -627,12 +627,12 @@ def run_trial(candidates: list[Candidate], c: Constraints, config: RecommendConf
 
     from pipelines.embeddings import read_embeddings
     from pipelines.extract.config import ExtractConfig
-    from pipelines.extract.inputs import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, list_inputs
+    from pipelines.extract.inputs import extensions_for, list_inputs
     from pipelines.extract.runner import run_extraction
     from pipelines.train import read_labels
 
     labels = read_labels(config.trial_labels, config.id_col, config.target_col)
-    items = {item.id: item.path for item in list_inputs(config.data_path, AUDIO_EXTENSIONS if c.modality == "audio" else IMAGE_EXTENSIONS)}
+    items = {item.id: item.path for item in list_inputs(config.data_path, extensions_for(c.modality))}
     ids = [str(i) for i in labels[config.id_col].tolist()]
     targets = [str(t) for t in labels[config.target_col].tolist()]
     known = [(i, t) for i, t in zip(ids, targets) if i in items]

@@ -16,6 +16,11 @@ LISTING_SUFFIXES = (".csv", ".parquet", ".pq")
 MODALITIES = ("auto", "image", "audio")
 
 
+def extensions_for(modality: str) -> frozenset[str]:
+    """The file extensions a folder of `modality` inputs is listed by."""
+    return AUDIO_EXTENSIONS if modality == "audio" else IMAGE_EXTENSIONS
+
+
 def infer_modality(inputs: str | Path, requested: str = "auto") -> str:
     """image or audio: as asked, else from the file extensions found (the majority wins)."""
     if requested not in MODALITIES:

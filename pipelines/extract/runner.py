@@ -19,7 +19,7 @@ import torch
 from pipelines.embeddings import ERRORS_NAME, FORMAT_VERSION, MANIFEST_NAME, fingerprint, load_manifest
 from pipelines.errors import InputError, MismatchError, TooManyErrors
 from pipelines.extract.config import ExtractConfig
-from pipelines.extract.inputs import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, infer_modality, list_inputs
+from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
 from pipelines.extract.mapper import resolve_device
 from pipelines.extract.shards import LOCK_NAME, Shard, distributed_barrier, output_lock, resolve_shard, shard_bounds
 from pipelines.extract.stages import audio_stage, image_stage
@@ -85,7 +85,7 @@ def shard_device(requested: str, shard: Shard) -> torch.device:
 def run_extraction(config: ExtractConfig, on_progress: Callable[[ExtractProgress], None] | None = None) -> ExtractSummary:
     report = on_progress or (lambda event: None)
     modality = infer_modality(config.inputs, config.modality)
-    items = list_inputs(config.inputs, AUDIO_EXTENSIONS if modality == "audio" else IMAGE_EXTENSIONS)
+    items = list_inputs(config.inputs, extensions_for(modality))
     if config.limit is not None:
         items = items[: config.limit]
     shard = resolve_shard(config.num_shards, config.shard_index)
