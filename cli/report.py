@@ -38,8 +38,14 @@ def report(
         table = Table(title="per class (out-of-fold)", title_justify="left")
         for column in loaded.per_class.columns:
             table.add_column(str(column), justify="left" if column == "class" else "right")
-        for row in loaded.per_class.itertuples(index=False):
-            table.add_row(str(row[0]), *(f"{v:.4f}" for v in row[1:4]), str(row[4]))
+        for row in loaded.per_class.to_dict(orient="records"):  # multilabel adds average_precision
+            table.add_row(*(_cell(column, row[column]) for column in loaded.per_class.columns))
         console.print(table)
     for kind, path in loaded.pictures.items():
         console.print(f"[bold]{kind:<13}[/] {path}", highlight=False, soft_wrap=True)
+
+
+def _cell(column: str, value) -> str:
+    if column in ("class", "support"):
+        return str(value)
+    return "-" if value != value else f"{value:.4f}"  # NaN: a label with no positive row

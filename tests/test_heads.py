@@ -75,6 +75,9 @@ def test_multilabel_tags_train_and_predict(tmp_path, tagged, head):
     per_label = pd.read_csv(run / "per_class.csv", dtype={"class": str})  # report: one row per label
     assert list(per_label["class"]) == sorted(LABELS) and (per_label["support"] == truth.sum(axis=0)).all()
     assert "confusion" not in manifest["reports"]
+    shown = cli("report", run)
+    assert shown.exit_code == 0, shown.output
+    assert f"{per_label['average_precision'].iloc[0]:.4f}" in shown.output
 
     result = cli("predict", run, tagged["test"], "-o", tmp_path / "sub.csv")
     assert result.exit_code == 0, result.output
