@@ -24,7 +24,7 @@ class AudioMapper:
         self.backbone = backbone
         self.device = device
         self.precision = resolve_precision(precision, device)
-        self.model = backbone.model.to(device).eval()
+        backbone.model.to(device).eval()  # in place: embed() runs it on the device
 
     @torch.inference_mode()
     def __call__(self, waveforms: torch.Tensor) -> np.ndarray:

@@ -113,8 +113,7 @@ class ImageMapper:
     retries the chunk, so no row is lost or computed twice.
     """
 
-    def __init__(self, backbone, device: torch.device, precision: str = "auto", tta: str = "none",
-                 compile: bool = False, max_batch: int | None = None):
+    def __init__(self, backbone, device: torch.device, precision: str = "auto", tta: str = "none"):
         if tta not in TTA_MODES:
             raise ConfigError(f"unknown --tta {tta!r}; use one of {', '.join(TTA_MODES)}")
         self.backbone = backbone
@@ -132,7 +131,7 @@ class ImageMapper:
         self.model = self.model.to(memory_format=torch.channels_last)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: autotuned kernels pay off
-        self.max_batch = max_batch
+        self.max_batch: int | None = None  # set by the caller or find_batch_size()
         self.compiled = False
         self.forward = self.eager_forward
 
@@ -192,9 +191,6 @@ class ImageMapper:
         event = torch.cuda.Event()
         event.record()
         return Pending(host, event)
-
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
-        return self.submit(images).result()
 
     def find_batch_size(self, input_size, start: int = AUTO_MAX_BATCH) -> int:
         """--batch-size auto: the largest batch up to `start` that runs, halving on out-of-memory."""
