@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 from pipelines.backbones.checkpoints import (
-    EXAMPLES_IN_ERRORS,
     RANDOM_SOURCE,
     RANDOM_WEIGHTS,
     file_sha256,
     is_random,
+    key_problems,
     read_state_dict,
     seeded_init,
     strip_wrapper_prefixes,
@@ -91,20 +91,13 @@ def load_state_dict_strictly(model: nn.Module, state: dict[str, torch.Tensor], o
     """Load `state` into `model`, every key and shape matching; WeightsError listing what does not."""
     expected = model.state_dict()
     state = strip_wrapper_prefixes(state, set(expected))
-    missing = [k for k in expected if k not in state and not (fill_missing and k.endswith(fill_missing))]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items() if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or mismatched:
-        groups = (("missing", missing), ("unexpected", unexpected), ("with other shapes", mismatched))
-        problems = "; ".join(
-            f"{len(keys)} {label} (e.g. {', '.join(keys[:EXAMPLES_IN_ERRORS])})" for label, keys in groups if keys
-        )
+    if fill_missing:  # keys the checkpoint may leave out keep their initial values
+        state = {**{k: v for k, v in expected.items() if k.endswith(fill_missing)}, **state}
+    problems = key_problems(expected, state)
+    if not problems.none:
         fix = fix or (
             f"pass a state dict in the key layout documented in pipelines/backbones/{backbone}.py "
             f"(python -m pydoc pipelines.backbones.{backbone})"
         )
-        raise WeightsError(f"{origin} does not fit the {backbone} architecture: {problems}. Fix: {fix}")
-    model.load_state_dict({**expected, **state}, strict=True)
+        raise WeightsError(f"{origin} does not fit the {backbone} architecture: {problems.describe()}. Fix: {fix}")
+    model.load_state_dict(state, strict=True)

@@ -61,12 +61,14 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return _unwrap(loaded, path)
 
 
-def strip_wrapper_prefixes(state: dict[str, torch.Tensor], model_keys: set[str]) -> dict[str, torch.Tensor]:
+def strip_wrapper_prefixes(
+    state: dict[str, torch.Tensor], model_keys: set[str], prefixes: tuple[str, ...] = WRAPPER_PREFIXES,
+) -> dict[str, torch.Tensor]:
     """Drop prefixes like `module.` that every key carries but the model's keys do not."""
     changed = True
     while changed and state:
         changed = False
-        for prefix in WRAPPER_PREFIXES:
+        for prefix in prefixes:
             if all(key.startswith(prefix) for key in state) and not all(k.startswith(prefix) for k in model_keys):
                 state = {key.removeprefix(prefix): tensor for key, tensor in state.items()}
                 changed = True
@@ -76,7 +78,7 @@ def strip_wrapper_prefixes(state: dict[str, torch.Tensor], model_keys: set[str])
 def fit_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], origin: str) -> FitResult:
     """Load `state` strictly; a classifier of another size is dropped, anything else is an error."""
     state = strip_wrapper_prefixes(state, set(model.state_dict()))
-    problems = _compare(model.state_dict(), state)
+    problems = key_problems(model.state_dict(), state)
     if problems.none:
         model.load_state_dict(state, strict=True)
         return FitResult(classifier_dropped=False)
@@ -85,7 +87,7 @@ def fit_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], origi
         # e.g. fine-tuned for another class count: the body is what embeddings need.
         model.reset_classifier(0)
         body = {key: tensor for key, tensor in state.items() if not key.startswith(classifier_prefixes)}
-        remaining = _compare(model.state_dict(), body)
+        remaining = key_problems(model.state_dict(), body)
         if remaining.none:
             model.load_state_dict(body, strict=True)
             return FitResult(classifier_dropped=True)
@@ -97,7 +99,9 @@ def fit_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], origi
 
 
 @dataclass(frozen=True)
-class _KeyProblems:
+class KeyProblems:
+    """How a checkpoint's keys and shapes differ from a model's (`key_problems`)."""
+
     missing: list[str]  # in the model, not in the checkpoint
     unexpected: list[str]  # in the checkpoint, not in the model
     mismatched: dict[str, str]  # in both with other shapes: key -> "(checkpoint shape) vs (model shape)"
@@ -117,8 +121,8 @@ class _KeyProblems:
         )
 
 
-def _compare(model_state: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> _KeyProblems:
-    return _KeyProblems(
+def key_problems(model_state: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor]) -> KeyProblems:
+    return KeyProblems(
         missing=[key for key in model_state if key not in state],
         unexpected=[key for key in state if key not in model_state],
         mismatched={

@@ -27,8 +27,17 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
+from pipelines.backbones import checkpoints
 from pipelines.backbones.audio_base import AudioBackbone, measure_embedding_dim
-from pipelines.backbones.checkpoints import RANDOM_SOURCE, file_sha256, is_random, read_state_dict, seeded_init
+from pipelines.backbones.checkpoints import (
+    RANDOM_SOURCE,
+    file_sha256,
+    is_random,
+    key_problems,
+    read_state_dict,
+    seeded_init,
+    strip_wrapper_prefixes,
+)
 from pipelines.backbones.hf_cache import cached_weights, hf_hub_cache_dir
 from pipelines.errors import InputError, WeightsError
 
@@ -69,9 +78,8 @@ FRONTEND_KEYS = (STFT_REAL_KEY, STFT_IMAG_KEY, MEL_KEY)
 FRONTEND_RTOL = 1e-3
 
 # Prefixes that wrap every key: PyTorchModelHubMixin (`backbone.`), DataParallel, compile, Lightning.
-WRAPPER_PREFIXES = ("backbone.", "module.", "_orig_mod.", "model.")
+WRAPPER_PREFIXES = ("backbone.", *checkpoints.WRAPPER_PREFIXES)
 ZENODO_RECORD = "https://zenodo.org/records/3987831"
-EXAMPLES_IN_ERRORS = 3
 
 
 # --- front end ----------------------------------------------------------------------------------
@@ -451,7 +459,7 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
 def load_panns_state_dict(model: PannsNet, state: dict[str, torch.Tensor], origin: str) -> None:
     """Check the front end, then load every other tensor strictly; WeightsError naming the problem."""
-    state = _strip_wrapper_prefixes(dict(state))
+    state = dict(strip_wrapper_prefixes(state, set(model.state_dict()), WRAPPER_PREFIXES))
     frontend = {key: state.pop(key) for key in FRONTEND_KEYS if key in state}
     problems = frontend_problems(model, frontend)
     if problems:
@@ -465,24 +473,14 @@ def load_panns_state_dict(model: PannsNet, state: dict[str, torch.Tensor], origi
     for key, value in expected.items():
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = value
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    mismatched = [
-        f"{key} {tuple(state[key].shape)} vs {tuple(value.shape)}"
-        for key, value in expected.items()
-        if key in state and state[key].shape != value.shape
-    ]
-    if missing or unexpected or mismatched:
-        groups = (("missing", missing), ("unexpected", unexpected), ("with other shapes", mismatched))
-        described = "; ".join(
-            f"{len(keys)} {label} (e.g. {', '.join(keys[:EXAMPLES_IN_ERRORS])})" for label, keys in groups if keys
-        )
+    mismatch = key_problems(expected, state)
+    if not mismatch.none:
         guess = _guess_architecture(set(state))
         if guess and PANNS_MODELS[guess].cls is not type(model):
             hint = f"it looks like a {guess} checkpoint: pass --backbone {guess}"
         else:
             hint = f"pass the --backbone the checkpoint was trained with ({', '.join(PANNS_MODELS)})"
-        raise WeightsError(f"{origin} does not fit PANNs {model.architecture}: {described}; {hint}")
+        raise WeightsError(f"{origin} does not fit PANNs {model.architecture}: {mismatch.describe()}; {hint}")
     model.load_state_dict(state, strict=True)
 
 
@@ -520,17 +518,6 @@ def _implied(key: str, tensor: torch.Tensor) -> str:
     if tensor.dim() == 2 and key == MEL_KEY:
         return f" (n_fft {(tensor.shape[0] - 1) * 2}, {tensor.shape[1]} mel bins)"
     return ""
-
-
-def _strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    changed = True
-    while changed and state:
-        changed = False
-        for prefix in WRAPPER_PREFIXES:
-            if all(key.startswith(prefix) for key in state):
-                state = {key.removeprefix(prefix): value for key, value in state.items()}
-                changed = True
-    return state
 
 
 def _guess_architecture(keys: set[str]) -> str | None:
