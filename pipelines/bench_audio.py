@@ -51,11 +51,11 @@ def bench_audio(count: int = 24, device_name: str = "auto") -> dict:
     from pipelines.extract.config import ExtractConfig
     from pipelines.extract.mapper import resolve_device
     from pipelines.extract.runner import run_extraction
-    from pipelines.extract.stages import AUDIO_BATCH_SIZE
+    from pipelines.extract.stages import default_audio_batch_size
 
     device = resolve_device(device_name)
     backbone = load_panns("panns-cnn14", "random")
-    batch_size = AUDIO_BATCH_SIZE.get(device.type, 8)
+    batch_size = default_audio_batch_size(device)
     with tempfile.TemporaryDirectory(prefix="olymp-bench-audio-") as tmp:
         paths = write_clips(Path(tmp) / "clips", count)
 

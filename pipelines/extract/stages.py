@@ -188,6 +188,10 @@ def image_stage(config: ExtractConfig, device: torch.device) -> Stage:
 AUDIO_BATCH_SIZE = {"cpu": 8, "cuda": 64}
 
 
+def default_audio_batch_size(device: torch.device) -> int:
+    return AUDIO_BATCH_SIZE.get(device.type, 8)
+
+
 def audio_stage(config: ExtractConfig, device: torch.device) -> Stage:
     from pipelines.backbones.audio import load_audio_backbone
     from pipelines.extract.audio_mapper import AudioMapper, ClipPooler
@@ -204,7 +208,7 @@ def audio_stage(config: ExtractConfig, device: torch.device) -> Stage:
     pooler = ClipPooler(config.pool)
     requested = parse_batch_size(config.batch_size)
     # "auto" for audio: the per-device default (window batches are already large)
-    batch_size = requested if isinstance(requested, int) else AUDIO_BATCH_SIZE.get(device.type, 8)
+    batch_size = requested if isinstance(requested, int) else default_audio_batch_size(device)
     warnings = [f"--{flag} is for images; ignored for audio" for flag, on in
                 (("compile", config.compile), ("decode gpu", config.decode == "gpu")) if on]
     preprocessing = {**backbone.frontend, "sample_rate": backbone.sample_rate, "window_seconds": window,
