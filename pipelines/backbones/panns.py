@@ -219,7 +219,6 @@ class PannsNet(nn.Module):
     """Waveform -> log-mel -> bn0 over mel bins -> CNN -> PANNs clip embedding (relu(fc1(...)))."""
 
     architecture = ""  # the class name in PANNs' models.py
-    embedding_dim = 0  # fc1 width
     min_samples = 0  # shortest input every pooling stage still gets one frame from
     published_file = ""  # the checkpoint on Zenodo record 3987831
 
@@ -261,7 +260,6 @@ class PannsNet(nn.Module):
 
 class Cnn14(PannsNet):
     architecture = "Cnn14"
-    embedding_dim = 2048
     min_samples = (2**5 - 1) * HOP_LENGTH  # five 2x2 poolings: 32 frames = 31 hops (0.31 s)
     published_file = "Cnn14_mAP=0.431.pth"
 
@@ -282,7 +280,6 @@ class Cnn14(PannsNet):
 
 class Cnn10(PannsNet):
     architecture = "Cnn10"
-    embedding_dim = 512
     min_samples = (2**4 - 1) * HOP_LENGTH  # four 2x2 poolings: 16 frames (0.15 s)
     published_file = "Cnn10_mAP=0.380.pth"
     block = ConvBlock
@@ -310,7 +307,6 @@ class Cnn6(Cnn10):
 
 class ResNet22(PannsNet):
     architecture = "ResNet22"
-    embedding_dim = 2048
     min_samples = (2**5 - 1) * HOP_LENGTH  # conv_block1, layer2..4 and a final pool: 5 halvings
     published_file = "ResNet22_mAP=0.430.pth"
 
@@ -330,7 +326,6 @@ class ResNet22(PannsNet):
 
 class Wavegram_Logmel_Cnn14(PannsNet):  # noqa: N801 - the published architecture's name
     architecture = "Wavegram_Logmel_Cnn14"
-    embedding_dim = 2048
     # The wavegram branch yields one frame per 320 samples without the STFT's extra centre frame,
     # so it needs a whole 32 frames: 32 hops (0.32 s).
     min_samples = 2**5 * HOP_LENGTH
