@@ -94,6 +94,18 @@ def test_shards_by_option_resume_and_end_complete(tmp_path):
     assert "num_shards" not in manifest["settings"]
 
 
+
+def test_unsharded_cleanup_leaves_a_running_shards_temp_files_alone(tmp_path):
+    from pipelines.extract.writer import scan_committed
+
+    (tmp_path / "_errors").mkdir()
+    own = [tmp_path / ".part-00003.parquet.tmp", tmp_path / "_errors" / ".part-00003.csv.tmp"]
+    shard = [tmp_path / ".part-s00001of00002-00003.parquet.tmp", tmp_path / "_errors" / ".part-s00001of00002-00003.csv.tmp"]
+    for path in own + shard:
+        path.write_text("half-written")
+    scan_committed(tmp_path, "part-")
+    assert [p.exists() for p in own + shard] == [False, False, True, True]
+
 @pytest.mark.slow
 def test_torchrun_two_processes_equal_one(tmp_path):
     write_images(tmp_path / "imgs", 11)

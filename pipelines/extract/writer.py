@@ -73,8 +73,7 @@ def scan_committed(output: Path, own_prefix: str | None = "part-") -> CommittedS
     """
     state = CommittedState()
     if own_prefix is not None:
-        for leftover in output.glob(f".{own_prefix}*.tmp"):
-            leftover.unlink()
+        remove_leftovers(output, own_prefix)
     for part in sorted(output.glob(PART_GLOB)):
         ids = pq.read_table(part, columns=["id"]).column("id").to_pylist()
         state.ids.update(ids)
@@ -84,8 +83,7 @@ def scan_committed(output: Path, own_prefix: str | None = "part-") -> CommittedS
     error_dir = output / ERROR_PARTS_DIR
     if error_dir.is_dir():
         if own_prefix is not None:
-            for leftover in error_dir.glob(f".{own_prefix}*.tmp"):
-                leftover.unlink()
+            remove_leftovers(error_dir, own_prefix)
         for error_file in sorted(error_dir.glob("part-*.csv")):
             if not (output / f"{error_file.stem}.parquet").exists():
                 if own_prefix is not None and is_own_part(error_file.name, own_prefix):
@@ -102,10 +100,16 @@ def part_number(path: Path) -> int:
 
 
 def is_own_part(name: str, prefix: str) -> bool:
-    """`part-00003` belongs to the unsharded prefix `part-`, `part-s00001of00002-00003` to its shard."""
-    if not name.startswith(prefix):
-        return False
-    return prefix != "part-" or name[len(prefix):len(prefix) + 1].isdigit()
+    """`part-00003.*` belongs to the unsharded prefix `part-`, `part-s00001of00002-00003.*` to its shard."""
+    return name.startswith(prefix) and name[len(prefix):].partition(".")[0].isdigit()
+
+
+def remove_leftovers(folder: Path, own_prefix: str) -> None:
+    """Delete this process's half-written temp files (`.part-K.parquet.tmp`). The glob alone is not
+    enough: `.part-*` also matches the temp files of shards that may be writing right now."""
+    for leftover in folder.glob(f".{own_prefix}*.tmp"):
+        if is_own_part(leftover.name[1:], own_prefix):
+            leftover.unlink()
 
 
 class PartWriter:
