@@ -105,7 +105,7 @@ def find_entry(name: str) -> BackboneEntry | None:
     """The entry whose name, HF id or audio_model is `name` (case-insensitive), or None."""
     wanted = name.strip().casefold()
     for entry in _packaged_catalog():
-        if wanted in _keys(entry):
+        if wanted in entry_keys(entry):
             return entry
     return None
 
@@ -117,7 +117,7 @@ def entries_for(modality: str) -> list[BackboneEntry]:
     return [entry for entry in _packaged_catalog() if entry.modality in (modality, "both")]
 
 
-def _keys(entry: BackboneEntry) -> list[str]:
+def entry_keys(entry: BackboneEntry) -> list[str]:
     """Everything an entry answers to, casefolded, name first, without repeats."""
     return list(dict.fromkeys(key.casefold() for key in (entry.name, entry.audio_model, *entry.hf_ids) if key))
 
@@ -309,7 +309,7 @@ def _is_number(value: Any) -> bool:
 def _reject_duplicate_names(entries: tuple[BackboneEntry, ...], origin: str) -> None:
     seen: dict[str, str] = {}
     for entry in entries:
-        for key in _keys(entry):  # an entry's own name and audio_model may coincide
+        for key in entry_keys(entry):  # an entry's own name and audio_model may coincide
             if key in seen:
                 raise ConfigError(f"{origin}: {key!r} is used by both {seen[key]!r} and {entry.name!r}")
             seen[key] = entry.name

@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from pipelines.backbones.hf_cache import cached_weights, hf_hub_cache_dir
-from pipelines.catalog import BackboneEntry, find_entry, load_catalog
+from pipelines.catalog import BackboneEntry, entry_keys, find_entry, load_catalog
 from pipelines.errors import ConfigError, WeightsError
 from pipelines.hashing import file_sha256
 
@@ -166,7 +166,7 @@ def resolve_entry(name: str) -> BackboneEntry:
     if entry is not None:
         return entry
     entries = load_catalog()
-    keys = {key.casefold(): entry.name for entry in entries for key in (entry.name, entry.audio_model, *entry.hf_ids) if key}
+    keys = {key: entry.name for entry in entries for key in entry_keys(entry)}
     close = difflib.get_close_matches(name.strip().casefold(), list(keys), n=5, cutoff=0.6)
     suggestions = list(dict.fromkeys(keys[key] for key in close))
     hint = f"did you mean {', '.join(suggestions)}? " if suggestions else ""
