@@ -34,8 +34,7 @@ from pipelines import cv, metrics
 from pipelines.errors import ConfigError, InputError, MismatchError
 from pipelines.hashing import file_sha256
 from pipelines.metrics import GREATER_IS_BETTER
-from pipelines.tasks import infer_task, multilabel_target
-from pipelines.train import RUN_FORMAT, RUN_MANIFEST, _json_ready, load_run, read_labels, target_columns
+from pipelines.train import RUN_FORMAT, RUN_MANIFEST, _json_ready, load_run, read_labels, target_from_labels
 
 BLEND_KIND = "blend"
 METHODS = ("greedy", "nnls")
@@ -177,13 +176,7 @@ def read_truth(run: dict, ids: np.ndarray, labels: str | None) -> np.ndarray:
     positions = pd.Index(frame[recorded["id_col"]]).get_indexer(ids)
     if (positions < 0).any():
         raise MismatchError(f"{int((positions < 0).sum())} OOF ids are not in {path}; pass --labels with the training labels")
-    if run["task"] == "multilabel":  # tags split on the run's separator, or one 0/1 column per label
-        columns, sep = target_columns(recorded["target_col"]), recorded.get("label_sep")
-        raw = frame[columns].to_numpy(dtype=object)[positions]
-        target = multilabel_target(raw[:, 0] if sep is not None else raw, columns, sep)
-    else:
-        raw = frame[recorded["target_col"]].to_numpy(dtype=object)[positions]
-        target = infer_task(raw, run["task"], recorded["target_col"])
+    target = target_from_labels(frame, positions, recorded["target_col"], recorded.get("label_sep"), run["task"])
     if target.classes != run.get("classes"):
         raise MismatchError(f"the classes in {path} are not the runs' ({run.get('classes')}); pass --labels with the training labels")
     return target.y
@@ -211,9 +204,11 @@ def _best_index(scores: list[float], greater: bool) -> int:
     return best
 
 
-def greedy_weights(preds: list[np.ndarray], score: Scorer, greater: bool, iterations: int) -> np.ndarray:
-    """Ensemble selection with replacement: counts of each member in the best prefix, as weights."""
-    singles = [score(p) for p in preds]
+def greedy_weights(
+    preds: list[np.ndarray], singles: list[float], score: Scorer, greater: bool, iterations: int
+) -> np.ndarray:
+    """Ensemble selection with replacement, starting from the best member (`singles`: each one's
+    own score): counts of each member in the best prefix, as weights."""
     first = _best_index(singles, greater)
     counts = np.zeros(len(preds))
     counts[first] = 1
@@ -258,12 +253,13 @@ def choose_weights(
     def score(pred: np.ndarray) -> float:
         return metrics.score(task, y, pred, [metric])[metric]
 
+    singles = [score(p) for p in preds]  # each member once: greedy starts from them, the fallback compares to them
     if method == "greedy":
-        weights = greedy_weights(preds, score, greater, iterations)
+        weights = greedy_weights(preds, singles, score, greater, iterations)
     else:
         weights = nnls_weights(preds, y, task, n_classes)
-    best = _best_index([score(p) for p in preds], greater)
-    if not weights.any() or _better(score(preds[best]), score(combine(preds, weights)), greater):
+    best = _best_index(singles, greater)
+    if not weights.any() or _better(singles[best], score(combine(preds, weights)), greater):
         return np.eye(len(preds))[best], best
     return weights, None
 
@@ -320,9 +316,7 @@ def blend(config: BlendConfig, on_progress: Progress | None = None) -> BlendResu
     preds = [as_pred(m) for m in members]
     main = names[0]
     # multilabel F1 is scored at each run's own threshold, the blend's at one tuned on its OOF
-    member_scores = [
-        metrics.score(task, y, p, names, m.run.get("threshold") or metrics.DEFAULT_THRESHOLD) for m, p in zip(members, preds)
-    ]
+    member_scores = [metrics.score(task, y, p, names, m.run.get("threshold")) for m, p in zip(members, preds)]
     weights, fell_back = choose_weights(config.method, preds, y, task, len(classes or []), main, config.iterations)
     notes = []
     if fell_back is not None:
@@ -336,10 +330,10 @@ def blend(config: BlendConfig, on_progress: Progress | None = None) -> BlendResu
     blended = combine(preds, weights)
     blend_dir = prepare_blend_dir(config.output, config.overwrite)
     threshold = metrics.tune_threshold(y, blended) if task == "multilabel" else None
-    at = threshold or metrics.DEFAULT_THRESHOLD
-    oof_scores = metrics.score(task, y, blended, names, at)
+    oof_scores = metrics.score(task, y, blended, names, threshold)
     fold_scores = [
-        {"fold": k, "n_valid": int((folds == k).sum()), **metrics.score(task, y[folds == k], blended[folds == k], names, at)}
+        {"fold": k, "n_valid": int((folds == k).sum()),
+         **metrics.score(task, y[folds == k], blended[folds == k], names, threshold)}
         for k in np.unique(folds)
     ]
     mean, std = metrics.summarize(fold_scores, names)
@@ -456,12 +450,7 @@ def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress):
 
     members = [(member_dir(blend_dir, m), m["weight"]) for m in blend["members"] if m["weight"] > 0]
     runs = [load_run(path) for path, _ in members]
-    inputs = [str(p) for p in config.inputs]
-    if not inputs:
-        raise ConfigError("no test input given; e.g. olymp predict runs/blend test_emb/ -o submission.csv")
-    for path in inputs:
-        if not Path(path).exists():
-            raise InputError(f"{path} does not exist; pass test embedding dirs or a folder/listing of test files")
+    inputs = [str(p) for p in config.inputs]  # checked by predict (check_test_inputs)
     if len(inputs) == 1 and not is_embedding_dir(inputs[0]):
         extracted: dict[str, str] = {}  # one extraction per distinct training embedding
         member_dirs = []

@@ -44,12 +44,17 @@ def metrics_for(task: str, first: str | None = None) -> list[str]:
     return [first] + [name for name in names if name != first]
 
 
+# The multilabel metrics that depend on the decision threshold (the others rank probabilities).
+THRESHOLD_METRICS = ("f1_micro", "f1_macro")
+
+
 def score(
-    task: str, y_true: np.ndarray, pred: np.ndarray, names: list[str], threshold: float = DEFAULT_THRESHOLD
+    task: str, y_true: np.ndarray, pred: np.ndarray, names: list[str], threshold: float | None = None
 ) -> dict[str, float]:
     """Each named metric of one set of predictions; NaN where it is undefined (one class only).
-    `threshold` turns multilabel probabilities into decisions for the F1 scores."""
-    return {name: _one(name, task, y_true, pred, threshold) for name in names}
+    `threshold` turns multilabel probabilities into decisions for the F1 scores (None: the default)."""
+    at = DEFAULT_THRESHOLD if threshold is None else threshold
+    return {name: _one(name, task, y_true, pred, at) for name in names}
 
 
 def lwlrap(y_true: np.ndarray, scores: np.ndarray) -> float:
@@ -115,7 +120,7 @@ def _multilabel(name: str, y_true: np.ndarray, pred: np.ndarray, threshold: floa
         return lwlrap(y_true, pred)
     if name == "map":
         return mean_average_precision(y_true, pred)
-    if name in ("f1_micro", "f1_macro"):
+    if name in THRESHOLD_METRICS:
         decided = multilabel_decisions(pred, threshold)
         return float(skm.f1_score(y_true, decided, average=name[3:], zero_division=0))
     if name == "logloss":

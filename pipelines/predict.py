@@ -140,10 +140,8 @@ def inputs_from_text(text: str, run_dir: str | Path) -> list[str]:
     return [str(listing)]
 
 
-def resolve_inputs(config: PredictConfig, run: dict, notify: Progress) -> list[str]:
-    """One test embedding dir per training embedding set, extracting raw inputs first."""
-    trained = run["embeddings"]
-    inputs = [str(p) for p in config.inputs]
+def check_test_inputs(inputs: list[str]) -> None:
+    """Refuse, before any work, test inputs that are missing or an unfinished extraction (runs and blends alike)."""
     if not inputs:
         raise ConfigError("no test input given; e.g. olymp predict runs/a test_emb/ -o submission.csv")
     for path in inputs:
@@ -151,6 +149,12 @@ def resolve_inputs(config: PredictConfig, run: dict, notify: Progress) -> list[s
             raise InputError(f"{path} does not exist; pass a test embedding dir or a folder/listing of test files")
         if Path(path).is_dir() and not is_embedding_dir(path) and part_files(path):
             raise InputError(f"{path} has embedding parts but no {MANIFEST_NAME}; re-run olymp extract into it to finish")
+
+
+def resolve_inputs(config: PredictConfig, run: dict, notify: Progress) -> list[str]:
+    """One test embedding dir per training embedding set, extracting raw inputs first."""
+    trained = run["embeddings"]
+    inputs = [str(p) for p in config.inputs]
     if len(inputs) == len(trained):
         pairs = list(zip(inputs, trained))
     elif len(inputs) == 1 and not is_embedding_dir(inputs[0]):
@@ -411,6 +415,7 @@ def predict(config: PredictConfig, on_progress: Progress | None = None) -> Predi
     notify = on_progress or (lambda level, message: None)
     run_dir = Path(config.run_dir)
     run = load_predictor(run_dir)
+    check_test_inputs([str(p) for p in config.inputs])
     sample = _read_sample(config.sample_submission) if config.sample_submission else None
     id_name, columns, mode = _layout(run, config.proba, sample, notify)
 

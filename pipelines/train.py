@@ -18,7 +18,6 @@ assign folds -> fit one head per fold -> write the run directory:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import shutil
@@ -78,6 +77,11 @@ class TrainConfig:
     # --- output
     overwrite: bool = False  # replace an existing run in `output`
     limit: int | None = None  # a stratified subsample of N labelled rows (seeded), for smoke runs
+
+    @property
+    def features(self) -> FeatureSpec:
+        """--normalize/--pca as one spec (checked, described and fitted per fold)."""
+        return FeatureSpec(self.normalize, self.pca)
 
 
 @dataclass
@@ -226,7 +230,6 @@ def _json_ready(value):
     return value
 
 
-
 def _versions() -> dict:
     found = package_versions("torch", "lightgbm", "scikit-learn", "numpy", "pandas")
     if found["olymp"] == "not installed":  # a source checkout: the version it declares
@@ -275,7 +278,7 @@ def _validate(config: TrainConfig) -> None:
         raise ConfigError(f"--folds {config.folds} leaves nothing to validate on; pass --folds 2 or more")
     if config.seeds is not None and (not config.seeds or len(set(config.seeds)) != len(config.seeds)):
         raise ConfigError(f"--seeds needs distinct integers, e.g. --seeds 0,1,2 (got {config.seeds})")
-    FeatureSpec(config.normalize, config.pca).check()
+    config.features.check()
     if config.limit is not None and config.limit < config.folds:
         raise ConfigError(f"--limit {config.limit} is fewer rows than --folds {config.folds}; pass a larger --limit")
     if config.threshold is not None and not 0.0 < config.threshold < 1.0:
@@ -305,7 +308,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     sets = load_sets(paths)
     rows, X, join_notes = join(label_ids, sets, paths)
     groups = None if config.group_col is None else labels[config.group_col].to_numpy(dtype=object)[rows]
-    target = _target(labels, rows, config)
+    target = target_from_labels(labels, rows, config.target_col, config.label_sep, config.task)
     return TrainingData(label_ids[rows], X, target, groups, sets, notes + join_notes)
 
 
@@ -336,22 +339,25 @@ def limit_rows(data: TrainingData, limit: int, seed: int) -> TrainingData:
     rows = subsample_rows(data.target.y, limit, seed, data.target.is_classification)
     if len(rows) == n:
         return data
-    target = dataclasses.replace(data.target, y=data.target.y[rows])
+    target = replace(data.target, y=data.target.y[rows])
     groups = None if data.groups is None else data.groups[rows]
     note = f"--limit {limit}: training on a stratified subsample of {limit} of {n} rows (seed-fixed)"
     return TrainingData(data.ids[rows], data.X[rows], target, groups, data.sets, data.notes + [note])
 
 
-def _target(labels: pd.DataFrame, rows: np.ndarray, config: TrainConfig) -> Target:
-    """The task: multilabel with --label-sep or several target columns, else inferred from one."""
-    columns = target_columns(config.target_col)
-    if config.label_sep is None and len(columns) == 1:
-        return infer_task(labels[columns[0]].to_numpy(dtype=object)[rows], config.task, columns[0])
-    if config.task not in (None, "multilabel"):
-        how = f"--label-sep {config.label_sep!r}" if config.label_sep is not None else f"{len(columns)} target columns"
-        raise ConfigError(f"{how} make a multilabel task, not {config.task}; drop --task or pass --task multilabel")
+def target_from_labels(
+    labels: pd.DataFrame, rows: np.ndarray, target_col: str, label_sep: str | None, task: str | None
+) -> Target:
+    """The task: multilabel with --label-sep or several target columns, else inferred from one
+    (train-head, and blend reading a run's truth again)."""
+    columns = target_columns(target_col)
+    if label_sep is None and len(columns) == 1:
+        return infer_task(labels[columns[0]].to_numpy(dtype=object)[rows], task, columns[0])
+    if task not in (None, "multilabel"):
+        how = f"--label-sep {label_sep!r}" if label_sep is not None else f"{len(columns)} target columns"
+        raise ConfigError(f"{how} make a multilabel task, not {task}; drop --task or pass --task multilabel")
     raw = labels[columns].to_numpy(dtype=object)[rows]
-    return multilabel_target(raw[:, 0] if config.label_sep is not None else raw, columns, config.label_sep)
+    return multilabel_target(raw[:, 0] if label_sep is not None else raw, columns, label_sep)
 
 
 @dataclass
@@ -393,7 +399,7 @@ def _merge_info(infos: list[dict]) -> dict:
 
 def fit_folds(
     head_cls, target: Target, X: np.ndarray, folds: np.ndarray, names: list[str], config: TrainConfig,
-    run_dir: Path, notify: Progress, source_dims: list[int] | None = None,
+    run_dir: Path, notify: Progress, source_dims: list[int],
 ) -> FoldResults:
     """Per fold: fit the feature transform and one head per seed on the other folds, predict
     its own rows (mean over seeds), save transform and models."""
@@ -401,14 +407,14 @@ def fit_folds(
     oof = np.zeros((len(y), target.n_classes)) if target.classes else np.zeros(len(y))
     seeds = model_seeds(config)
     seed_oof = {seed: np.zeros_like(oof) for seed in seeds}
-    spec = FeatureSpec(config.normalize, config.pca)
+    spec = config.features
     scores, model_files, model_folds, notes, head_params = [], [], [], [], {}
     transform_files = None if spec.is_identity else []
     for k in range(config.folds):
         train_idx, valid_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
         X_train, X_valid = X[train_idx], X[valid_idx]
         if transform_files is not None:  # fitted on the training part only: validation rows never leak in
-            transform = FeatureTransform.fit(X_train, source_dims or [X.shape[1]], spec)
+            transform = FeatureTransform.fit(X_train, source_dims, spec)
             X_train, X_valid = transform.transform(X_train), transform.transform(X_valid)
             (run_dir / TRANSFORMS_DIR).mkdir(exist_ok=True)
             transform.save(run_dir / transform_file(k))
@@ -481,7 +487,7 @@ def run_manifest(
         "fold_hash": fold_hash,
         "seeds": model_seeds(config),
         "features": {
-            **FeatureSpec(config.normalize, config.pca).describe([emb.dim for emb in data.sets]),
+            **config.features.describe([emb.dim for emb in data.sets]),
             "transforms": fitted.transform_files,
         },
         "n_rows": int(len(data.ids)),
@@ -501,13 +507,14 @@ def _decision(target: Target, fitted: FoldResults) -> dict:
 
 def decide_threshold(target: Target, folds: np.ndarray, fitted: FoldResults, names: list[str], given: float | None) -> None:
     """Multilabel: tune the decision threshold on all OOF rows (or take --threshold), then
-    re-score every fold at it, so fold and OOF F1 use the threshold predict will use."""
+    re-score every fold's F1 at it, so fold and OOF F1 use the threshold predict will use."""
     if not target.is_multilabel:
         return
     fitted.threshold = metrics.tune_threshold(target.y, fitted.oof) if given is None else given
     for fold in fitted.scores:
         rows = folds == fold["fold"]
-        fold.update(metrics.score(target.task, target.y[rows], fitted.oof[rows], names, fitted.threshold))
+        at_threshold = [name for name in names if name in metrics.THRESHOLD_METRICS]
+        fold.update(metrics.score(target.task, target.y[rows], fitted.oof[rows], at_threshold, fitted.threshold))
 
 
 def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResult:
@@ -537,20 +544,20 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     for note in notes:
         notify("warning", note)
     smallest_training_part = min(int((folds != k).sum()) for k in range(config.folds))
-    FeatureSpec(config.normalize, config.pca).check_size(smallest_training_part, data.X.shape[1])
+    config.features.check_size(smallest_training_part, data.X.shape[1])
 
     run_dir = prepare_run_dir(config.output, config.overwrite)
     source_dims = [emb.dim for emb in data.sets]
     fitted = fit_folds(head_cls, target, data.X, folds, names, config, run_dir, notify, source_dims)
     decide_threshold(target, folds, fitted, names, config.threshold)
     mean, std = metrics.summarize(fitted.scores, names)
-    oof_scores = metrics.score(target.task, target.y, fitted.oof, names, fitted.threshold or metrics.DEFAULT_THRESHOLD)
+    oof_scores = metrics.score(target.task, target.y, fitted.oof, names, fitted.threshold)
 
     pd.DataFrame({"id": data.ids, "fold": folds}).to_csv(run_dir / "folds.csv", index=False)
     _oof_frame(data.ids, folds, fitted.oof, target).to_csv(run_dir / "oof.csv", index=False)
     scores = {"metric": names[0], "metrics": names, "folds": fitted.scores, "mean": mean, "std": std, "oof": oof_scores}
     seed_scores = [
-        {"seed": seed, **metrics.score(target.task, target.y, pred, names, fitted.threshold or metrics.DEFAULT_THRESHOLD)}
+        {"seed": seed, **metrics.score(target.task, target.y, pred, names, fitted.threshold)}
         for seed, pred in fitted.seed_oof.items()
     ] if len(fitted.seed_oof) > 1 else []
     if seed_scores:  # what each seed alone scores, next to their mean in "oof"
