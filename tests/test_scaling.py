@@ -106,6 +106,22 @@ def test_unsharded_cleanup_leaves_a_running_shards_temp_files_alone(tmp_path):
     scan_committed(tmp_path, "part-")
     assert [p.exists() for p in own + shard] == [False, False, True, True]
 
+
+def test_errors_csv_lists_only_committed_parts(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.extract.writer import merge_error_parts, scan_committed, write_error_csv
+
+    (tmp_path / "_errors").mkdir()
+    pq.write_table(pa.table({"id": ["a"]}), tmp_path / "part-00000.parquet")
+    write_error_csv(tmp_path / "_errors" / "part-00000.csv", [{"id": "b", "path": "b.jpg", "error": "broken"}])
+    # a shard mid-commit: its errors file is written, its part not yet
+    write_error_csv(tmp_path / "_errors" / "part-s00001of00002-00000.csv", [{"id": "c", "path": "c.jpg", "error": "broken"}])
+    state = scan_committed(tmp_path, None)
+    merged = merge_error_parts(tmp_path, state.error_records)
+    assert state.errors == 1 and [e["id"] for e in read_errors(tmp_path)] == ["b"] and merged is not None
+
 @pytest.mark.slow
 def test_torchrun_two_processes_equal_one(tmp_path):
     write_images(tmp_path / "imgs", 11)

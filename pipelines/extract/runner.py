@@ -159,7 +159,7 @@ def finish_manifest(output: Path, manifest: dict, items: list, shard: Shard):
     """
     with output_lock(output) if shard.sharded else contextlib.nullcontext():
         final = scan_committed(output, None)
-        errors_file = merge_error_parts(output)
+        errors_file = merge_error_parts(output, final.error_records)
         complete = all(item.id in final.ids for item in items)
         manifest["status"] = "complete" if complete else "partial"
         manifest["counts"] = {"inputs": len(items), "embedded": final.embedded, "errors": final.errors}

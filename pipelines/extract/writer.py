@@ -63,6 +63,7 @@ class CommittedState:
     embedded: int = 0
     errors: int = 0
     next_part: int = 0
+    error_records: list = field(default_factory=list)  # of committed parts only: what `_errors.csv` lists
 
 
 def scan_committed(output: Path, own_prefix: str | None = "part-") -> CommittedState:
@@ -92,6 +93,7 @@ def scan_committed(output: Path, own_prefix: str | None = "part-") -> CommittedS
             records = read_error_csv(error_file)
             state.ids.update(r["id"] for r in records)
             state.errors += len(records)
+            state.error_records.extend(records)
     return state
 
 
@@ -164,13 +166,9 @@ class PartWriter:
         self.extra = {name: [] for name in self.extra_columns}
 
 
-def merge_error_parts(output: Path) -> Path | None:
-    """Gather every committed part's error records into one `_errors.csv` for the user."""
-    error_dir = output / ERROR_PARTS_DIR
-    records = []
-    if error_dir.is_dir():
-        for error_file in sorted(error_dir.glob("part-*.csv")):
-            records.extend(read_error_csv(error_file))
+def merge_error_parts(output: Path, records: list[dict]) -> Path | None:
+    """Write the committed parts' error records (from scan_committed) as one `_errors.csv` for the
+    user: an errors file whose part never committed would list inputs the manifest's counts leave out."""
     target = output / ERRORS_NAME
     if not records:
         target.unlink(missing_ok=True)
