@@ -26,3 +26,9 @@ class MismatchError(OlympError):
 
 class TooManyErrors(OlympError):
     """A run stopped because most inputs were unreadable (`--max-error-rate`)."""
+
+
+def first_line(error: Exception) -> str:
+    """The first line of an exception's message (its type name when it has none), for one-line errors."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

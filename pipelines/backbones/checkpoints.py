@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file as load_safetensors
 
-from pipelines.errors import WeightsError
+from pipelines.errors import WeightsError, first_line
 from pipelines.hashing import file_sha256  # noqa: F401 - re-exported for the loaders
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -55,7 +55,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # any reader failure means the same thing to the user
         raise WeightsError(
-            f"cannot read weights file {path}: {_first_line(err)}. Save a plain state_dict "
+            f"cannot read weights file {path}: {first_line(err)}. Save a plain state_dict "
             "(torch.save(model.state_dict(), 'w.pt') or safetensors) and pass that"
         ) from err
     return _unwrap(loaded, path)
@@ -162,8 +162,3 @@ def _is_state_dict(mapping: Mapping[Any, Any]) -> bool:
 
 def _architecture(model: torch.nn.Module) -> str:
     return getattr(model, "pretrained_cfg", {}).get("architecture") or type(model).__name__
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__

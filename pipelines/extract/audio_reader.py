@@ -27,7 +27,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, first_line
 from pipelines.extract.inputs import InputItem
 
 LIBROSA_FALLBACK = frozenset({".m4a", ".mp3", ".aac", ".opus", ".wma"})
@@ -114,11 +114,6 @@ def clean(samples: np.ndarray) -> np.ndarray:
     if not np.isfinite(samples).all():
         samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
     return samples.astype(np.float32, copy=False)
-
-
-def first_line(error: Exception) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 class AudioReader(torch.utils.data.IterableDataset):
