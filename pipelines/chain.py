@@ -109,9 +109,12 @@ class Step:
         return _digest({"settings": self.settings, "inputs": self.inputs})
 
 
-def _settings(config, table: str, skip=()) -> dict:
-    """The step's settings under their config names (head.name, extract.backbone, ...)."""
-    renames = {field: key for key, field in STEP_TABLES[table][1].items()}
+def _settings(config, table: str, extra_skip=frozenset()) -> dict:
+    """The step's settings under their config names (head.name, extract.backbone, ...), less the
+    fields the chain fills in itself (the table's owned fields) and `extra_skip`."""
+    _, key_to_field, owned = STEP_TABLES[table]
+    skip = owned | extra_skip
+    renames = {field: key for key, field in key_to_field.items()}
     return {f"{table}.{renames.get(k, k)}": v for k, v in dataclasses.asdict(config).items() if k not in skip}
 
 
@@ -199,7 +202,7 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
         steps.append(Step(
             name=f"extract-{split}", output=Path(extract_config.output),
             manifest=Path(extract_config.output) / MANIFEST_NAME,
-            settings=_settings(extract_config, "extract", EXTRACT_RUN_ONLY | {"inputs", "output", "overwrite"}),
+            settings=_settings(extract_config, "extract", EXTRACT_RUN_ONLY),
             inputs={"files": listing_fingerprint(inputs, extract_config.modality)},
             run=run_extract,
         ))
@@ -217,7 +220,7 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
 
     train_step = Step(
         name="train-head", output=Path(train_config.output), manifest=Path(train_config.output) / RUN_MANIFEST,
-        settings=_settings(train_config, "head", {"embeddings", "labels", "output", "overwrite"}),
+        settings=_settings(train_config, "head"),
         inputs={"labels_sha256": file_sha256(labels), "embeddings": extract_train.key},
         run=run_train, depends=(extract_train.name,),
     )
@@ -235,7 +238,7 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
 
         steps.append(Step(
             name="predict", output=Path(predict_config.output), manifest=Path(predict_config.output),
-            settings=_settings(predict_config, "predict", {"run_dir", "inputs", "output"}),
+            settings=_settings(predict_config, "predict"),
             inputs={"run": train_step.key, "embeddings": extract_test.key,
                     "sample_sha256": file_sha256(sample) if sample and Path(sample).is_file() else None},
             run=run_predict, depends=(train_step.name, extract_test.name),
