@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.console import console, err_console, exit_on_error
+from cli.console import JsonOption, QuietOption, console, err_console, exit_on_error, quiet_output, score_text
 
 
 def blend(
@@ -33,7 +33,8 @@ def blend(
         typer.Option("--labels", help="The training labels CSV, if it moved since training.", exists=True, dir_okay=False),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing blend in -o.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the table.")] = False,
+    json_out: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Blend runs that share folds: weights chosen on their out-of-fold predictions; never below the best run.
 
@@ -46,7 +47,7 @@ def blend(
         prefix = "[yellow]warning:[/] " if level == "warning" else ""
         err_console.print(f"{prefix}{message}", highlight=False, soft_wrap=True)
 
-    with exit_on_error():
+    with exit_on_error(), quiet_output(quiet):
         config = BlendConfig(
             runs=[str(p) for p in runs], output=str(output), method=method, metric=metric, iterations=iterations,
             labels=None if labels is None else str(labels), overwrite=overwrite,
@@ -56,16 +57,14 @@ def blend(
     if json_out:
         typer.echo(json.dumps(result.summary(), indent=2))
         return
+    if quiet:
+        return
     console.print(blend_table(result))
     console.print(
         f"blend saved to [bold]{result.blend_dir}[/] (manifest.json, oof.csv, scores.json); "
         f"next: olymp predict {result.blend_dir} TEST_EMBEDDINGS... -o submission.csv",
         highlight=False, soft_wrap=True,
     )
-
-
-def _fmt(value) -> str:
-    return "-" if value is None or value != value else f"{value:.4f}"
 
 
 def blend_table(result) -> Table:
@@ -79,7 +78,7 @@ def blend_table(result) -> Table:
         arrow = "↑" if GREATER_IS_BETTER[name] else "↓"
         table.add_column(f"[bold]{name}[/] {arrow}" if i == 0 else f"{name} {arrow}", justify="right")
     for member in result.members:
-        table.add_row(member["run"], member["head"], f"{member['weight']:.3f}", *(_fmt(member["oof"][n]) for n in result.metrics))
+        table.add_row(member["run"], member["head"], f"{member['weight']:.3f}", *(score_text(member["oof"][n]) for n in result.metrics))
     table.add_section()
-    table.add_row("blend", "", "1.000", *(_fmt(result.oof[n]) for n in result.metrics))
+    table.add_row("blend", "", "1.000", *(score_text(result.oof[n]) for n in result.metrics))
     return table

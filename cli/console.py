@@ -41,6 +41,11 @@ def quiet_output(quiet: bool):
         console.quiet, err_console.quiet = before
 
 
+def score_text(value) -> str:
+    """A metric as tables and summaries show it: 4 decimals, "-" when undefined (None/NaN)."""
+    return "-" if value is None or value != value else f"{value:.4f}"
+
+
 # The two scripting options every command takes, spelled once.
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (nothing else there).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, tables or warnings; errors still go to stderr.")]

@@ -85,11 +85,7 @@ def predict(
         sys.stdout.write(result.frame.to_csv(index=False))
         sys.stdout.flush()
     if json_out and not to_stdout:
-        typer.echo(json.dumps({
-            "output": str(result.output), "task": result.task, "proba": result.proba, "rows": result.n_rows,
-            "prior_rows": result.n_prior, "models": result.n_models, "embeddings": result.embeddings,
-            "warnings": result.warnings,
-        }, indent=2))
+        typer.echo(json.dumps(result.summary(), indent=2))
     if json_out or quiet:
         return
     kind = "probabilities" if result.proba else ("values" if result.task == "regression" else "labels")

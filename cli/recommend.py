@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from cli.console import QuietOption, console, err_console, exit_on_error
+from cli.console import JsonOption, QuietOption, console, err_console, exit_on_error
 from pipelines.recommend import Recommendation, RecommendConfig, format_duration
 from pipelines.recommend import recommend as run_recommend
 
@@ -32,7 +32,7 @@ def recommend(
     trial_weights: Annotated[Optional[str], typer.Option(help="Bake-off weights: default offline auto; 'random' for smoke tests.")] = None,
     id_col: Annotated[str, typer.Option(help="Id column of the --trial CSV.")] = "id",
     target_col: Annotated[str, typer.Option(help="Label column of the --trial CSV.")] = "label",
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout only.")] = False,
+    as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Rank catalog backbones for your data, machine and time budget; print the extract command.

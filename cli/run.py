@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +17,7 @@ from cli.console import (
     err_console,
     exit_on_error,
     quiet_output,
+    score_text,
 )
 
 
@@ -80,15 +80,11 @@ def run(
         metric = result.scores["metric"]
         mean, std, oof = result.scores["mean"][metric], result.scores["std"][metric], result.scores["oof"][metric]
         console.print(
-            f"[bold]cv[/] {metric} {_fmt(mean)} ± {_fmt(std)} (all out-of-fold {_fmt(oof)}); "
+            f"[bold]cv[/] {metric} {score_text(mean)} ± {score_text(std)} (all out-of-fold {score_text(oof)}); "
             f"reports: olymp report {result.run_dir}", highlight=False, soft_wrap=True,
         )
     if result.submission:
         console.print(f"[bold]submission[/] {result.submission}", highlight=False, soft_wrap=True)
-
-
-def _fmt(value) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.4f}"
 
 
 def steps_table(result) -> Table:

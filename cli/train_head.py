@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.console import QuietOption, console, err_console, exit_on_error, quiet_output
+from cli.console import JsonOption, QuietOption, console, err_console, exit_on_error, quiet_output, score_text
 
 
 def train_head(
@@ -78,7 +78,7 @@ def train_head(
         int | None, typer.Option("--pca", help="Keep N PCA components (fitted inside each fold, after --normalize).", min=1)
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in -o.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout instead of the table.")] = False,
+    json_out: JsonOption = False,
     limit: Annotated[
         int | None, typer.Option("--limit", min=2, help="Train on a stratified, seed-fixed subsample of N rows (smoke runs).")
     ] = None,
@@ -124,8 +124,8 @@ def train_head(
         return
     console.print(scores_table(result))
     if result.seed_scores:
-        each = ", ".join(f"{_fmt(entry[result.metric])} (seed {entry['seed']})" for entry in result.seed_scores)
-        console.print(f"oof {result.metric} of each seed alone: {each}; their mean: {_fmt(result.oof[result.metric])}",
+        each = ", ".join(f"{score_text(entry[result.metric])} (seed {entry['seed']})" for entry in result.seed_scores)
+        console.print(f"oof {result.metric} of each seed alone: {each}; their mean: {score_text(result.oof[result.metric])}",
                       highlight=False, soft_wrap=True)
     if result.threshold is not None:
         console.print(f"multilabel threshold [bold]{result.threshold:.2f}[/] (F1 scores and predicted labels use it)", highlight=False)
@@ -148,10 +148,6 @@ def parse_seeds(text: str | None) -> list[int] | None:
         raise ConfigError(f"--seeds '{text}' is not a comma-separated list of integers; e.g. --seeds 0,1,2") from None
 
 
-def _fmt(value) -> str:
-    return "-" if value is None or value != value else f"{value:.4f}"
-
-
 def scores_table(result) -> Table:
     from pipelines.metrics import GREATER_IS_BETTER
 
@@ -171,12 +167,12 @@ def scores_table(result) -> Table:
         cells = [str(fold["fold"]), str(fold["n_valid"])]
         if has_iterations:
             cells.append(str(fold.get(iteration_key, "")))
-        table.add_row(*cells, *(_fmt(fold[name]) for name in result.metrics))
+        table.add_row(*cells, *(score_text(fold[name]) for name in result.metrics))
     pad = [""] if has_iterations else []
     table.add_section()
     table.add_row(
         "mean ± std", str(result.n_rows), *pad,
-        *(f"{_fmt(result.mean[n])} ± {_fmt(result.std[n])}" for n in result.metrics),
+        *(f"{score_text(result.mean[n])} ± {score_text(result.std[n])}" for n in result.metrics),
     )
-    table.add_row("all oof", str(result.n_rows), *pad, *(_fmt(result.oof[n]) for n in result.metrics))
+    table.add_row("all oof", str(result.n_rows), *pad, *(score_text(result.oof[n]) for n in result.metrics))
     return table

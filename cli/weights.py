@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.console import QuietOption, console, err_console, error_console, exit_on_error, quiet_output
+from cli.console import JsonOption, QuietOption, console, err_console, error_console, exit_on_error, quiet_output
 
 app = typer.Typer(
     help="Which backbone weights are usable offline; download them while online; check them.\n\n"
@@ -22,7 +22,7 @@ _STATE_STYLE = {"available": "green", "missing": "red", "needs-file": "yellow", 
 @app.command("list")
 def list_weights(
     names: Annotated[list[str] | None, typer.Argument(help="Only these catalog entries (default: all).", show_default=False)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of the table.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Every catalog backbone: are its weights usable offline right now, from where, or how to get them.
 
@@ -78,7 +78,7 @@ def pull_weights(
 @app.command("verify")
 def verify_weights(
     names: Annotated[list[str] | None, typer.Argument(help="Only these entries (default: all pulled).", show_default=False)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list instead of the table.")] = False,
+    as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Recompute the SHA-256 of pulled weights and compare with the record; exit 1 on any MISMATCH or MISSING.

@@ -60,6 +60,14 @@ class PredictResult:
     warnings: list[str] = field(default_factory=list)
     n_members: int = 0  # member runs combined (weight > 0), when run_dir is a blend
 
+    def summary(self) -> dict:
+        """JSON-ready digest (what `predict --json` prints)."""
+        return {
+            "output": str(self.output), "task": self.task, "proba": self.proba, "rows": self.n_rows,
+            "prior_rows": self.n_prior, "models": self.n_models, "embeddings": self.embeddings,
+            "warnings": self.warnings,
+        }
+
 
 # --------------------------------------------------------------------------- inputs
 

@@ -92,6 +92,8 @@ def test_blend_table_names_every_run(tmp_path, runs, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "lr_a" in result.output and "lr_b" in result.output and "blend (greedy)" in result.output
     assert "next: olymp predict" in flat(result.output)
+    quiet = cli("blend", "lr_a", "lr_b", "-o", tmp_path / "quiet", "--quiet")
+    assert quiet.exit_code == 0 and quiet.output == "" and (tmp_path / "quiet" / "manifest.json").is_file()
 
 
 @pytest.mark.parametrize(
