@@ -228,14 +228,15 @@ def prepare_output(output: Path, manifest: dict, overwrite: bool, keep_same_setu
         raise InputError(
             f"{output} exists and is not an olymp embedding directory; choose a new -o (nothing was touched)"
         )
+    # Read once; not at all when a plain --overwrite replaces it anyway (it may be unreadable).
+    previous = load_manifest(output) if has_manifest and (keep_same_setup or not overwrite) else None
     if has_manifest and overwrite:
-        if not keep_same_setup or fingerprint(load_manifest(output)) != fingerprint(manifest):
+        if previous is None or fingerprint(previous) != fingerprint(manifest):
             remove_dataset(output)
-            has_manifest = False
+            previous = None
     output.mkdir(parents=True, exist_ok=True)
-    if not has_manifest:
+    if previous is None:
         return None
-    previous = load_manifest(output)
     old, new = fingerprint(previous), fingerprint(manifest)
     if old != new:
         changed = [key for key in new if old.get(key) != new.get(key)]
