@@ -19,7 +19,6 @@ assign folds -> fit one head per fold -> write the run directory:
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ import pandas as pd
 from pipelines import cv, metrics
 from pipelines.embeddings import EmbeddingSet, fingerprint, read_embeddings, read_errors
 from pipelines.errors import ConfigError, InputError
+from pipelines.fileio import json_ready
 from pipelines.features import TRANSFORMS_DIR, FeatureSpec, FeatureTransform, transform_file
 from pipelines.hashing import file_sha256
 from pipelines.heads import get_head
@@ -217,17 +217,7 @@ def join(ids: np.ndarray, sets: list[EmbeddingSet], paths: list[str]) -> tuple[n
 
 # --------------------------------------------------------------------------- output
 
-def _json_ready(value):
-    """NaN -> None, numpy scalars -> Python, recursively (scores.json stays strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+_json_ready = json_ready  # the one JSON cleaner lives in pipelines.fileio
 
 
 def _versions() -> dict:

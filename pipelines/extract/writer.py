@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,20 +17,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.fileio import write_atomic, write_json_atomic
 from pipelines.embeddings import ERROR_PARTS_DIR, ERRORS_NAME, MANIFEST_NAME, METADATA_KEY, PART_GLOB
 
 ERROR_FIELDS = ("id", "path", "error")
 
 
-def write_atomic(path: Path, write) -> None:
-    """Call write(tmp_path), then rename onto path: readers never see a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def write_json(path: Path, data: dict) -> None:
-    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n"))
+    write_json_atomic(path, data)
 
 
 def write_error_csv(path: Path, records: list[dict]) -> None:
