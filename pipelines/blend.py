@@ -35,6 +35,7 @@ from pipelines.errors import ConfigError, InputError, MismatchError
 from pipelines.hashing import file_sha256
 from pipelines.metrics import GREATER_IS_BETTER
 from pipelines.train import RUN_FORMAT, RUN_MANIFEST, _json_ready, load_run, read_labels, target_from_labels
+from pipelines.report import BLEND_PICTURE, draw_blend
 
 BLEND_KIND = "blend"
 METHODS = ("greedy", "nnls")
@@ -349,6 +350,7 @@ def blend(config: BlendConfig, on_progress: Progress | None = None) -> BlendResu
     scores = {"metric": main, "metrics": names, "method": config.method, "folds": fold_scores, "mean": mean,
               "std": std, "oof": oof_scores, "members": member_rows}
     (blend_dir / "scores.json").write_text(json.dumps(_json_ready(scores), indent=2))
+    draw_blend(blend_dir / BLEND_PICTURE, task, main, [str(m.path) for m in members], weights, member_scores, oof_scores)
     manifest = {
         "olymp_format": RUN_FORMAT,
         "kind": BLEND_KIND,
