@@ -70,8 +70,14 @@ def run(
             with ExtractView() as view:
                 result = run_chain(config, smoke, limit, force, dry_run, on_progress, extract_progress=view.update)
 
+    smoke_note = (
+        f"--smoke measures plumbing only: a score from {config.smoke.limit} inputs in {config.smoke.folds} folds "
+        "can sit near chance; run without --smoke for the real CV score"
+    ) if smoke and result.scores and not dry_run else None
     if json_out:
         typer.echo(json.dumps(result.summary(), indent=2, default=str))
+        if smoke_note and not quiet:
+            err_console.print(f"[yellow]note:[/] {smoke_note}", highlight=False, soft_wrap=True)
         return
     if quiet:
         return
@@ -83,6 +89,8 @@ def run(
             f"[bold]cv[/] {metric} {score_text(mean)} ± {score_text(std)} (all out-of-fold {score_text(oof)}); "
             f"reports: olymp report {result.run_dir}", highlight=False, soft_wrap=True,
         )
+    if smoke_note:
+        console.print(f"[yellow]note:[/] {smoke_note}", highlight=False, soft_wrap=True)
     if result.submission:
         console.print(f"[bold]submission[/] {result.submission}", highlight=False, soft_wrap=True)
 

@@ -23,6 +23,7 @@ _STATE_STYLE = {"available": "green", "missing": "red", "needs-file": "yellow", 
 def list_weights(
     names: Annotated[list[str] | None, typer.Argument(help="Only these catalog entries (default: all).", show_default=False)] = None,
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Every catalog backbone: are its weights usable offline right now, from where, or how to get them.
 
@@ -35,6 +36,8 @@ def list_weights(
         statuses = list_status(names or ())
     if as_json:
         typer.echo(json.dumps(to_json(statuses), indent=2))
+        return
+    if quiet:  # the exit status says the names are known; nothing else to print
         return
     table = Table(title="Backbone weights on this machine", title_justify="left")
     table.add_column("backbone", no_wrap=True)
@@ -81,17 +84,22 @@ def verify_weights(
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Recompute the SHA-256 of pulled weights and compare with the record; exit 1 on any MISMATCH or MISSING.
+    """Recompute the SHA-256 of pulled weights and compare with the record; exit 1 on any MISMATCH or MISSING
+    file, 0 when all match or nothing was pulled yet (nothing to verify).
 
-    Example:  olymp weights verify resnet50
+    Example:  olymp weights verify --quiet && echo ok
     """
     from pipelines.weights import as_json as to_json
-    from pipelines.weights import verify
+    from pipelines.weights import record_path, verify
 
     with exit_on_error():
         results = verify(names or ())
     if as_json:
         typer.echo(json.dumps(to_json(results), indent=2))
+    elif not results:
+        if not quiet:
+            console.print(f"nothing to verify: nothing pulled yet (no {record_path()}); "
+                          "olymp weights pull NAME while online records files to check", highlight=False, soft_wrap=True)
     elif not quiet:
         table = Table(title="Pulled weights", title_justify="left")
         for column in ("backbone", "repo", "file", "status", "detail"):

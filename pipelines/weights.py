@@ -317,11 +317,11 @@ def read_record() -> dict:
 
 
 def write_record(record: dict) -> Path:
+    from pipelines.fileio import write_text_atomic
+
     path = record_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return path
 
 
@@ -329,11 +329,11 @@ def write_record(record: dict) -> Path:
 
 
 def verify(names: Iterable[str] = ()) -> list[VerifyResult]:
-    """Recompute the SHA-256 of pulled files (all, or those of the named entries)."""
+    """Recompute the SHA-256 of pulled files (all, or those of the named entries); empty when
+    nothing was pulled and no entry was named (nothing to verify). A named entry that was never
+    pulled is MISSING."""
     record = read_record()["entries"]
     wanted = [resolve_entry(name).name for name in names]
-    if not wanted and not record:
-        raise WeightsError(f"nothing pulled yet (no {record_path()}): olymp weights pull NAME")
     results = []
     for name in wanted or list(record):
         pulled = record.get(name)

@@ -288,6 +288,17 @@ def test_no_offline_weights_names_every_fix(hf_cache: Path) -> None:
         assert fix in message
 
 
+def test_missing_catalog_weights_name_olymps_own_pull(hf_cache: Path) -> None:
+    """One fix for missing weights everywhere: `olymp weights pull NAME` for a catalog entry
+    (what `olymp weights list` says too), the hub's download only for names olymp cannot pull."""
+    from pipelines.weights import list_status
+
+    with pytest.raises(WeightsError) as caught:
+        load_backbone("resnet50")
+    assert "olymp weights pull resnet50" in str(caught.value) and "hf download" not in str(caught.value)
+    assert "olymp weights pull resnet50" in list_status(["resnet50"])[0].fix
+
+
 def test_unknown_names_suggest_close_ones() -> None:
     with pytest.raises(WeightsError, match="did you mean resnet50"):
         load_backbone("resnt50", weights="random")

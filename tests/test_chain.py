@@ -131,6 +131,7 @@ def test_smoke_runs_the_whole_chain_on_a_subsample_beside_the_real_output(tmp_pa
     summary = json.loads(result.stdout)
     smoke = tmp_path / "out-smoke"
     assert Path(summary["output"]) == smoke
+    assert "--smoke measures plumbing only" in " ".join(result.stderr.split())  # a near-chance score is no verdict
     assert not (tmp_path / "out").exists()  # the real outputs are never touched
     manifest = json.loads((smoke / "run" / "manifest.json").read_text())
     assert manifest["folds"] == 2 and manifest["n_rows"] == 12 and manifest["limit"] == 12

@@ -324,7 +324,7 @@ def test_no_offline_weights_names_the_fixes(hf_cache: Path) -> None:
         load_panns("panns-cnn6", None)
     message = str(caught.value)
     assert "\n" not in message
-    for fix in ("--weights PATH", "Cnn6_mAP=0.343.pth", "hf download nicofarr/panns_Cnn6",
+    for fix in ("--weights PATH", "Cnn6_mAP=0.343.pth", "olymp weights pull panns-cnn6",
                 "--backbone logmel-stats", "--backbone efficientnet_lite0 --modality audio"):
         assert fix in message
 

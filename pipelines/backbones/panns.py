@@ -434,7 +434,7 @@ def _choose_weights(key: str, weights: str | None) -> tuple[Path | None, str]:
         raise WeightsError(
             f"no {key} weights offline (nothing for {entry.hf_repo} in {hf_hub_cache_dir()}): pass "
             f"--weights PATH to the published {entry.cls.published_file} ({ZENODO_RECORD}), run "
-            f"`hf download {entry.hf_repo}` while online, or use --backbone logmel-stats or "
+            f"`olymp weights pull {key}` while online, or use --backbone logmel-stats or "
             "--backbone efficientnet_lite0 --modality audio, which need no download"
         )
     return path, f"hf-cache {entry.hf_repo} ({path})"

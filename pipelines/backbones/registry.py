@@ -118,11 +118,22 @@ def _built_name(model: torch.nn.Module, requested_timm_name: str) -> str:
     return requested_timm_name
 
 
+def pull_command(name: str, repos: list[str]) -> str:
+    """The one command that fills the cache for `name`: olymp's own where `olymp weights pull`
+    fetches one of the repos looked for (a catalog entry), else the hub's."""
+    from pipelines.catalog import find_entry
+
+    entry = find_entry(name) or find_entry(repos[0])
+    if entry is not None and entry.pull_repo in repos:
+        return f"olymp weights pull {entry.name}"
+    return f"hf download {repos[0]} (olymp weights pull fetches catalog entries only)"
+
+
 def _no_offline_weights_message(resolved: ResolvedName, package_problem: str) -> str:
     repos = [repo.repo_id for repo in resolved.hub_repos]
     if repos:
         looked = f"not in the Hugging Face cache {hf_hub_cache_dir()} (looked for {', '.join(repos)})"
-        download = f"pre-download while online: hf download {repos[0]} (older: huggingface-cli download), "
+        download = f"pre-download while online: {pull_command(resolved.requested, repos)}, "
     else:
         looked, download = "timm has no pretrained weights for it", ""
     return (

@@ -144,7 +144,7 @@ def image_stage(config: ExtractConfig, device: torch.device) -> Stage:
 
     decode = config.decode
     if decode == "gpu" and device.type != "cuda":
-        warnings.append(f"--decode gpu needs a CUDA device; decoding on the CPU (same embeddings) on {device.type}")
+        warnings.append(f"--decode gpu needs a CUDA device (this run is on {device.type}); decoding on the CPU instead")
         decode = "cpu"
     elif decode == "gpu" and (reason := supports_gpu_decode(backbone.data_config)):
         warnings.append(f"--decode gpu: {reason} for {backbone.name}; decoding on the CPU")
