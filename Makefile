@@ -12,10 +12,12 @@ export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test smoke demo demo-images demo-audio bench clean
+.PHONY: help install path-note test smoke demo demo-images demo-audio bench clean
 
+# Colour only on a terminal (and not under NO_COLOR): `make help | less` and logs get plain text.
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@if [ -t 1 ] && [ -z "$${NO_COLOR:-}" ]; then on='\033[36m'; off='\033[0m'; else on=; off=; fi; \
+	grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -v on="$$on" -v off="$$off" 'BEGIN{FS=":.*## "}{printf "  %s%-12s%s %s\n", on, $$1, off, $$2}'
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +26,13 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install olymp with the tested package set (constraints.txt)
+	@$(MAKE) --no-print-directory path-note
+
+# How to call `olymp` by name: the venv's bin folder is not on PATH until it is activated.
+path-note:
+	@echo "olymp is installed in $(CURDIR)/$(VENV). To call it as \`olymp\` in this shell:"
+	@echo "    source $(CURDIR)/$(BIN)/activate     # then: olymp --version"
+	@echo "or call it by path: $(CURDIR)/$(BIN)/olymp"
 
 test: $(STAMP) ## Run the test suite (CPU; GPU tests skip themselves), then `make smoke`
 	$(BIN)/python -m pytest -q
@@ -36,6 +45,7 @@ smoke: $(STAMP) ## The whole chain (olymp run --smoke) on the demo digits and so
 	$(OLYMP) run configs/examples/sounds.toml --smoke --set extract.device=cpu
 
 demo: demo-images demo-audio ## Both demos below, offline, each printing its CV score and submission
+	@$(MAKE) --no-print-directory path-note
 
 demo-images: $(STAMP) ## Digits as PNGs → extract → train-head → predict (offline default backbone)
 	$(BIN)/python -m pipelines.demo $(DEMO)

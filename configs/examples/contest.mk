@@ -1,8 +1,11 @@
-# Contest-day Makefile: copy it next to your data, set the variables (here or on the command line):
-#   make -f contest.mk features          # embeddings of train and test (interrupted? run it again: it resumes)
-#   make -f contest.mk cv                # cross-validated head, scores, report pictures
-#   make -f contest.mk submit            # the submission CSV
-#   make -f contest.mk submit HEAD=logreg    # another head next to the first: features are reused
+# Contest-day Makefile: copy it into your contest folder (never over olymp's own Makefile), e.g.
+#   cp configs/examples/contest.mk ~/contest/Makefile && cd ~/contest && make submit DATA=data
+# and set the variables (here or on the command line):
+#   make features          # embeddings of train and test (interrupted? run it again: it resumes)
+#   make cv                # cross-validated head, scores, report pictures
+#   make submit            # the submission CSV
+#   make submit HEAD=mlp   # another head next to the first: features are reused
+# `olymp` must be on PATH (`source OLYMP_CHECKOUT/.venv/bin/activate`), or pass OLYMP=path/to/olymp.
 # Targets depend on each other through their output files: a step's stamp (*.done) is written
 # only after it succeeded, so an interrupted extract is resumed, never trusted.
 # Try it on the demo:
@@ -24,7 +27,12 @@ HEAD ?= lgbm
 # more train-head options, e.g. --param num_leaves=63 --metric auc
 TRAIN ?=
 FOLDS ?= 5
+# the olymp command: `olymp` on PATH after `source .venv/bin/activate` in the olymp checkout
 OLYMP ?= olymp
+
+ifeq ($(shell command -v $(firstword $(OLYMP)) 2>/dev/null),)
+$(error $(firstword $(OLYMP)) not found: run `source OLYMP_CHECKOUT/.venv/bin/activate` first, or pass OLYMP=OLYMP_CHECKOUT/.venv/bin/olymp)
+endif
 
 # One embedding dir per backbone and one run per head, so switching back costs nothing.
 EMB := $(OUT)/emb/$(BACKBONE)
