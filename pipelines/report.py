@@ -163,6 +163,10 @@ def _bars(ax, names: list[str], values: list[float], colours, metric: str, horiz
 
 
 def draw_fold_scores(path: Path, task: str, metric: str, folds: list[dict], oof: dict) -> None:
+    _save(fold_scores_figure(task, metric, folds, oof), path)
+
+
+def fold_scores_figure(task: str, metric: str, folds: list[dict], oof: dict):
     """One panel per shown metric (picture_metrics): a bar per fold on an axis from 0, its value on
     it, and the all-OOF score as a dashed line named in a legend below the panel."""
     plt = pyplot()
@@ -181,7 +185,7 @@ def draw_fold_scores(path: Path, task: str, metric: str, folds: list[dict], oof:
         better = "higher" if metrics_greater(name) else "lower"
         ax.set_title(f"{name} per fold ({better} is better)")
     fig.tight_layout()
-    _save(fig, path)
+    return fig
 
 
 def metrics_greater(name: str) -> bool:
@@ -191,6 +195,10 @@ def metrics_greater(name: str) -> bool:
 
 
 def draw_pred_vs_true(path: Path, y_true: np.ndarray, pred: np.ndarray) -> None:
+    _save(pred_vs_true_figure(y_true, pred), path)
+
+
+def pred_vs_true_figure(y_true: np.ndarray, pred: np.ndarray):
     """Axes on the truth's range (5 % margin) with the identity line; predictions beyond it are
     drawn on the edge as triangles and counted in the legend, so one wild value cannot squash the
     picture."""
@@ -214,10 +222,14 @@ def draw_pred_vs_true(path: Path, y_true: np.ndarray, pred: np.ndarray) -> None:
     ax.set_title(f"predicted vs true ({len(y_true)} rows)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     fig.tight_layout()
-    _save(fig, path)
+    return fig
 
 
 def draw_label_ap(path: Path, table: pd.DataFrame) -> None:
+    _save(label_ap_figure(table), path)
+
+
+def label_ap_figure(table: pd.DataFrame):
     """Multilabel: each label's out-of-fold average precision as a horizontal bar (0 to 1), weakest
     at the top; the label's positive count next to its name. A label with no positive row is n/a."""
     plt = pyplot()
@@ -233,11 +245,15 @@ def draw_label_ap(path: Path, table: pd.DataFrame) -> None:
     ax.set_xlabel("average precision")
     ax.set_title("out-of-fold average precision per label (positive rows)")
     fig.tight_layout()
-    _save(fig, path)
+    return fig
 
 
 def draw_blend(path: Path, task: str, metric: str, members: list[str], weights, member_scores: list[dict],
                blend_scores: dict) -> None:
+    _save(blend_figure(task, metric, members, weights, member_scores, blend_scores), path)
+
+
+def blend_figure(task: str, metric: str, members: list[str], weights, member_scores: list[dict], blend_scores: dict):
     """A blend: each member's OOF score (its weight in the label) next to the blend's, one panel per
     shown metric (picture_metrics), on an axis from 0."""
     plt = pyplot()
@@ -256,7 +272,7 @@ def draw_blend(path: Path, task: str, metric: str, members: list[str], weights, 
         chosen = " (weights chosen on it)" if name == metric else ""
         ax.set_title(f"blend vs members: {name}{chosen}")
     fig.tight_layout()
-    _save(fig, path)
+    return fig
 
 
 def write_reports(run_dir: Path, task: str, classes: list[str] | None, y: np.ndarray, oof: np.ndarray,

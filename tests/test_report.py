@@ -123,3 +123,105 @@ def test_inspect_tells_noise_from_signal(tmp_path, make_embeddings, make_csv):
         refused = invoke("inspect", tmp_path / "emb", "--labels", tmp_path / "labels.csv", "-o", tmp_path / "p.png",
                          "--method", "umap", code=1)
         assert "--method pca" in refused.stderr
+
+
+# --------------------------------------------------------------------------- pictures that read right
+
+def _drawn(fig):
+    fig.canvas.draw()
+    return fig
+
+
+def _texts(ax) -> list[str]:
+    return [text.get_text() for text in ax.texts]
+
+
+def _legend_outside(ax) -> bool:
+    """The legend's box does not overlap the data area (it sits beside or below it)."""
+    legend = ax.get_legend()
+    assert legend is not None
+    renderer = ax.figure.canvas.get_renderer()
+    box, data = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
+    return box.y1 <= data.y0 or box.x0 >= data.x1
+
+
+def test_fold_scores_read_from_zero_with_values_and_accuracy_first(classified):
+    from pipelines.report import fold_scores_figure, pyplot
+
+    invoke("train-head", classified / "emb", "--labels", classified / "labels.csv", "--head", "logreg",
+           "--folds", "3", "-o", classified / "run", "--quiet")
+    scores = json.loads((classified / "run" / "scores.json").read_text())
+    assert scores["metric"] == "logloss"  # the multiclass default the run watches ...
+    fig = _drawn(fold_scores_figure("multiclass", scores["metric"], scores["folds"], scores["oof"]))
+    accuracy, logloss = fig.axes
+    assert accuracy.get_title().startswith("accuracy") and logloss.get_title().startswith("logloss")  # ... shown second
+    for ax, name in ((accuracy, "accuracy"), (logloss, "logloss")):
+        assert ax.get_ylim()[0] == 0  # a bar's height is its value
+        assert ax.get_ylim()[1] >= max(fold[name] for fold in scores["folds"])
+        assert _texts(ax) == [f"{fold[name]:.3f}" for fold in scores["folds"]]  # the value on every bar
+        assert _legend_outside(ax) and f"{scores['oof'][name]:.4f}" in ax.get_legend().get_texts()[0].get_text()
+    assert accuracy.get_ylim()[1] <= 1.1  # a share: the axis ends near 1, not at an arbitrary zoom
+    pyplot().close(fig)
+    png_size(classified / "run" / "fold_scores.png")
+
+
+def test_pred_vs_true_keeps_the_truths_range_when_one_prediction_is_wild():
+    from pipelines.report import pred_vs_true_figure, pyplot
+
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0, 22, size=50)
+    pred = truth + rng.normal(scale=0.2, size=50)
+    pred[3] = 40.0  # one wild out-of-fold prediction
+    fig = _drawn(pred_vs_true_figure(truth, pred))
+    (ax,) = fig.axes
+    low, high = ax.get_xlim()
+    assert ax.get_ylim() == (low, high) and -2 < low <= truth.min() and truth.max() <= high < 24
+    identity = [line for line in ax.get_lines() if line.get_label() == "prediction = truth"]
+    assert identity and tuple(identity[0].get_xdata()) == tuple(identity[0].get_ydata())
+    assert any("1 beyond the truth's range" in t.get_text() for t in ax.get_legend().get_texts())
+    assert _legend_outside(ax)
+    pyplot().close(fig)
+
+
+def test_multilabel_runs_get_per_label_average_precision_bars(tmp_path, make_embeddings, make_csv, make_separable):
+    from pipelines.report import label_ap_figure, pyplot
+
+    X, y = make_separable(90, n_classes=3)
+    ids = [f"r{i}" for i in range(90)]
+    make_embeddings(tmp_path / "emb", ids, X)
+    tags = {0: "dog", 1: "dog bark", 2: "rain"}
+    make_csv(tmp_path / "tags.csv", id=ids, tags=[tags[v] for v in y])
+    invoke("train-head", tmp_path / "emb", "--labels", tmp_path / "tags.csv", "--target-col", "tags", "--label-sep", " ",
+           "--head", "logreg", "--folds", "3", "-o", tmp_path / "run", "--quiet")
+    width, height = png_size(tmp_path / "run" / "label_ap.png")
+    assert width > 200 and height > 100
+    shown = json.loads(invoke("report", tmp_path / "run", "--json").stdout)
+    assert set(shown["pictures"]) == {"label_ap", "fold_scores"}
+    table = pd.read_csv(tmp_path / "run" / "per_class.csv", dtype={"class": str})
+    fig = _drawn(label_ap_figure(table))
+    (ax,) = fig.axes
+    assert ax.get_xlim()[0] == 0 and len(ax.patches) == 3
+    shown_values = sorted(float(text) for text in _texts(ax))
+    assert shown_values == pytest.approx(sorted(table["average_precision"].round(3)), abs=1e-3)
+    pyplot().close(fig)
+
+
+def test_a_blend_draws_its_members_next_to_the_blend(classified):
+    from pipelines.report import blend_figure, pyplot
+
+    common = ["--labels", classified / "labels.csv", "--folds", "3", "--quiet"]
+    invoke("train-head", classified / "emb", *common, "--head", "logreg", "-o", classified / "a")
+    invoke("train-head", classified / "emb", *common, "--head", "logreg", "-p", "C=0.01", "--folds-from",
+           classified / "a", "-o", classified / "b")
+    invoke("blend", classified / "a", classified / "b", "-o", classified / "blend", "--quiet")
+    png_size(classified / "blend" / "blend.png")
+    scores = json.loads((classified / "blend" / "scores.json").read_text())
+    members = scores["members"]
+    fig = _drawn(blend_figure("multiclass", scores["metric"], [m["run"] for m in members],
+                              [m["weight"] for m in members], [m["oof"] for m in members], scores["oof"]))
+    accuracy = fig.axes[0]
+    assert accuracy.get_title().startswith("blend vs members: accuracy")
+    labels = [tick.get_text() for tick in accuracy.get_yticklabels()]
+    assert labels[-1] == "blend" and all("weight" in label for label in labels[:-1])
+    assert _texts(accuracy)[-1] == f"{scores['oof']['accuracy']:.3f}" and accuracy.get_xlim()[0] == 0
+    pyplot().close(fig)
