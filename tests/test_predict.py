@@ -145,6 +145,8 @@ def test_raw_input_is_extracted_with_the_training_backbone(tmp_path, trained, ma
     monkeypatch.setattr(runner_module, "run_extraction", fake_run_extraction)
     images = tmp_path / "test_images"
     images.mkdir()
+    for name in trained["test_ids"][:3]:
+        (images / f"{name}.png").write_bytes(b"not decoded by the fake extraction")
     result = predict_cli(trained["run"], images, "-o", tmp_path / "sub.csv", "--device", "cpu")
     assert result.exit_code == 0, result.output
     (config,) = calls
