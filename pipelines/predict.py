@@ -25,7 +25,7 @@ from pipelines.features import FeatureTransform
 from pipelines.fileio import write_atomic, write_text_atomic
 from pipelines.heads import get_head
 from pipelines.metrics import DEFAULT_THRESHOLD, multilabel_decisions
-from pipelines.train import REBUILD, RUN_MANIFEST, TEST_EMBEDDINGS_DIR, check_run_files, load_run, load_sets
+from pipelines.train import REBUILD, RUN_MANIFEST, TEST_EMBEDDINGS_DIR, check_run_files, load_run, load_sets, model_companions
 
 # on_progress(level, message): level is "info" or "warning".
 Progress = Callable[[str, str], None]
@@ -275,7 +275,7 @@ def _load_transforms(run_dir: Path, run: dict) -> list[FeatureTransform | None]:
     return [_guarded(run_dir / name, lambda path=run_dir / name: FeatureTransform.load(path)) for name in files]
 
 
-def _guarded(path: Path, read):
+def _guarded(path: Path | str, read):
     """read(), with any failure to read a run's file turned into one line naming it (the heads'
     and numpy's own errors are many and differ by format)."""
     try:
@@ -285,6 +285,38 @@ def _guarded(path: Path, read):
     except Exception as error:  # noqa: BLE001 - a damaged file fails in its reader's own way
         reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
         raise InputError(f"{path} cannot be read ({reason}); {REBUILD}") from None
+
+
+def lightgbm_text_problem(text: str) -> str | None:
+    """Why a LightGBM text model is not whole, or None. LightGBM's own parser crashes the process
+    (no exception) on a file cut short, so a cut is caught here first: a whole model ends with its
+    parameters and a parseable pandas_categorical line."""
+    if not text.startswith("tree\n"):
+        return "not a LightGBM text model"
+    sizes = re.search(r"^tree_sizes=(.*)$", text, re.MULTILINE)
+    if "\nend of trees\n" not in text or sizes is None or len(sizes.group(1).split()) != text.count("\nTree="):
+        return "cut short in its trees"
+    last = text.rstrip("\n").rsplit("\n", 1)[-1]
+    if "\nend of parameters\n" not in text or not last.startswith("pandas_categorical:"):
+        return "cut short after its trees"
+    try:
+        json.loads(last.split(":", 1)[1])
+    except ValueError:
+        return "cut short in its last line"
+    return None
+
+
+def _check_lightgbm_file(path: Path) -> None:
+    """A LightGBM model file (text, or multilabel's JSON list of texts) checked before LightGBM reads it."""
+    try:
+        text = path.read_text()
+        texts = [text] if path.suffix == ".txt" else [t for t in json.loads(text)["models"] if t is not None]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        raise InputError(f"{path} cannot be read ({type(error).__name__}); {REBUILD}") from None
+    for model_text in texts:
+        problem = lightgbm_text_problem(model_text) if isinstance(model_text, str) else "not a LightGBM text model"
+        if problem:
+            raise InputError(f"{path} cannot be read ({problem}); {REBUILD}")
 
 
 def average_folds(run_dir: Path, run: dict, X: np.ndarray) -> np.ndarray:
@@ -305,7 +337,11 @@ def average_folds(run_dir: Path, run: dict, X: np.ndarray) -> np.ndarray:
         if fold not in features:
             transform = transforms[fold] if isinstance(fold, int) and 0 <= fold < len(transforms) else None
             features[fold] = X if transform is None else transform.transform(X)
-        model = _guarded(path, lambda path=path: head_cls.load(path, run["task"], n_classes))
+        if head_cls.name == "lgbm":
+            _check_lightgbm_file(path)
+        files = model_companions(run_dir, model_file)  # mlp: the weights and their architecture JSON
+        shown = path if len(files) == 1 else f"{path} or {Path(files[1]).name}"
+        model = _guarded(shown, lambda path=path: head_cls.load(path, run["task"], n_classes))
         pred = _guarded(path, lambda: np.asarray(model.predict(features[fold]), dtype=np.float64))
         expected = (len(X), n_classes) if n_classes else (len(X),)
         if pred.shape != expected or not np.isfinite(pred).all():
