@@ -14,6 +14,11 @@ assign folds -> fit one head per fold -> write the run directory:
       transforms/fold-K.npz   with --normalize/--pca: the feature transform fitted on fold K's
                       training part (plain arrays, no pickle), applied again by predict
       per_class.csv, confusion.png, fold_scores.png, pred_vs_true.png   reports (pipelines/report.py)
+      .olymp-run-in-progress.json, models/fold-K.done.json   only while train-head runs (or after a
+                      kill): the folder is an olymp run, and fold K is whole and reusable on resume
+
+Every file is written atomically (pipelines.fileio) and manifest.json last, with the SHA-256 of
+each model and transform file: it marks the run complete.
 """
 
 from __future__ import annotations
