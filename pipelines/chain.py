@@ -178,7 +178,7 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
                notify: Progress | None = None, extract_progress=None) -> list[Step]:
     """The steps of the chain with their keys (pure: nothing runs until a step's `run`)."""
     from pipelines.predict import predict
-    from pipelines.train import RUN_MANIFEST, train
+    from pipelines.train import RUN_MANIFEST, run_dir_state, train
 
     notify = notify or (lambda kind, message: None)
     if not Path(config.data.labels).is_file():
@@ -220,7 +220,9 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
     labels = Path(train_config.labels)
 
     def run_train(overwrite) -> dict:
-        result = train(dataclasses.replace(train_config, overwrite=True),
+        # A finished run is replaced; an interrupted one (same key) resumes its finished folds.
+        replace = overwrite or run_dir_state(Path(train_config.output)) == "complete"
+        result = train(dataclasses.replace(train_config, overwrite=replace),
                        on_progress=lambda kind, message: notify("warning" if kind == "warning" else "info", message))
         return result.summary()
 
