@@ -136,6 +136,9 @@ def extract_raw(source: str, trained: dict, run_dir: Path, config: PredictConfig
             f"extract {source} yourself with olymp extract and pass that directory"
         )
     output = cache_dir(source, trained, run_dir)
+    # The same files under another name (a folder, then the same files piped on stdin) match too.
+    output = next((found for found in sorted(output.parent.glob(f"*-{output.name.rsplit('-', 1)[-1]}"))
+                   if _complete_extraction(found)), output)
     if _complete_extraction(output):
         notify("info", f"{source}: same files as an earlier predict, reusing {output}")
     else:

@@ -286,24 +286,15 @@ def _clear_run(run_dir: Path) -> None:
         (run_dir / name).unlink(missing_ok=True)
 
 
-def prepare_run_dir(path: str | Path, overwrite: bool, notify: Progress | None = None) -> Path:
-    """The run directory, ready for train-head: created, or an olymp run replaced (--overwrite) or
-    resumed (interrupted). A folder that is not an olymp run is refused and left untouched."""
-    run_dir = Path(path)
+def check_run_dir(run_dir: Path, overwrite: bool) -> str:
+    """run_dir_state, refusing (before any work, touching nothing) a file, a complete run without
+    --overwrite, and a folder that is not an olymp run with --overwrite or with files of a run's names."""
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"{run_dir} is a file; pass -o with a directory for the run")
     state = run_dir_state(run_dir)
-    if state == "complete":
-        if not overwrite:
-            raise InputError(f"{run_dir} already holds a run; pass --overwrite or choose another -o")
-        _clear_run(run_dir)
-    elif state == "interrupted":
-        if overwrite:
-            _clear_run(run_dir)
-        elif notify:
-            notify("warning", f"{run_dir} holds an interrupted train-head run: resuming it "
-                              "(finished folds of the same data and settings are reused; --overwrite starts afresh)")
-    elif state == "foreign":
+    if state == "complete" and not overwrite:
+        raise InputError(f"{run_dir} already holds a run; pass --overwrite or choose another -o")
+    if state == "foreign":
         ours = [name for name in (*RUN_FILES, MODELS_DIR, TRANSFORMS_DIR, *REPORT_FILES) if (run_dir / name).exists()]
         if overwrite or ours:
             what = f"has {', '.join(ours)} that olymp did not write" if ours else "is not an olymp run"
@@ -311,10 +302,23 @@ def prepare_run_dir(path: str | Path, overwrite: bool, notify: Progress | None =
                 f"{run_dir} {what} (no train-head manifest.json); --overwrite only replaces olymp runs: "
                 "choose a new folder, e.g. -o runs/NAME"
             )
+    return state
+
+
+def prepare_run_dir(path: str | Path, overwrite: bool, notify: Progress | None = None) -> Path:
+    """The run directory, ready for train-head: created, or an olymp run replaced (--overwrite) or
+    resumed (interrupted). A folder that is not an olymp run is refused and left untouched."""
+    run_dir = Path(path)
+    state = check_run_dir(run_dir, overwrite)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not (run_dir / RUN_MARKER).is_file():
+    if not (run_dir / RUN_MARKER).is_file():  # first: a kill from here on leaves a recognisable run
         write_json_atomic(run_dir / RUN_MARKER, {"kind": "head_run_in_progress",
                                                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    if state == "complete" or (state == "interrupted" and overwrite):
+        _clear_run(run_dir)
+    elif state == "interrupted" and notify:
+        notify("warning", f"{run_dir} holds an interrupted train-head run: resuming it "
+                          "(finished folds of the same data and settings are reused; --overwrite starts afresh)")
     (run_dir / MODELS_DIR).mkdir(exist_ok=True)
     return run_dir
 
@@ -659,6 +663,7 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     notify = on_progress or (lambda kind, message: None)
     started = time.perf_counter()
     _validate(config)
+    check_run_dir(Path(config.output), config.overwrite)  # refused before any work
     data = load_training_data(config)
     if config.limit is not None:
         data = limit_rows(data, config.limit, config.seed)

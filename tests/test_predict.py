@@ -398,3 +398,13 @@ def test_a_damaged_run_folder_is_one_line_naming_the_file(tmp_path, head_runs, t
     assert lines[-1].startswith("error:") and expected in flat(result.stderr), result.stderr
     assert "Traceback" not in result.output and len(flat(result.stderr.split("error:")[-1])) > 0
     assert not (tmp_path / "sub.csv").exists()
+
+
+def test_the_same_files_piped_after_their_folder_reuse_its_extraction(tmp_path, trained, fake_extract):
+    folder = write_test_folder(tmp_path / "test", ["a", "b", "c"], [3, 4, 5])
+    assert predict_cli(trained["run"], folder, "-o", tmp_path / "a.csv").exit_code == 0
+    listing = "\n".join(str(p) for p in sorted(folder.iterdir()))
+    piped = runner.invoke(app, ["predict", str(trained["run"]), "-", "-o", str(tmp_path / "b.csv")], input=listing)
+    assert piped.exit_code == 0, piped.output
+    assert len(fake_extract) == 1
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
