@@ -441,3 +441,48 @@ def test_unexpected_error_is_one_line_unless_debug(embeddings, monkeypatch):
     monkeypatch.setenv("OLYMP_DEBUG", "1")
     debug = _train(root, labels)
     assert isinstance(debug.exception, ZeroDivisionError)  # the traceback is there for a bug report
+
+
+def test_library_warnings_one_line_and_silenced_by_quiet(embeddings, monkeypatch):
+    """A Python warning from a library (matplotlib while drawing, sklearn...) is one yellow line,
+    and --quiet silences it like every other warning."""
+    import warnings
+
+    import pipelines.train
+
+    root, ids, classes = embeddings
+    labels = write_csv(root / "warn.csv", id=ids, label=classes)
+    drawing = pipelines.train.write_reports
+
+    def noisy(*args, **kwargs):
+        warnings.warn("Tight layout not applied.\nsecond line", UserWarning)
+        return drawing(*args, **kwargs)
+
+    monkeypatch.setattr("pipelines.train.write_reports", noisy)
+    shown = _train(root, labels)
+    assert_ok(shown)
+    lines = [line for line in shown.stderr.splitlines() if "Tight layout" in line]
+    assert lines == ["warning: UserWarning: Tight layout not applied. second line"], shown.stderr
+    quiet = _train(root, labels, "--quiet")
+    assert_ok(quiet)
+    assert quiet.stderr.strip() == ""
+
+
+def test_report_drawing_warnings_never_print(tmp_path, recwarn, monkeypatch):
+    """The drawing code itself keeps matplotlib's warnings in (they are about the picture)."""
+    import warnings
+
+    import matplotlib.axes
+
+    from pipelines.report import draw_fold_scores
+
+    real = matplotlib.axes.Axes.set_ylim
+
+    def warn_then_set(self, *args, **kwargs):
+        warnings.warn("Attempting to set identical low and high ylims", UserWarning)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_ylim", warn_then_set)
+    draw_fold_scores(tmp_path / "f.png", "accuracy", [{"fold": 0, "accuracy": 1.0}, {"fold": 1, "accuracy": 1.0}], 1.0)
+    assert not [w for w in recwarn if "ylims" in str(w.message)]
+    assert (tmp_path / "f.png").is_file()
