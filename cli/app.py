@@ -1,5 +1,6 @@
 """The `olymp` command: registers one module per subcommand, and turns every failure into one line."""
 
+import errno
 import warnings
 
 import typer
@@ -65,6 +66,8 @@ class _one_line_errors:
             raise typer.Exit(1) from None
         if not isinstance(error, Exception) or debug_enabled():
             return False
+        if isinstance(error, BrokenPipeError) or getattr(error, "errno", None) == errno.EPIPE:
+            return False  # `olymp ... | head`: typer exits quietly, as shell tools do
         print_error(error_text(error))
         raise typer.Exit(1) from None
 

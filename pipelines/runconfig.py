@@ -257,10 +257,11 @@ def _check_steps(config: RunConfig) -> None:
                           f"{config.smoke.folds}; raise smoke.limit")
     from pipelines.train import _validate
 
-    steps = (
-        config.extract_config("-", "-"),
-        config.train_config(["-"], "-"),
-        config.predict_config("-", ["-"], "-"),
+    output = Path(config.data.output)
+    steps = (  # placeholders where the chain fills in paths
+        config.extract_config(config.data.train, str(output / "emb" / "train")),
+        config.train_config([str(output / "emb" / "train")], str(output / "run")),
+        config.predict_config(str(output / "run"), [str(output / "emb" / "test")], str(output / "submission.csv")),
     )
     for step in steps:
         check = getattr(step, "validate", None)
