@@ -61,7 +61,9 @@ def error_text(error: BaseException) -> str:
         return _os_error_text(error)
     if isinstance(error, MemoryError):
         return f"out of memory; pass a smaller --batch-size or --limit ({DEBUG_HINT})"
-    return f"unexpected {type(error).__name__}: {first_line(error)} ({DEBUG_HINT})"
+    text = first_line(error)
+    text = text if len(text) <= 300 else text[:297] + "..."
+    return f"unexpected {type(error).__name__}: {text} ({DEBUG_HINT})"
 
 
 @contextmanager

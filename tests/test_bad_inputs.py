@@ -240,6 +240,8 @@ LABEL_REFUSALS = {
     "every target missing": ("id,label\n" + "".join(f"s{i:02d},\n" for i in range(30)), ["no row"]),
     "ragged rows": ("id,label\ns00,c0,extra,more\ns01\n" + 'x,"unclosed\n', []),
     "binary file": (bytes(range(256)) * 8, []),
+    "inf in a numeric target": ("id,label\n" + "".join(f"s{i:02d},{'inf' if i == 3 else i * 0.5}\n" for i in range(30)),
+                                ["'inf'"]),
     "single class": ("id,label\n" + "".join(f"s{i:02d},c0\n" for i in range(30)), ["single value"]),
 }
 
