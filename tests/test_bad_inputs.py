@@ -488,3 +488,25 @@ def test_report_drawing_warnings_never_print(tmp_path, recwarn, monkeypatch):
     draw_fold_scores(tmp_path / "f.png", "accuracy", [{"fold": 0, "accuracy": 1.0}, {"fold": 1, "accuracy": 1.0}], 1.0)
     assert not [w for w in recwarn if "ylims" in str(w.message)]
     assert (tmp_path / "f.png").is_file()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 48 KiB tmpfs, where mounting is allowed (root in a container, CI with sudo); else skipped."""
+    import subprocess
+
+    mount = tmp_path / "full"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mount
+    subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_a_real_full_disk_is_one_line(tmp_path, tiny_disk):
+    X, y = separable(400, dim=64, n_classes=3)
+    ids = [f"r{i:03d}" for i in range(400)]
+    emb = write_embeddings(tmp_path / "emb", ids, X)
+    labels = write_csv(tmp_path / "l.csv", id=ids, label=[f"c{k}" for k in y])
+    result = invoke("train-head", emb, "--labels", labels, "-o", tiny_disk / "run", "--head", "logreg", "--folds", "2")
+    assert_refused(result, "disk full", "choose another -o")
