@@ -614,7 +614,11 @@ def load_run(run_dir: str | Path) -> dict:
             f"{run_dir} is not a train-head run (no {RUN_MANIFEST}); "
             "create one with: olymp train-head EMBEDDINGS --labels labels.csv -o RUN_DIR"
         )
-    manifest = json.loads(path.read_text())
-    if manifest.get("kind") != "head_run":
-        raise InputError(f"{path} is not a train-head manifest (kind {manifest.get('kind')!r}); pass a train-head -o directory")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{path} is not valid JSON (cut short?); re-run train-head into {run_dir} with --overwrite") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != "head_run":
+        kind = manifest.get("kind") if isinstance(manifest, dict) else type(manifest).__name__
+        raise InputError(f"{path} is not a train-head manifest (kind {kind!r}); pass a train-head -o directory")
     return manifest

@@ -360,6 +360,10 @@ RUN_DAMAGE = ["missing manifest", "corrupt manifest json", "manifest not a run",
               "truncated model file", "model path outside the run"]
 
 
+# what the error line must name, where the fix is settled
+RUN_DAMAGE_NAMES = {"corrupt manifest json": ["manifest.json", "--overwrite"], "missing manifest": ["manifest.json"]}
+
+
 @pytest.mark.parametrize("kind", RUN_DAMAGE)
 def test_damaged_run_folder_refused(good_run, tmp_path, kind):
     run, test_emb = good_run
@@ -367,7 +371,7 @@ def test_damaged_run_folder_refused(good_run, tmp_path, kind):
     shutil.copytree(run, copy)
     _damage_run(kind, copy)
     result = invoke("predict", copy, test_emb, "-o", tmp_path / "submission.csv")
-    assert_refused(result)
+    assert_refused(result, *RUN_DAMAGE_NAMES.get(kind, []))
     assert not (tmp_path / "submission.csv").exists()
 
 
@@ -510,3 +514,11 @@ def test_a_real_full_disk_is_one_line(tmp_path, tiny_disk):
     labels = write_csv(tmp_path / "l.csv", id=ids, label=[f"c{k}" for k in y])
     result = invoke("train-head", emb, "--labels", labels, "-o", tiny_disk / "run", "--head", "logreg", "--folds", "2")
     assert_refused(result, "disk full", "choose another -o")
+
+
+def test_cut_short_run_manifest_names_the_fix(good_run, tmp_path):
+    run, _ = good_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    _damage_run("corrupt manifest json", copy)
+    assert_refused(invoke("report", copy), "manifest.json", "not valid JSON", "--overwrite")
