@@ -783,7 +783,7 @@ def load_run(run_dir: str | Path) -> dict:
     try:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise InputError(f"{path} is not readable JSON ({type(error).__name__}: cut short?); {REBUILD}") from None
+        raise InputError(f"{path} is not valid JSON (cut short?); {REBUILD}") from None
     if not isinstance(manifest, dict) or manifest.get("kind") != "head_run":
         kind = manifest.get("kind") if isinstance(manifest, dict) else type(manifest).__name__
         raise InputError(f"{path} is not a train-head manifest (kind {kind!r}); pass a train-head -o directory")

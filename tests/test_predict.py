@@ -375,7 +375,7 @@ DAMAGE = [  # (run, what is done to its copy, words of the one-line error, drop 
     ("logreg", lambda run: _garbage(run / "transforms" / "fold-1.npz"), "fold-1.npz differs", False),
     ("mlp", lambda run: _garbage(run / "models" / "fold-0.safetensors"), "fold-0.safetensors or fold-0.json cannot be read", True),
     ("mlp", lambda run: _garbage(run / "models" / "fold-1.json"), "fold-1.safetensors or fold-1.json cannot be read", True),
-    ("lgbm", lambda run: (run / "manifest.json").write_text('{"kind": "head_run", "models": ['), "manifest.json is not readable JSON", False),
+    ("lgbm", lambda run: (run / "manifest.json").write_text('{"kind": "head_run", "models": ['), "manifest.json is not valid JSON", False),
     ("lgbm", lambda run: _edit_manifest(run, lambda m: m["models"].__setitem__(0, "../../x.txt")), "outside the run folder", False),
     ("logreg", lambda run: _edit_manifest(run, lambda m: m["features"]["transforms"].__setitem__(0, "/etc/passwd")), "outside the run folder", False),
     ("lgbm", lambda run: _edit_manifest(run, lambda m: m.pop("models")), "has no valid 'models'", False),
