@@ -17,7 +17,9 @@ matplotlib (Agg backend) is imported only here, only when drawing.
 
 from __future__ import annotations
 
+import functools
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,17 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _quiet_drawing(draw):
+    """matplotlib's warnings (tight_layout, identical limits...) are about the picture, not the
+    results: never printed (they would show even under --quiet)."""
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return draw(*args, **kwargs)
+    return drawn
 
 
 def per_class_table(classes: list[str], y_true: np.ndarray, proba: np.ndarray) -> pd.DataFrame:
@@ -78,6 +91,7 @@ def per_label_table(labels: list[str], Y: np.ndarray, proba: np.ndarray, thresho
     })
 
 
+@_quiet_drawing
 def draw_confusion(path: Path, classes: list[str], y_true: np.ndarray, proba: np.ndarray) -> None:
     from sklearn.metrics import confusion_matrix
 
@@ -162,6 +176,7 @@ def _bars(ax, names: list[str], values: list[float], colours, metric: str, horiz
     ax.set_axisbelow(True)
 
 
+@_quiet_drawing
 def draw_fold_scores(path: Path, task: str, metric: str, folds: list[dict], oof: dict) -> None:
     _save(fold_scores_figure(task, metric, folds, oof), path)
 
@@ -194,6 +209,7 @@ def metrics_greater(name: str) -> bool:
     return GREATER_IS_BETTER.get(name, True)
 
 
+@_quiet_drawing
 def draw_pred_vs_true(path: Path, y_true: np.ndarray, pred: np.ndarray) -> None:
     _save(pred_vs_true_figure(y_true, pred), path)
 
@@ -225,6 +241,7 @@ def pred_vs_true_figure(y_true: np.ndarray, pred: np.ndarray):
     return fig
 
 
+@_quiet_drawing
 def draw_label_ap(path: Path, table: pd.DataFrame) -> None:
     _save(label_ap_figure(table), path)
 
@@ -248,6 +265,7 @@ def label_ap_figure(table: pd.DataFrame):
     return fig
 
 
+@_quiet_drawing
 def draw_blend(path: Path, task: str, metric: str, members: list[str], weights, member_scores: list[dict],
                blend_scores: dict) -> None:
     _save(blend_figure(task, metric, members, weights, member_scores, blend_scores), path)
