@@ -167,43 +167,40 @@ def _multilabel_data(make_embeddings, tmp_path, n=60):
     return ids, y, emb
 
 
-@pytest.mark.parametrize("form", ["sep", "columns"])
-def test_multilabel_rows_without_labels_are_kept_and_predicted_empty(make_embeddings, tmp_path, form):
+def test_multilabel_rows_without_labels_are_kept_predicted_empty_and_scored(make_embeddings, tmp_path):
     ids, y, emb = _multilabel_data(make_embeddings, tmp_path)
-    assert (y.sum(axis=1) == 0).sum() > 10
-    labels = tmp_path / "labels.csv"
-    if form == "sep":
-        tags = [" ".join(name for name, on in zip(("red", "blue"), row) if on) for row in y]
-        pd.DataFrame({"id": ids, "tags": tags}).to_csv(labels, index=False)
-        options = ["--target-col", "tags", "--label-sep", " "]
-    else:
-        pd.DataFrame({"id": ids, "red": y[:, 0].astype(int), "blue": y[:, 1].astype(int)}).to_csv(labels, index=False)
-        options = ["--target-col", "red,blue"]
-    result = invoke("train-head", emb, "--labels", labels, *options, "-o", tmp_path / "run", *FAST, "--json")
-    summary = json.loads(result.stdout)
-    assert summary["n_rows"] == len(ids)  # no row left out
-    assert f"{int((y.sum(axis=1) == 0).sum())} rows without any" in summary["task_reason"]
-    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["at_least_one_label"] is False
+    n_empty = int((y.sum(axis=1) == 0).sum())
+    assert n_empty > 10
+    for form in ("sep", "columns"):  # both input forms keep the rows with no labels
+        labels, run = tmp_path / f"labels-{form}.csv", tmp_path / f"run-{form}"
+        if form == "sep":
+            tags = [" ".join(name for name, on in zip(("red", "blue"), row) if on) for row in y]
+            pd.DataFrame({"id": ids, "tags": tags}).to_csv(labels, index=False)
+            options = ["--target-col", "tags", "--label-sep", " "]
+        else:
+            pd.DataFrame({"id": ids, "red": y[:, 0].astype(int), "blue": y[:, 1].astype(int)}).to_csv(labels, index=False)
+            options = ["--target-col", "red,blue"]
+        summary = json.loads(invoke("train-head", emb, "--labels", labels, *options, "-o", run, *FAST, "--json").stdout)
+        assert summary["n_rows"] == len(ids)  # no row left out
+        assert f"{n_empty} rows without any" in summary["task_reason"]
+        manifest = json.loads((run / "manifest.json").read_text())
+        assert manifest["at_least_one_label"] is False
 
-    oof = pd.read_csv(tmp_path / "run" / "oof.csv")
-    order = [ids.index(i) for i in oof["id"]]
-    truth, proba = y[order].astype(int), oof[manifest["classes"]].to_numpy()
-    if manifest["classes"] == ["blue", "red"]:
-        truth = truth[:, ::-1]
-    assert summary["oof"]["lwlrap"] == pytest.approx(metrics.lwlrap(truth, proba))
+        oof = pd.read_csv(run / "oof.csv")
+        order = [ids.index(i) for i in oof["id"]]
+        columns = {"red": 0, "blue": 1}
+        truth = y[order][:, [columns[c] for c in manifest["classes"]]].astype(int)
+        assert summary["oof"]["lwlrap"] == pytest.approx(metrics.lwlrap(truth, oof[manifest["classes"]].to_numpy()))
 
-    invoke("predict", tmp_path / "run", emb, "-o", tmp_path / "sub.csv")
-    submission = pd.read_csv(tmp_path / "sub.csv", dtype=str, keep_default_na=False)
-    if form == "sep":
-        assert (submission["tags"] == "").sum() > 0  # empty label sets are predicted
-    else:
-        assert (submission[["red", "blue"]].astype(int).sum(axis=1) == 0).sum() > 0
+        invoke("predict", run, emb, "-o", tmp_path / "sub.csv")
+        submission = pd.read_csv(tmp_path / "sub.csv", dtype=str, keep_default_na=False)
+        if form == "sep":
+            assert (submission["tags"] == "").sum() > 0  # empty label sets are predicted
+        else:
+            assert (submission[["red", "blue"]].astype(int).sum(axis=1) == 0).sum() > 0
 
-
-def test_multilabel_metrics_with_all_negative_rows():
-    """lwlrap follows the standard (Freesound) definition: rows without a positive label add no
-    (row, label) pair; sklearn's LRAP weighted by positives per row is the same number."""
+    # lwlrap follows the standard (Freesound) definition: rows without a positive label add no
+    # (row, label) pair; sklearn's LRAP weighted by positives per row is the same number.
     from sklearn.metrics import label_ranking_average_precision_score
 
     rng = np.random.default_rng(1)
@@ -211,13 +208,24 @@ def test_multilabel_metrics_with_all_negative_rows():
     truth[:10] = 0  # all-negative rows
     scores = rng.random((40, 4))
     weights = truth.sum(axis=1)
-    expected = label_ranking_average_precision_score(truth[weights > 0], scores[weights > 0], sample_weight=weights[weights > 0])
+    kept = weights > 0
+    expected = label_ranking_average_precision_score(truth[kept], scores[kept], sample_weight=weights[kept])
     assert metrics.lwlrap(truth, scores) == pytest.approx(expected)
-    assert metrics.lwlrap(truth, scores) == pytest.approx(metrics.lwlrap(truth[10:], scores[10:]))
     # F1: all-negative rows predicted empty cost nothing; a label predicted on them is a false positive
-    names = ["f1_micro", "map"]
-    empty_right = metrics.score("multilabel", truth, np.where(truth > 0, 0.9, 0.1), names)
-    assert empty_right["f1_micro"] == 1.0 and empty_right["map"] == 1.0
-    wrong = np.where(truth > 0, 0.9, 0.1)
-    wrong[:10, 0] = 0.95
-    assert metrics.score("multilabel", truth, wrong, names)["f1_micro"] < 1.0
+    right = np.where(truth > 0, 0.9, 0.1)
+    assert metrics.score("multilabel", truth, right, ["f1_micro", "map"]) == {"f1_micro": 1.0, "map": 1.0}
+    right[:10, 0] = 0.95
+    assert metrics.score("multilabel", truth, right, ["f1_micro"])["f1_micro"] < 1.0
+
+
+def test_recommend_trial_with_labels_from_folders(folders, monkeypatch):
+    import pipelines.catalog
+    from tests.test_recommend import TRIAL_CATALOG
+
+    monkeypatch.setattr(pipelines.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
+    root, train, _ = folders
+    result = invoke("recommend", root / "train", "--labels-from-folders", "--trial-weights", "random", "--trial-top", "1",
+                    "--trial-size", "24", "--device", "cpu", "--json")
+    out = json.loads(result.stdout)
+    assert out["trial"]["labels"] == "folders" and out["trial"]["sample"] == 24
+    assert out["candidates"][0]["trial_score"] is not None
