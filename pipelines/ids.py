@@ -100,6 +100,7 @@ def _label_keys(form: str, label_ids: list[str], exts: dict[str, str] | None) ->
 
 def match_ids(
     label_ids, file_ids, extensions: Callable[[], dict[str, str] | None], labels_name: str, files_name: str,
+    fix: str = "key the labels by one of them, or pass --id-col with the column that names the files",
 ) -> IdMatch:
     """The form of `label_ids` against `file_ids` (extract's ids) and each label's file position.
     `extensions` is called only when a form with extension is needed."""
@@ -126,8 +127,7 @@ def match_ids(
         raise InputError(
             f"no id of {labels_name} matches a file in {files_name}: label ids look like "
             f"'{label_ids[0] if label_ids else '-'}', file ids like '{file_ids[0] if file_ids else '-'}'; "
-            "olymp tried the relative path and the bare stem, each with and without extension; "
-            "key the labels by one of them, or pass --id-col with the column that names the files"
+            f"olymp tried the relative path and the bare stem, each with and without extension; {fix}"
         )
     shared = {key: hit for key, hit in zip(wanted, hits) if hit is not None and len(hit) > 1}
     if shared:

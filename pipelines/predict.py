@@ -372,7 +372,8 @@ def _follow_sample(sample, id_name, ids, pred, usable, run, notes, path, dirs=()
     if not len(ids):
         raise InputError(f"no test input was embedded; the sample {Path(path).name} has nothing to match")
     found = match_ids(wanted, ids, lambda: test_extensions(list(dirs), ids), Path(path).name,
-                      ", ".join(dirs) or "the test inputs").positions
+                      ", ".join(dirs) or "the test inputs",
+                      fix="pass the test inputs this sample lists (its first column names the test files)").positions
     hit = found >= 0
     if (~hit).any():
         notes.append(f"{int((~hit).sum())} ids of the sample submission are not in the test inputs; they get the training prior")
