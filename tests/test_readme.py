@@ -140,16 +140,18 @@ def skip_reason(command: str) -> str | None:
 
 # --------------------------------------------------------------------------- the workspace
 
-def write_images(folder: Path, count: int, seed: int, suffix: str = ".png") -> dict[str, str]:
-    """Three classes told apart by their dominant colour, 32 px."""
-    folder.mkdir(parents=True, exist_ok=True)
+def write_images(folder: Path, count: int, seed: int, suffix: str = ".png", class_folders: bool = False) -> dict[str, str]:
+    """Three classes told apart by their dominant colour, 32 px; {file stem: class}. With
+    `class_folders` each file sits in its class's folder (the ImageFolder layout)."""
     rng = np.random.default_rng(seed)
     labels = {}
     for index in range(count):
         label = index % 3
         pixels = rng.integers(0, 60, size=(32, 32, 3), dtype=np.uint8)
         pixels[..., label] += 180
-        Image.fromarray(pixels).save(folder / f"im{index:03d}{suffix}")
+        where = folder / f"c{label}" if class_folders else folder
+        where.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(where / f"im{index:03d}{suffix}")
         labels[f"im{index:03d}"] = f"c{label}"
     return labels
 
@@ -171,16 +173,16 @@ def workspace(tmp_path_factory) -> Path:
 
 def build_workspace(ws: Path) -> Path:
     """The files the README's examples name, tiny: 30 train / 9 test images of 3 colour classes
-    (data/, demo_data/, test/), their labels in the forms the examples use, embeddings made with
+    (data/train/CLASS/ as ImageFolder lays them out; data/test/, demo_data/, test/ flat), their labels in the forms the examples use, embeddings made with
     the default backbone (emb/train, emb/test, emb/effnet, ...), other sources as small random
     embeddings (emb/resnet, emb/panns), demo sounds for configs/examples/sounds.toml."""
-    labels = write_images(ws / "data" / "train", 30, seed=0)
+    labels = write_images(ws / "data" / "train", 30, seed=0, class_folders=True)  # labels keyed by the file stem
     tests = write_images(ws / "data" / "test", 9, seed=1, suffix=".jpg")
     write_images(ws / "test", 9, seed=1)
     ids = list(labels)
     tags = {"c0": ["dog"], "c1": ["dog", "bark"], "c2": ["rain"]}
     pd.DataFrame({  # labels in every form the examples use, and an id,path listing (`olymp extract train.csv`)
-        "id": ids, "path": [f"data/train/{i}.png" for i in ids], "label": [labels[i] for i in ids], "species": [labels[i] for i in ids],
+        "id": ids, "path": [f"data/train/{labels[i]}/{i}.png" for i in ids], "label": [labels[i] for i in ids], "species": [labels[i] for i in ids],
         "patient": [f"p{n // 2}" for n in range(len(ids))], "tags": [" ".join(tags[labels[i]]) for i in ids],
         **{tag: [int(tag in tags[labels[i]]) for i in ids] for tag in ("dog", "bark", "rain")},
     }).to_csv(ws / "train.csv", index=False)
