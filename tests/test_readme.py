@@ -50,10 +50,7 @@ SKIP_WHEN_SAID = {
 }
 # README lines known not to run yet, each with the issue that tracks it. Strict: a listed line
 # that starts to pass fails the test, so the list shrinks as fixes land.
-KNOWN_BROKEN: dict[str, str] = {
-    "--proba --sample-submission sample_submission.csv":
-        "issue 12: --proba with an ordinary id,label sample submission is refused",
-}
+KNOWN_BROKEN: dict[str, str] = {}  # e.g. {"--proba --sample-submission": "issue 12: ..."}
 
 
 @dataclass
