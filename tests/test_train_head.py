@@ -279,11 +279,11 @@ def test_rows_without_a_label_are_left_out(tmp_path, multiclass, make_csv):
 
 
 def test_lgbm_params_are_one_plain_recipe():
-    from pipelines.heads.lgbm import EARLY_STOPPING_ROUNDS, LGBMHead, default_lgbm_params
+    from pipelines.heads.lgbm import PATIENCE_MAX, LGBMHead, default_lgbm_params
 
     params = default_lgbm_params("multiclass", 4, metric="accuracy")
     assert params["num_class"] == 4 and params["metric"] == "multi_error"
-    assert params["early_stopping_round"] == EARLY_STOPPING_ROUNDS and params["verbosity"] == -1
+    assert params["early_stopping_round"] == PATIENCE_MAX and params["verbosity"] == -1
     assert default_lgbm_params("binary", 2, metric="f1_macro")["metric"] == "binary_logloss"
     # an alias of a default parameter replaces it instead of losing to it
     merged = LGBMHead.resolve_params("binary", 2, {"n_estimators": 50, "colsample_bytree": 0.9}, None, 0)
