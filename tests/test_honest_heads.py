@@ -194,3 +194,15 @@ def test_the_default_head_is_logreg(tmp_path, grouped):
     assert json.loads(result.stdout)["head"] == "logreg"
     assert json.loads((tmp_path / "run" / "manifest.json").read_text())["head"]["name"] == "logreg"
     assert TrainConfig(embeddings=["e"], labels="l", output="o").head == "logreg"
+
+
+def test_lgbm_threads_use_only_idle_cores(monkeypatch):
+    from pipelines.heads import lgbm
+
+    monkeypatch.setattr(lgbm, "available_cores", lambda: 8)
+    monkeypatch.setattr(lgbm.os, "getloadavg", lambda: (16.0, 16.0, 16.0))  # every core busy with others' work
+    assert lgbm.threads_for(2000, 1280) == 1
+    monkeypatch.setattr(lgbm.os, "getloadavg", lambda: (3.0, 3.0, 3.0))  # this process + 2 others
+    assert lgbm.threads_for(2000, 1280) == 6
+    assert lgbm.threads_for(100, 64) == 1  # tiny data: one thread whatever the load
+    assert lgbm.threads_for(2000, 1280, n_jobs=3) == 3

@@ -18,7 +18,7 @@ from pipelines.tasks import infer_task
 from pipelines.train import TrainConfig, train
 
 runner = CliRunner()
-FAST = ["--folds", "3", "--param", "learning_rate=0.2"]  # fewer folds and trees: same code paths
+FAST = ["--head", "lgbm", "--folds", "3", "--param", "learning_rate=0.2"]  # fewer folds and trees: same code paths
 FAST_LOGREG = ["--folds", "3"]
 CLASSES = np.array(["cat", "dog", "owl"])
 
@@ -272,7 +272,7 @@ def test_input_refusals(tmp_path, multiclass, make_csv, make_embeddings):
 def test_rows_without_a_label_are_left_out(tmp_path, multiclass, make_csv):
     emb, _, ids, y = multiclass
     labels = make_csv(tmp_path / "labels.csv", id=ids, label=[""] * 20 + list(CLASSES[y][20:]))
-    result = train(TrainConfig(embeddings=[str(emb)], labels=str(labels), output=str(tmp_path / "run"), folds=3,
+    result = train(TrainConfig(embeddings=[str(emb)], labels=str(labels), output=str(tmp_path / "run"), folds=3, head="lgbm",
                                head_params={"learning_rate": 0.2}))
     assert result.n_rows == 160
     assert any("20 rows of labels.csv have no 'label'" in w for w in result.warnings)
