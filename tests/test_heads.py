@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipelines import cv, metrics
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, InputError
 from pipelines.heads import get_head
 from pipelines.tasks import Target, multilabel_target
 
@@ -250,7 +250,7 @@ def test_iterative_stratification_keeps_groups_whole():
 def test_a_group_spanning_two_folds_is_caught():
     groups = np.array(["a", "a", "b", "b"], dtype=object)
     cv.check_groups_within_folds(np.array([0, 0, 1, 1]), groups)
-    with pytest.raises(AssertionError, match="group 'b' spans folds 1 and 0"):
+    with pytest.raises(InputError, match="group 'b' spans folds 1 and 0"):
         cv.check_groups_within_folds(np.array([0, 0, 1, 0]), groups)
 
 
