@@ -77,7 +77,7 @@ class TrainConfig:
     task: str | None = None  # binary | multiclass | regression | multilabel; None: inferred from the target
     threshold: float | None = None  # multilabel decision threshold; None: tuned on the OOF for micro-F1
     metric: str | None = None  # reported first and watched for early stopping; None: task default
-    head: str = "logreg"  # logreg | mlp | lgbm (logreg: best OOF score per second measured, README)
+    head: str = "logreg"  # logreg | mlp | lgbm (logreg: never far from the best measured, deterministic; README)
     head_params: dict = field(default_factory=dict)  # overrides of the head's defaults
     # --- cross-validation
     folds: int = 5  # number of folds
