@@ -62,12 +62,14 @@ class ChainResult:
     run_dir: str | None
     submission: str | None
     seconds: float
+    checks: list[str] = field(default_factory=list)  # what check_config resolved (backbone, head, metric)
 
     def summary(self) -> dict:
         return {
             "output": str(self.output), "run_dir": self.run_dir, "submission": self.submission,
             "seconds": round(self.seconds, 3), "scores": self.scores,
             "steps": [dataclasses.asdict(step) for step in self.steps],
+            "checks": self.checks,
         }
 
 
@@ -155,6 +157,90 @@ def _decide(step: Step, record: dict | None, force: bool, ran: set[str]) -> str 
     if record.get("manifest_sha256") != file_sha256(step.manifest):
         return "output was rewritten outside olymp run"
     return None
+
+
+# --------------------------------------------------------------------------- checks before any work
+
+AUDIO_BACKBONES = frozenset({"vggish", "yamnet", "crepe", "crepe-full", "crepe-tiny", "logmel-stats"})
+
+
+def check_backbone(name: str | None, modality: str) -> str:
+    """The backbone name resolved without building the model or reading weights: an unknown or
+    mistyped name fails here with the suggestions of `olymp extract`. Returns how it resolved."""
+    from pipelines.backbones.audio import _panns_short_names
+    from pipelines.backbones.names import resolve_name
+
+    if modality == "audio":
+        if name is None:
+            return "default audio backbone (PANNs Cnn14 if its weights are on disk, else Lite0 on log-mel)"
+        key = name.strip().lower()
+        if key.startswith("panns-") or key in _panns_short_names() or key in AUDIO_BACKBONES:
+            return key
+        return f"{resolve_name(name).timm_name} on log-mel images"
+    resolved = resolve_name(name or "efficientnet_lite0")
+    return resolved.timm_name if resolved.timm_name == resolved.requested else f"{resolved.requested} (timm {resolved.timm_name})"
+
+
+def _check_extract(extract, split: str) -> str:
+    from pipelines.extract.audio_mapper import POOLINGS
+    from pipelines.extract.inputs import infer_modality
+    from pipelines.extract.mapper import PRECISIONS, TTA_MODES, parse_batch_size
+
+    if not Path(extract.inputs).exists():
+        raise ConfigError(f"data.{split} {extract.inputs} does not exist; point data.{split} at a folder or an id,path listing")
+    for key, value, allowed in (("decode", extract.decode, ("cpu", "gpu")), ("precision", extract.precision, PRECISIONS),
+                                ("tta", extract.tta, TTA_MODES), ("pool", extract.pool, POOLINGS)):
+        if value not in allowed:
+            raise ConfigError(f"extract.{key} = {value!r} is not one of {', '.join(allowed)}; fix [extract] {key}")
+    if extract.device != "auto" and not (extract.device == "cpu" or extract.device == "cuda"
+                                         or (extract.device.startswith("cuda:") and extract.device[5:].isdigit())):
+        raise ConfigError(f"extract.device = {extract.device!r} is not auto, cpu, cuda or cuda:N; fix [extract] device")
+    parse_batch_size(extract.batch_size)
+    if extract.weights not in (None, "random") and not Path(extract.weights).is_file():
+        raise ConfigError(f"extract.weights {extract.weights} is not a file; give a .safetensors/.pt path, 'random', or leave it out")
+    modality = infer_modality(extract.inputs, extract.modality)
+    return f"backbone {check_backbone(extract.backbone, modality)} for {modality}"
+
+
+def check_config(config: RunConfig, smoke: bool = False, limit: int | None = None) -> list[str]:
+    """Every value of the run config checked, and the backbone, head and metric names resolved,
+    without extracting or fitting anything (reads the labels CSV and lists the input folders).
+    `olymp run` calls it before any step, so a bad value costs nothing; --dry-run shows the
+    returned lines (what each name resolved to)."""
+    from pipelines.heads import get_head
+    from pipelines.metrics import metrics_for
+    from pipelines.train import _validate, read_labels, target_from_labels
+
+    labels_path = Path(config.data.labels)
+    if not labels_path.is_file():
+        raise ConfigError(f"data.labels {config.data.labels} does not exist; point data.labels at the labels CSV")
+    if config.smoke.limit < 2 or config.smoke.folds < 2:
+        raise ConfigError(f"smoke.limit {config.smoke.limit} and smoke.folds {config.smoke.folds} must be 2 or more; fix [smoke]")
+    checks = []
+    splits = [("train", config.data.train)] + ([("test", config.data.test)] if config.data.test else [])
+    for split, inputs in splits:
+        checks.append(f"extract-{split}: " + _check_extract(config.extract_config(inputs, ""), split))
+    changes = {} if limit is None and not smoke else {"limit": limit if limit is not None else config.smoke.limit}
+    if smoke:
+        changes["folds"] = config.smoke.folds
+    train = config.train_config(["-"], "", **changes)
+    _validate(train)
+    labels = read_labels(labels_path, train.id_col, train.target_col, train.group_col)
+    target = target_from_labels(labels, slice(None), train.target_col, train.label_sep, train.task)
+    names = metrics_for(target.task, train.metric)
+    head = get_head(train.head)
+    head.resolve_params(target.task, target.n_classes, train.head_params, names[0], train.seed)
+    checks.append(f"train-head: {train.head}, {train.folds} folds, {target.task} task on {len(labels)} labelled rows, "
+                  f"metric {names[0]}")
+    if config.data.test:
+        predict = config.predict_config("", [], "")
+        if predict.threshold is not None and not 0.0 < predict.threshold < 1.0:
+            raise ConfigError(f"predict.threshold {predict.threshold} is not a probability; pass a value in (0, 1)")
+        if predict.sample_submission and not Path(predict.sample_submission).is_file():
+            raise ConfigError(f"predict.sample_submission {predict.sample_submission} does not exist; fix the path or drop it")
+        checks.append("predict: " + (f"rows and columns of {predict.sample_submission}" if predict.sample_submission
+                                     else "one row per test input"))
+    return checks
 
 
 # --------------------------------------------------------------------------- the chain
@@ -306,6 +392,7 @@ def run_chain(config: RunConfig, smoke: bool = False, limit: int | None = None, 
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit {limit} leaves nothing to run; pass --limit 1 or more")
     started = time.perf_counter()
+    checks = check_config(config, smoke, limit)  # every value, before anything is written or extracted
     root = output_root(config, smoke, limit)
     steps = plan_steps(config, root, smoke, limit, notify, extract_progress)
     state = _read_state(root)
@@ -345,5 +432,5 @@ def run_chain(config: RunConfig, smoke: bool = False, limit: int | None = None, 
     return ChainResult(
         output=root, steps=results, scores=scores, run_dir=str(run_dir) if scores else None,
         submission=str(submission) if config.data.test and submission.is_file() and not dry_run else None,
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started, checks=checks,
     )

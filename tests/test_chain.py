@@ -196,6 +196,50 @@ def test_unknown_keys_and_bad_values_are_refused_by_name(tmp_path, colour_data, 
         run_chain(runconfig.load(config, overrides), dry_run=True)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["head.folds=1"], "--folds 1 leaves nothing to validate on"),
+        (["extract.backbone=efficientnet_lite00"], "unknown backbone 'efficientnet_lite00': did you mean"),
+        (["head.name=xgboost"], "unknown head 'xgboost'"),
+        (["head.metric=auc"], "metric 'auc' does not fit a multiclass task"),
+        (["head.target_col=species"], "has no column 'species'"),
+        (["extract.precision=fp64"], "extract.precision = 'fp64' is not one of"),
+        (["extract.pool=median"], "extract.pool = 'median' is not one of"),
+        (["predict.threshold=2.0"], "predict.threshold 2.0 is not a probability"),
+        (["smoke.folds=1"], "smoke.folds 1 must be 2 or more"),
+        (["data.test=nowhere"], "data.test nowhere does not exist"),
+    ],
+)
+def test_dry_run_refuses_bad_values_and_names_before_any_work(tmp_path, colour_data, monkeypatch, overrides, expected):
+    """--dry-run checks every value and resolves the backbone/head/metric names; a real run
+    refuses the same before extracting anything (issue: folds=1 and a mistyped backbone used to
+    pass the dry run, then the real run extracted both splits before failing)."""
+    import pipelines.extract.runner as runner_module
+
+    def no_extraction(*args, **kwargs):
+        raise AssertionError("extraction started")
+
+    monkeypatch.setattr(runner_module, "run_extraction", no_extraction)
+    config = write_config(tmp_path, colour_data)
+    args = [f"--set={o}" for o in overrides]
+    for mode in (["--dry-run"], []):
+        result = invoke("run", config, *args, *mode, code=1)
+        assert expected in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_dry_run_shows_what_the_names_resolved_to(tmp_path, colour_data):
+    config = write_config(tmp_path, colour_data)
+    result = invoke("run", config, "--dry-run")
+    assert "ok extract-train: backbone test_resnet for image" in result.stdout
+    assert "ok train-head: logreg, 3 folds, multiclass task on 30 labelled rows" in result.stdout
+    assert not (tmp_path / "out").exists()
+    checks = json.loads(invoke("run", config, "--dry-run", "--json").stdout)["checks"]
+    assert checks[0].startswith("extract-train: backbone test_resnet")
+
+
 def test_config_from_stdin_and_a_missing_data_table(tmp_path, colour_data):
     text = write_config(tmp_path, colour_data).read_text()
     result = invoke("run", "-", "--dry-run", "--json", input=text)
