@@ -347,3 +347,36 @@ def test_contest_makefile_chains_features_cv_submit(tmp_path, colour_data):
                             capture_output=True, text=True, check=True)
     commands = [line.split()[3] for line in refold.stdout.splitlines() if " -m cli.app " in line]
     assert commands == ["train-head", "predict"]
+
+
+# --------------------------------------------------------------------------- the examples beside make demo
+
+
+def test_example_configs_write_beside_make_demos_run_and_reuse_its_embeddings(tmp_path, colour_data, monkeypatch):
+    """`olymp run configs/examples/digits.toml` after `make demo` must not write into make demo's
+    train-head run, and must find make demo's extraction where its own extract steps write."""
+    makefile = (ROOT / "Makefile").read_text()
+    for name in ("digits", "sounds"):
+        config = runconfig.load(ROOT / "configs" / "examples" / f"{name}.toml")
+        demo_root = Path(config.data.labels).parent  # demo_data, demo_data/sounds
+        assert Path(config.data.output) != demo_root / "run"
+    digits = runconfig.load(ROOT / "configs" / "examples" / "digits.toml")
+    for split in ("train", "test"):
+        assert f"olymp extract $(DEMO)/{split} -o $(DEMO)/{Path(digits.data.output).name}/emb/{split}" in makefile
+
+    # ... and the chain resumes such an extraction (made by plain olymp extract) instead of redoing it
+    config = write_config(tmp_path, colour_data)
+    invoke("extract", colour_data / "train", "-o", tmp_path / "out" / "emb" / "train", "--backbone", "test_resnet",
+           "--weights", "random", "--device", "cpu", "--workers", "0", "--quiet")
+    import pipelines.extract.runner as runner_module
+
+    real, processed = runner_module.run_extraction, []
+
+    def counting(extract_config, on_progress=None):
+        summary = real(extract_config, on_progress)
+        processed.append((Path(extract_config.output).name, summary.processed, summary.resumed))
+        return summary
+
+    monkeypatch.setattr(runner_module, "run_extraction", counting)
+    invoke("run", config, "--quiet")
+    assert processed == [("train", 0, 30), ("test", 9, 0)]  # train resumed whole, test extracted
