@@ -84,14 +84,14 @@ LOGMEL_IMAGE_WINDOW_S = 5.0  # an image backbone on audio embeds one log-mel ima
 # How each time was obtained (shown in the table's time column and in --json "time_source").
 MEASURED = "measured"  # this candidate's forward timed here, plus decoding of the user's files timed here
 MEASURED_FORWARD = "measured forward, decode from table"  # no files to decode (no DATA_PATH)
-CALIBRATED = "calibrated"  # not timed itself: FLOPs scaled by this machine's measured speed on other candidates
+CALIBRATED = "calibrated"  # not timed itself: FLOPs at this machine's measured speed on its family (or the others)
 ROUGH = "rough (not measured)"  # FLOPs and the device table only; run with --measure for a real figure
 # The table's short form, and the legend printed under it for the forms it shows.
 TIME_LABELS = {MEASURED: "measured", MEASURED_FORWARD: "measured*", CALIBRATED: "calibrated", ROUGH: "rough"}
 TIME_LEGEND = {
     MEASURED: "measured = this candidate's forward and the decoding of your files, timed on this machine",
     MEASURED_FORWARD: "measured* = forward timed on this machine, decoding from the table (give DATA_PATH to time it)",
-    CALIBRATED: "calibrated = not timed itself: its FLOPs at the speed the timed candidates showed here",
+    CALIBRATED: "calibrated = not timed itself: its FLOPs at the speed the timed candidates (its family's first) showed here",
     ROUGH: "rough = not measured: FLOPs and a device table, can be several times off; --measure times them here",
 }
 DECODE_SAMPLE = 12  # files decoded to time the decode cost (seeded sample of the user's data)
@@ -540,11 +540,14 @@ def measure_seconds(entry, c: Constraints, warmup: int = 2, timed: int = 3, deco
 
 
 def calibrated_seconds(entry, c: Constraints, timings: dict[str, tuple[Any, Timing]]) -> float:
-    """An untimed candidate: its FLOPs at the speed this machine showed on the timed ones
-    (median GFLOP/s), with their measured decode and build costs."""
+    """An untimed candidate: its FLOPs at the speed this machine showed on the timed ones of
+    its family (median GFLOP/s; all timed ones when none of its family was timed: depthwise
+    EfficientNets run far fewer GFLOP/s than dense ResNets), with their measured decode and
+    build costs."""
     import statistics
 
-    rates = [t.gflops_per_second(e, c) for e, t in timings.values()]
+    same_family = [(e, t) for e, t in timings.values() if e.family == entry.family]
+    rates = [t.gflops_per_second(e, c) for e, t in (same_family or timings.values())]
     decodes = [t.decode_s for _, t in timings.values() if t.decode_s is not None]
     forward_s = gflops_per_item(entry, c) / max(statistics.median(rates), 1e-9)
     decode_s = statistics.mean(decodes) if decodes else table_decode_seconds(c)

@@ -475,3 +475,19 @@ def test_domain_rule_prefers_audio_trained_networks_for_sound():
     assert rec.domain_rule(BOTH, audio).points == 0  # an ImageNet CNN on log-mel images
     assert rec.domain_rule(STATS, audio).points == 0  # no learned weights
     assert rec.domain_rule(CNN, constraints()).points == 0
+
+
+def test_calibration_uses_the_speed_of_the_candidates_family():
+    c = constraints(modality="image", n_items=1000, device="cpu")
+    dense = Entry("dense_a", "resnet", timm_name="x", gflops=4.0, imagenet_top1=70.0, embedding_dim=8)
+    light = Entry("light_a", "efficientnet", timm_name="y", gflops=0.4, imagenet_top1=70.0, embedding_dim=8)
+    # this machine: the dense family runs 40 GFLOP/s, the depthwise one 4 GFLOP/s
+    timings = {"dense_a": (dense, rec.Timing(forward_s=0.1, build_s=1.0, decode_s=0.0)),
+               "light_a": (light, rec.Timing(forward_s=0.1, build_s=1.0, decode_s=0.0))}
+    light_b = replace(light, name="light_b", gflops=0.8)
+    dense_b = replace(dense, name="dense_b", gflops=8.0)
+    overhead = rec.STARTUP_SECONDS + 1.0
+    assert rec.calibrated_seconds(light_b, c, timings) - overhead == pytest.approx(1000 * 0.2)
+    assert rec.calibrated_seconds(dense_b, c, timings) - overhead == pytest.approx(1000 * 0.2)
+    other = replace(dense, name="vit_a", family="vit", gflops=8.0)  # no vit timed: the median of all
+    assert rec.calibrated_seconds(other, c, timings) - overhead == pytest.approx(1000 * 8.0 / 22.0)
