@@ -102,6 +102,11 @@ class ExtractView:
                 err_console.print(f"{info['shard']}: {event.total} inputs to go", highlight=False)
             if info["resumed"]:
                 err_console.print(f"resuming: {info['resumed']} inputs already done, {event.total} to go")
+            if info.get("changed"):  # trust-extract's content-keyed resume reports these
+                err_console.print(f"{info['changed']} inputs changed since they were embedded: embedding them again",
+                                  highlight=False)
+            if info.get("retried"):
+                err_console.print(f"{info['retried']} inputs that failed before: trying them once more", highlight=False)
             self.progress = Progress(
                 TextColumn("[bold]extract"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]} {task.fields[unit]}/s"), TextColumn("[red]{task.fields[errors]} errors"),
