@@ -20,10 +20,12 @@ never touches the real outputs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -255,8 +257,9 @@ def output_root(config: RunConfig, smoke: bool, limit: int | None) -> Path:
 
 
 def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | None = None,
-               notify: Progress | None = None, extract_progress=None) -> list[Step]:
-    """The steps of the chain with their keys (pure: nothing runs until a step's `run`)."""
+               notify: Progress | None = None, extract_progress=None, scratch: Path | None = None) -> list[Step]:
+    """The steps of the chain with their keys (nothing runs until a step's `run`). A smoke or
+    --limit plan writes its subsample listing into `root`, or into `scratch` (a dry run)."""
     from pipelines.predict import predict
     from pipelines.train import RUN_MANIFEST, train
 
@@ -273,7 +276,7 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
     steps: list[Step] = []
     train_inputs, labels_path = config.data.train, None
     if limit is not None:  # train on a stratified subsample, not on whichever classes sort first
-        train_inputs, labels_path = stratified_listing(config, limit, root)
+        train_inputs, labels_path = stratified_listing(config, limit, scratch or root)
     splits = [("train", train_inputs)] + ([("test", config.data.test)] if config.data.test else [])
     for split, inputs in splits:
         changes = extract_changes if split == "test" else {}
@@ -394,7 +397,9 @@ def run_chain(config: RunConfig, smoke: bool = False, limit: int | None = None, 
     started = time.perf_counter()
     checks = check_config(config, smoke, limit)  # every value, before anything is written or extracted
     root = output_root(config, smoke, limit)
-    steps = plan_steps(config, root, smoke, limit, notify, extract_progress)
+    with tempfile.TemporaryDirectory(prefix="olymp-dry-run-") if dry_run else contextlib.nullcontext() as scratch:
+        # a dry run writes nothing, not even a smoke run's subsample listing (keys don't depend on its path)
+        steps = plan_steps(config, root, smoke, limit, notify, extract_progress, Path(scratch) if scratch else None)
     state = _read_state(root)
     results, ran = [], set()
     for step in steps:

@@ -141,6 +141,14 @@ def test_smoke_runs_the_whole_chain_on_a_subsample_beside_the_real_output(tmp_pa
     assert set(statuses(invoke("run", config, "--smoke", "--json")).values()) == {"skipped"}
 
 
+def test_dry_run_of_a_smoke_run_writes_nothing_and_agrees_with_the_real_run(tmp_path, colour_data):
+    config = write_config(tmp_path, colour_data)
+    assert set(statuses(invoke("run", config, "--smoke", "--dry-run", "--json")).values()) == {"would run"}
+    assert not (tmp_path / "out-smoke").exists()  # not even the subsample listing
+    invoke("run", config, "--smoke", "--quiet")
+    assert set(statuses(invoke("run", config, "--smoke", "--dry-run", "--json")).values()) == {"would skip"}
+
+
 # --------------------------------------------------------------------------- the config
 
 
