@@ -216,8 +216,6 @@ def check_config(config: RunConfig, smoke: bool = False, limit: int | None = Non
     labels_path = Path(config.data.labels)
     if not labels_path.is_file():
         raise ConfigError(f"data.labels {config.data.labels} does not exist; point data.labels at the labels CSV")
-    if config.smoke.limit < 2 or config.smoke.folds < 2:
-        raise ConfigError(f"smoke.limit {config.smoke.limit} and smoke.folds {config.smoke.folds} must be 2 or more; fix [smoke]")
     checks = []
     splits = [("train", config.data.train)] + ([("test", config.data.test)] if config.data.test else [])
     for split, inputs in splits:
@@ -236,8 +234,6 @@ def check_config(config: RunConfig, smoke: bool = False, limit: int | None = Non
                   f"metric {names[0]}")
     if config.data.test:
         predict = config.predict_config("", [], "")
-        if predict.threshold is not None and not 0.0 < predict.threshold < 1.0:
-            raise ConfigError(f"predict.threshold {predict.threshold} is not a probability; pass a value in (0, 1)")
         if predict.sample_submission and not Path(predict.sample_submission).is_file():
             raise ConfigError(f"predict.sample_submission {predict.sample_submission} does not exist; fix the path or drop it")
         checks.append("predict: " + (f"rows and columns of {predict.sample_submission}" if predict.sample_submission

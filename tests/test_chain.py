@@ -207,15 +207,15 @@ def test_unknown_keys_and_bad_values_are_refused_by_name(tmp_path, colour_data, 
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        (["head.folds=1"], "--folds 1 leaves nothing to validate on"),
+        (["head.folds=1"], "'head.folds' in"),  # "... is 1, it must be ≥ 2"
         (["extract.backbone=efficientnet_lite00"], "unknown backbone 'efficientnet_lite00': did you mean"),
         (["head.name=xgboost"], "unknown head 'xgboost'"),
         (["head.metric=auc"], "metric 'auc' does not fit a multiclass task"),
         (["head.target_col=species"], "has no column 'species'"),
         (["extract.precision=fp64"], "extract.precision = 'fp64' is not one of"),
         (["extract.pool=median"], "extract.pool = 'median' is not one of"),
-        (["predict.threshold=2.0"], "predict.threshold 2.0 is not a probability"),
-        (["smoke.folds=1"], "smoke.folds 1 must be 2 or more"),
+        (["predict.threshold=2.0"], "'predict.threshold' in"),
+        (["extract.weights=nowhere.pt"], "extract.weights nowhere.pt is not a file"),
         (["data.test=nowhere"], "data.test nowhere does not exist"),
     ],
 )
