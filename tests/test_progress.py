@@ -1,5 +1,6 @@
-"""Progress: the items/s shown while extracting (RateMeter), and the bars `olymp predict` draws
-while it extracts raw test files (real extraction with timm's tiny test_resnet)."""
+"""Progress: the items/s shown while extracting (RateMeter), the bars `olymp predict` draws
+while it extracts raw test files (real extraction with timm's tiny test_resnet), and the
+spinner of `olymp blend`."""
 
 from __future__ import annotations
 
@@ -87,3 +88,35 @@ def test_predict_on_raw_files_shows_the_extraction_progress_unless_quiet(tmp_pat
                                 "--device", "cpu", "--quiet"])
     assert quiet.exit_code == 0, quiet.output
     assert quiet.stderr == "" and quiet.stdout == ""
+
+
+def test_blend_shows_a_spinner_on_a_terminal_and_nothing_under_quiet(
+        tmp_path, make_embeddings, make_csv, make_separable, monkeypatch):
+    """A step without a count (blend choosing its weights) gets a spinner with the elapsed time
+    on stderr (the same StepSpinner draws train-head and predict inside `olymp run`); never
+    under --quiet."""
+    import io
+
+    from rich.console import Console
+
+    import cli.console
+
+    ids = [f"{i:03d}" for i in range(60)]
+    X, y = make_separable(60, dim=6, n_classes=3, seed=3)
+    make_embeddings(tmp_path / "emb", ids, X)
+    make_csv(tmp_path / "labels.csv", id=ids, label=[f"c{v}" for v in y])
+    for name, extra in (("a", []), ("b", ["--folds-from", str(tmp_path / "a"), "--param", "C=0.1"])):
+        result = runner.invoke(app, ["train-head", str(tmp_path / "emb"), "--labels", str(tmp_path / "labels.csv"),
+                                     "--head", "logreg", "--folds", "3", "-o", str(tmp_path / name), "--quiet", *extra])
+        assert result.exit_code == 0, result.output
+
+    def blend(*extra):
+        screen = io.StringIO()
+        monkeypatch.setattr(cli.console, "err_console", Console(file=screen, force_terminal=True, width=100))
+        result = runner.invoke(app, ["blend", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "blend"),
+                                     "--overwrite", *extra])
+        assert result.exit_code == 0, result.output
+        return screen.getvalue()
+
+    assert "blend: greedy weights over 2 runs" in blend()
+    assert blend("--quiet") == ""
