@@ -28,6 +28,7 @@ def recommend(
     measure: Annotated[bool, typer.Option(help="Time a few batches of each top candidate and the decoding of a sample of DATA_PATH on this machine (random weights); the rest are calibrated to that speed.")] = False,
     measure_top: Annotated[int, typer.Option(min=1, help="With --measure: how many top candidates to time.")] = 5,
     trial: Annotated[Optional[Path], typer.Option(help="Labels CSV (id,label): bake-off of the top candidates on a sample.", exists=True, dir_okay=False)] = None,
+    labels_from_folders: Annotated[bool, typer.Option("--labels-from-folders", help="Bake-off like --trial, each file's parent folder its class (no CSV).")] = False,
     trial_size: Annotated[int, typer.Option(min=6, help="Labelled items in the bake-off sample (stratified).")] = 200,
     trial_top: Annotated[int, typer.Option(min=1, help="Candidates in the bake-off.")] = 3,
     trial_weights: Annotated[Optional[str], typer.Option(help="Bake-off weights: default offline auto; 'random' for smoke tests.")] = None,
@@ -45,7 +46,8 @@ def recommend(
     config = RecommendConfig(
         data_path=str(data_path) if data_path else None, modality=modality, n_items=n_items, priority=priority,
         device=device, time_budget=time_budget, deploy=deploy, task=task, show_all=all_entries, top=top,
-        measure=measure, measure_top=measure_top, trial_labels=str(trial) if trial else None, trial_size=trial_size, trial_top=trial_top,
+        measure=measure, measure_top=measure_top, trial_labels=str(trial) if trial else None,
+        trial_from_folders=labels_from_folders, trial_size=trial_size, trial_top=trial_top,
         trial_weights=trial_weights, id_col=id_col, target_col=target_col,
     )
     progress = None if as_json or quiet else (lambda message: err_console.print(f"[dim]{message}[/]", highlight=False))

@@ -219,8 +219,9 @@ def check_config(config: RunConfig, smoke: bool = False, limit: int | None = Non
     from pipelines.metrics import metrics_for
     from pipelines.train import _validate, read_labels, target_from_labels
 
-    labels_path = Path(config.data.labels)
-    if not labels_path.is_file():
+    if config.data.labels is None and not config.head.get("labels_from_folders"):
+        raise ConfigError("no data.labels; point data.labels at the labels CSV, or set [head] labels_from_folders = true")
+    if config.data.labels is not None and not Path(config.data.labels).is_file():
         raise ConfigError(f"data.labels {config.data.labels} does not exist; point data.labels at the labels CSV")
     checks = []
     splits = [("train", config.data.train)] + ([("test", config.data.test)] if config.data.test else [])
@@ -231,12 +232,23 @@ def check_config(config: RunConfig, smoke: bool = False, limit: int | None = Non
         changes["folds"] = config.smoke.folds
     train = config.train_config(["-"], "", **changes)
     _validate(train)
-    labels = read_labels(labels_path, train.id_col, train.target_col, train.group_col)
-    target = target_from_labels(labels, slice(None), train.target_col, train.label_sep, train.task)
+    if train.labels_from_folders:  # the classes are the parent folders' names
+        from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
+        from pipelines.ids import folder_labels
+        from pipelines.tasks import infer_task
+
+        extract = config.extract_config(config.data.train, "")
+        items = list_inputs(extract.inputs, extensions_for(infer_modality(extract.inputs, extract.modality)))
+        values = folder_labels([item.id for item in items], config.data.train)
+        target, n_rows = infer_task(values, train.task, "class folder"), len(values)
+    else:
+        labels = read_labels(Path(config.data.labels), train.id_col, train.target_col, train.group_col)
+        target = target_from_labels(labels, slice(None), train.target_col, train.label_sep, train.task)
+        n_rows = len(labels)
     names = metrics_for(target.task, train.metric)
     head = get_head(train.head)
     head.resolve_params(target.task, target.n_classes, train.head_params, names[0], train.seed)
-    checks.append(f"train-head: {train.head}, {train.folds} folds, {target.task} task on {len(labels)} labelled rows, "
+    checks.append(f"train-head: {train.head}, {train.folds} folds, {target.task} task on {n_rows} labelled rows, "
                   f"metric {names[0]}")
     if config.data.test:
         predict = config.predict_config("", [], "")
@@ -266,7 +278,10 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
     from pipelines.train import RUN_MANIFEST, run_dir_state, train
 
     notify = notify or (lambda kind, message: None)
-    if not Path(config.data.labels).is_file():
+    from_folders = bool(config.head.get("labels_from_folders"))
+    if config.data.labels is None and not from_folders:
+        raise ConfigError("no data.labels; point data.labels at the labels CSV, or set [head] labels_from_folders = true")
+    if config.data.labels is not None and not Path(config.data.labels).is_file():
         raise ConfigError(f"data.labels {config.data.labels} does not exist; point data.labels at the labels CSV")
     if smoke and limit is None:
         limit = config.smoke.limit
@@ -302,7 +317,7 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
     if labels_path is not None:
         train_changes["labels"] = labels_path
     train_config = config.train_config([str(extract_train.output)], str(root / "run"), **train_changes)
-    labels = Path(train_config.labels)
+    labels = None if train_config.labels is None else Path(train_config.labels)
 
     def run_train(overwrite) -> dict:
         # A finished run is replaced; an interrupted one (same key) resumes its finished folds.
@@ -314,7 +329,7 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
     train_step = Step(
         name="train-head", output=Path(train_config.output), manifest=Path(train_config.output) / RUN_MANIFEST,
         settings=_settings(train_config, "head"),
-        inputs={"labels_sha256": file_sha256(labels), "embeddings": extract_train.key},
+        inputs={"labels_sha256": None if labels is None else file_sha256(labels), "embeddings": extract_train.key},
         run=run_train, depends=(extract_train.name,),
     )
     steps.append(train_step)
@@ -353,8 +368,19 @@ def stratified_listing(config: RunConfig, limit: int, root: Path) -> tuple[str, 
     extract = config.extract_config(config.data.train, "")
     modality = infer_modality(extract.inputs, extract.modality)
     items = list_inputs(extract.inputs, extensions_for(modality))
-    labels = read_labels(train.labels, train.id_col, train.target_col)
-    label_of = dict(zip(labels[train.id_col].tolist(), labels[train.target_col].tolist()))
+    if train.labels_from_folders:  # the class is the parent folder: no labels file to cut
+        from pipelines.ids import folder_labels
+
+        label_of = dict(zip([item.id for item in items], folder_labels([item.id for item in items], config.data.train)))
+    else:  # label ids in any spelling pipelines.ids knows (stem, file name, relative path)
+        from pipelines.ids import match_ids
+
+        labels = read_labels(train.labels, train.id_col, train.target_col)
+        match = match_ids(labels[train.id_col].tolist(), [item.id for item in items],
+                          lambda: {item.id: Path(item.path).suffix for item in items}, Path(train.labels).name,
+                          config.data.train)
+        label_of = {items[p].id: label for p, label in zip(match.positions, labels[train.target_col].tolist()) if p >= 0}
+        label_id = {items[p].id: i for p, i in zip(match.positions, labels[train.id_col].tolist()) if p >= 0}
     labelled = [item for item in items if item.id in label_of]
     if not labelled:
         raise ConfigError(
@@ -365,14 +391,19 @@ def stratified_listing(config: RunConfig, limit: int, root: Path) -> tuple[str, 
     chosen = subsample_rows(codes, limit, train.seed, stratify=True)
     ids = [labelled[i].id for i in chosen]
     listing = pd.DataFrame({"id": ids, "path": [labelled[i].path for i in chosen]}).to_csv(index=False)
-    subset = pd.read_csv(train.labels, dtype=str, keep_default_na=False)
-    subset = subset[subset[train.id_col].isin(set(ids))].to_csv(index=False)
     root.mkdir(parents=True, exist_ok=True)
     paths = root / "subsample-train.csv", root / "subsample-labels.csv"
+    if train.labels_from_folders:
+        subset = None
+    else:
+        subset = pd.read_csv(train.labels, dtype=str, keep_default_na=False)
+        subset = subset[subset[train.id_col].isin({label_id[i] for i in ids})].to_csv(index=False)
     for path, body in zip(paths, (listing, subset)):
+        if body is None:
+            continue
         if not path.is_file() or path.read_text() != body:
             write_text_atomic(path, body)
-    return str(paths[0]), str(paths[1])
+    return str(paths[0]), None if subset is None else str(paths[1])
 
 
 def _read_state(root: Path) -> dict:

@@ -398,11 +398,9 @@ def _layout(run: dict, proba: bool, sample: pd.DataFrame | None, notify: Progres
     if len(columns) == 1:
         if proba and task == "binary":
             return id_name, columns, "positive"  # P(classes[1]) in the single column
-        if proba:
-            raise MismatchError(
-                f"--proba needs one sample column per class; the sample has '{columns[0]}', "
-                f"the run's classes are {', '.join(classes)}; drop --proba"
-            )
+        if proba:  # an ordinary id,label sample: its ids and order, one probability column per class
+            notify("info", f"--proba: one probability column per class in place of the sample's '{columns[0]}'")
+            return id_name, list(classes), "proba"
         return id_name, columns, "label"
     raise MismatchError(
         f"the sample submission's columns ({', '.join(columns)}) are not the run's classes "
@@ -426,11 +424,9 @@ def _multilabel_layout(run: dict, proba: bool, sample: pd.DataFrame | None, noti
             notify("info", "the sample submission has one column per label: writing 0/1 decisions (--proba for probabilities)")
         return id_name, columns, "proba" if proba else "decisions"
     if len(columns) == 1:
-        if proba:
-            raise MismatchError(
-                f"--proba needs one sample column per label; the sample has '{columns[0]}'; drop --proba "
-                "to write the predicted labels joined in that column"
-            )
+        if proba:  # its ids and order, one probability column per label
+            notify("info", f"--proba: one probability column per label in place of the sample's '{columns[0]}'")
+            return id_name, list(classes), "proba"
         return id_name, columns, "joined"
     raise MismatchError(
         f"the sample submission's columns ({', '.join(columns)}) are not the run's labels "
@@ -468,16 +464,42 @@ def _frame(ids, pred, run, id_name, columns, mode, threshold=None) -> pd.DataFra
     return frame
 
 
-def _follow_sample(sample, id_name, ids, pred, usable, run, notes, path):
-    """Rows in the sample's order; sample ids without a test input get the prior."""
+def test_extensions(dirs: list[str], ids) -> dict[str, str] | None:
+    """id -> file extension of the test inputs, re-listed from the test embedding manifests."""
+    from pipelines.embeddings import load_manifest
+    from pipelines.ids import file_extensions
+
+    found: dict[str, str] = {}
+    for path in dirs:
+        found.update(file_extensions(load_manifest(path), [], read_errors(path)) or {})
+    return found if all(str(i) in found for i in ids) else None
+
+
+def spell_test_ids(run: dict, ids: np.ndarray, dirs: list[str]) -> np.ndarray:
+    """Test ids in the spelling of the run's labels (stem, file name, relative path...)."""
+    from pipelines.ids import FORMS, spell_all
+
+    form = run["labels"].get("id_form") or FORMS[0]
+    if form == FORMS[0]:
+        return ids
+    exts = test_extensions(dirs, ids) if form.endswith("+ext") else None
+    return spell_all(form, ids, exts, run["labels"].get("id_extension"), ", ".join(dirs))
+
+
+def _follow_sample(sample, id_name, ids, pred, usable, run, notes, path, dirs=()):
+    """Rows in the sample's order, its ids as it spells them (stem, file name, relative path:
+    pipelines.ids picks the form); sample ids without a test input get the prior."""
+    from pipelines.ids import match_ids
+
     wanted = sample[id_name].to_numpy(dtype=object)
-    found = pd.Index(ids).get_indexer(wanted)
+    if len(wanted) == 0:
+        raise InputError(f"{Path(path).name} has no rows; pass the contest's sample submission")
+    if not len(ids):
+        raise InputError(f"no test input was embedded; the sample {Path(path).name} has nothing to match")
+    found = match_ids(wanted, ids, lambda: test_extensions(list(dirs), ids), Path(path).name,
+                      ", ".join(dirs) or "the test inputs",
+                      fix="pass the test inputs this sample lists (its first column names the test files)").positions
     hit = found >= 0
-    if not hit.any():
-        raise InputError(
-            f"no id of {Path(path).name} is among the test ids (sample ids look like '{wanted[0]}', "
-            f"test ids like '{ids[0] if len(ids) else '-'}'); pass the matching test inputs"
-        )
     if (~hit).any():
         notes.append(f"{int((~hit).sum())} ids of the sample submission are not in the test inputs; they get the training prior")
     if len(ids) > hit.sum():
@@ -575,7 +597,10 @@ def predict(config: PredictConfig, on_progress: Progress | None = None, extract_
     all_ids, pred, usable, notes = predicted.ids, predicted.pred, predicted.usable, list(predicted.notes)
 
     if sample is not None:
-        all_ids, pred, usable = _follow_sample(sample, id_name, all_ids, pred, usable, run, notes, config.sample_submission)
+        all_ids, pred, usable = _follow_sample(sample, id_name, all_ids, pred, usable, run, notes, config.sample_submission,
+                                               predicted.dirs)
+    else:
+        all_ids = spell_test_ids(run, all_ids, predicted.dirs)
     for note in notes:
         notify("warning", note)
 

@@ -133,6 +133,7 @@ class RecommendConfig:
     measure: bool = False  # time a few batches per candidate on this machine
     measure_top: int = 5  # how many candidates (best estimated first) to time
     trial_labels: str | None = None  # labels CSV: run the bake-off
+    trial_from_folders: bool = False  # run the bake-off with each file's parent folder as its class
     trial_size: int = 200
     trial_top: int = 3
     trial_weights: str | None = None  # None: offline auto; "random" for tests
@@ -684,7 +685,9 @@ def recommend(config: RecommendConfig, on_progress: Callable[[str], None] | None
     if note:
         notes.insert(0, note)
     result = Recommendation(c, probe, candidates if config.show_all else usable[: config.top], notes)
-    if config.trial_labels:
+    if config.trial_labels and config.trial_from_folders:
+        raise ConfigError("--labels-from-folders reads the classes from the folder names; drop --trial (or drop --labels-from-folders)")
+    if config.trial_labels or config.trial_from_folders:
         if not config.data_path:
             raise InputError("--trial needs DATA_PATH: the labelled files to extract")
         result.trial = run_trial(usable, c, config, report)
@@ -752,15 +755,25 @@ def run_trial(candidates: list[Candidate], c: Constraints, config: RecommendConf
     from pipelines.extract.runner import run_extraction
     from pipelines.train import read_labels
 
-    labels = read_labels(config.trial_labels, config.id_col, config.target_col)
-    items = {item.id: item.path for item in list_inputs(config.data_path, extensions_for(c.modality))}
-    ids = [str(i) for i in labels[config.id_col].tolist()]
-    targets = [str(t) for t in labels[config.target_col].tolist()]
-    known = [(i, t) for i, t in zip(ids, targets) if i in items]
+    from pipelines.ids import folder_labels, match_ids
+
+    listed = list_inputs(config.data_path, extensions_for(c.modality))
+    items = {item.id: item.path for item in listed}
+    file_ids = [item.id for item in listed]
+    if config.trial_from_folders:
+        known = list(zip(file_ids, folder_labels(file_ids, config.data_path).tolist()))
+        source = "the folder names"
+    else:  # label ids in any spelling pipelines.ids knows (stem, file name, relative path)
+        labels = read_labels(config.trial_labels, config.id_col, config.target_col)
+        match = match_ids(labels[config.id_col].tolist(), file_ids, lambda: {i.id: Path(i.path).suffix for i in listed},
+                          Path(config.trial_labels).name, config.data_path)
+        targets = [str(t) for t in labels[config.target_col].tolist()]
+        known = [(file_ids[p], t) for p, t in zip(match.positions, targets) if p >= 0]
+        source = Path(config.trial_labels).name
     if len(known) < 2 * TRIAL_FOLDS:
         raise InputError(
-            f"--trial: only {len(known)} ids of {Path(config.trial_labels).name} match files in {config.data_path} "
-            f"(e.g. file id {next(iter(items), '?')!r}, label id {ids[0] if ids else '?'!r}); ids are paths without extension"
+            f"--trial: only {len(known)} files of {config.data_path} have a label in {source}; "
+            f"the bake-off needs {2 * TRIAL_FOLDS} or more"
         )
     chosen = stratified_sample([i for i, _ in known], [t for _, t in known], config.trial_size)
     sample = [known[i] for i in chosen]
@@ -798,5 +811,5 @@ def run_trial(candidates: list[Candidate], c: Constraints, config: RecommendConf
         y = np.asarray([label_of[str(i)] for i in embedded.ids], dtype=object)
         candidate.trial_score = cv_accuracy(embedded.vectors, y)
         report(f"trial: {candidate.name} accuracy {candidate.trial_score:.3f} in {candidate.trial_seconds:.1f} s")
-    return {"labels": str(config.trial_labels), "sample": len(sample), "folds": TRIAL_FOLDS,
+    return {"labels": "folders" if config.trial_from_folders else str(config.trial_labels), "sample": len(sample), "folds": TRIAL_FOLDS,
             "metric": "accuracy (3-fold logistic regression)", "weights": config.trial_weights or "offline"}
