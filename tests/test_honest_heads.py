@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 from cli.app import app
 from pipelines.heads.base import inner_split
 from pipelines.train import TrainConfig, train
+from tests.test_chain import colour_data, write_config  # noqa: F401  (colour_data: a fixture)
+from tests.test_chain import invoke as chain_invoke
 
 runner = CliRunner()
 
@@ -206,3 +208,12 @@ def test_lgbm_threads_use_only_idle_cores(monkeypatch):
     assert lgbm.threads_for(2000, 1280) == 6
     assert lgbm.threads_for(100, 64) == 1  # tiny data: one thread whatever the load
     assert lgbm.threads_for(2000, 1280, n_jobs=3) == 3
+
+
+def test_olymp_run_keeps_per_round_progress_off_its_output(tmp_path, colour_data):
+    """Inside `olymp run`, a head's rounds/epochs feed the step's spinner, never one line each."""
+    config = write_config(tmp_path, colour_data)
+    result = chain_invoke("run", config, "--set", "head.name=mlp", "--set", "head.params.epochs=3",
+                          "--set", "head.params.hidden=8")
+    assert "fold 0:" in result.output  # the fold scores still print
+    assert "inner-valid" not in result.output and "epoch 1/3" not in result.output, result.output
