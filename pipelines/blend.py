@@ -448,7 +448,7 @@ def _match_dirs(member: Path, run: dict, candidates: dict[str, dict], allow_tta_
     return chosen
 
 
-def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress):
+def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress, extract_progress=None):
     """Each member run on its test embeddings (picked from the given dirs by fingerprint, or
     extracted once per backbone from one raw input), combined with the blend's weights. Ids
     some member cannot predict get the training prior."""
@@ -464,7 +464,7 @@ def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress):
         for run in runs:
             for entry in run["embeddings"]:
                 if _key(entry["fingerprint"]) not in extracted:
-                    extracted[_key(entry["fingerprint"])] = extract_raw(inputs[0], entry, blend_dir, config, notify)
+                    extracted[_key(entry["fingerprint"])] = extract_raw(inputs[0], entry, blend_dir, config, notify, extract_progress)
             member_dirs.append([extracted[_key(entry["fingerprint"])] for entry in run["embeddings"]])
     else:
         raw = [p for p in inputs if not is_embedding_dir(p)]

@@ -123,9 +123,11 @@ def _complete_extraction(path: Path) -> bool:
         return False
 
 
-def extract_raw(source: str, trained: dict, run_dir: Path, config: PredictConfig, notify: Progress) -> str:
+def extract_raw(source: str, trained: dict, run_dir: Path, config: PredictConfig, notify: Progress,
+                extract_progress=None) -> str:
     """Run `olymp extract` on a raw input with the backbone/weights the run was trained on, into
-    a cache keyed by the input files' content (a complete one is reused without extracting)."""
+    a cache keyed by the input files' content (a complete one is reused without extracting);
+    `extract_progress` gets the runner's ExtractProgress events (the CLI draws a bar)."""
     from pipelines.extract.config import ExtractConfig
     from pipelines.extract.runner import run_extraction
 
@@ -152,7 +154,8 @@ def extract_raw(source: str, trained: dict, run_dir: Path, config: PredictConfig
                 device=config.device,
                 batch_size=config.batch_size,
                 **_shaping(trained),
-            )
+            ),
+            on_progress=extract_progress,
         )
     if output.is_dir():
         os.utime(output)  # marks it recently used for prune_caches
@@ -217,7 +220,7 @@ def check_test_inputs(inputs: list[str]) -> None:
             raise InputError(f"{path} has embedding parts but no {MANIFEST_NAME}; re-run olymp extract into it to finish")
 
 
-def resolve_inputs(config: PredictConfig, run: dict, notify: Progress) -> list[str]:
+def resolve_inputs(config: PredictConfig, run: dict, notify: Progress, extract_progress=None) -> list[str]:
     """One test embedding dir per training embedding set, extracting raw inputs first."""
     trained = run["embeddings"]
     inputs = [str(p) for p in config.inputs]
@@ -232,7 +235,7 @@ def resolve_inputs(config: PredictConfig, run: dict, notify: Progress) -> list[s
             f"pass {len(trained)} test embedding dir(s) in that order, or one raw input folder/listing"
         )
     dirs = [
-        source if is_embedding_dir(source) else extract_raw(source, entry, Path(config.run_dir), config, notify)
+        source if is_embedding_dir(source) else extract_raw(source, entry, Path(config.run_dir), config, notify, extract_progress)
         for source, entry in pairs
     ]
     if any(not is_embedding_dir(source) for source, _ in pairs):
@@ -573,9 +576,10 @@ def write_submission(frame: pd.DataFrame, output: Path) -> None:
     write_atomic(output, lambda tmp: frame.to_csv(tmp, index=False))
 
 
-def predict(config: PredictConfig, on_progress: Progress | None = None) -> PredictResult:
+def predict(config: PredictConfig, on_progress: Progress | None = None, extract_progress=None) -> PredictResult:
     """Predict every test id with the run's fold models (or a blend's member runs, weighted);
-    write `config.output` when given."""
+    write `config.output` when given. Raw test inputs are extracted first, reporting to
+    `extract_progress` (pipelines.extract.runner.ExtractProgress events)."""
     notify = on_progress or (lambda level, message: None)
     run_dir = Path(config.run_dir)
     run = load_predictor(run_dir)
@@ -584,11 +588,12 @@ def predict(config: PredictConfig, on_progress: Progress | None = None) -> Predi
     id_name, columns, mode = _layout(run, config.proba, sample, notify)
 
     if run["kind"] == "head_run":
-        predicted = predict_run(run_dir, run, resolve_inputs(config, run, notify), config.allow_tta_mismatch, notify)
+        predicted = predict_run(run_dir, run, resolve_inputs(config, run, notify, extract_progress),
+                                config.allow_tta_mismatch, notify)
     else:
         from pipelines.blend import predict_blend
 
-        predicted = predict_blend(run_dir, run, config, notify)
+        predicted = predict_blend(run_dir, run, config, notify, extract_progress)
     all_ids, pred, usable, notes = predicted.ids, predicted.pred, predicted.usable, list(predicted.notes)
 
     if sample is not None:
