@@ -409,10 +409,9 @@ def predict_run(
 
 def load_predictor(run_dir: Path) -> dict:
     """The manifest of a train-head run or of a blend (both predict the same way)."""
-    from pipelines.blend import BLEND_KIND, load_blend
+    from pipelines.blend import BLEND_KIND, load_blend, manifest_kind
 
-    path = run_dir / "manifest.json"
-    if path.is_file() and json.loads(path.read_text()).get("kind") == BLEND_KIND:
+    if manifest_kind(run_dir) == BLEND_KIND:  # a corrupt manifest.json: one line naming it
         return load_blend(run_dir)
     return load_run(run_dir)
 
