@@ -113,7 +113,10 @@ def _read_json(path: Path, fix: str) -> dict:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        reason = f"not valid JSON ({error.msg}, line {error.lineno})" if isinstance(error, json.JSONDecodeError) else "unreadable"
+        if isinstance(error, json.JSONDecodeError):
+            reason = f"not valid JSON ({error.msg}, line {error.lineno})"
+        else:
+            reason = "unreadable"
         raise InputError(f"{path} is {reason}; {fix}") from None
     if not isinstance(value, dict):
         raise InputError(f"{path} holds no JSON object; {fix}")
@@ -122,6 +125,9 @@ def _read_json(path: Path, fix: str) -> dict:
 
 def _rebuild_run(path: Path) -> str:
     return f"re-run olymp train-head with -o {path} --overwrite to rebuild the run"
+
+
+LABEL_KEYS = ("path", "sha256", "id_col", "target_col")  # what a blend reads of a member's labels record
 
 
 def read_run(path: Path) -> dict:
@@ -136,13 +142,14 @@ def read_run(path: Path) -> dict:
     if run.get("kind") == BLEND_KIND:
         raise InputError(f"{path} is a blend; pass its member runs (listed in its manifest.json) instead")
     if run.get("kind") != "head_run":
-        raise InputError(f"{manifest_path} is not a train-head manifest (kind {run.get('kind')!r}); pass a train-head -o directory")
+        raise InputError(
+            f"{manifest_path} is not a train-head manifest (kind {run.get('kind')!r}); pass a train-head -o directory"
+        )
     labels, head = run.get("labels"), run.get("head")
     problems = [
         run.get("task") not in TASKS and "task",
         not isinstance(run.get("metric"), str) and "metric",
-        not (isinstance(labels, dict) and all(isinstance(labels.get(k), str) for k in ("path", "sha256", "id_col", "target_col")))
-        and "labels",
+        not (isinstance(labels, dict) and all(isinstance(labels.get(k), str) for k in LABEL_KEYS)) and "labels",
         not (isinstance(head, dict) and isinstance(head.get("name"), str)) and "head",
         "prior" not in run and "prior",
         run.get("task") != "regression" and not isinstance(run.get("classes"), list) and "classes",
@@ -462,10 +469,12 @@ def blend(config: BlendConfig, on_progress: Progress | None = None) -> BlendResu
 
     oof_scores = metrics.score(task, y, crossed.blended, names, crossed.decided_at)
     fold_scores = []
-    for k in np.unique(folds):
-        rows = folds == k
+    for row in crossed.folds:
+        rows = folds == row["fold"]
         at = None if crossed.decided_at is None else crossed.decided_at[rows]
-        fold_scores.append({"fold": int(k), "n_valid": int(rows.sum()), **metrics.score(task, y[rows], crossed.blended[rows], names, at)})
+        fold = {"fold": row["fold"], "n_valid": int(rows.sum()),
+                **metrics.score(task, y[rows], crossed.blended[rows], names, at)}
+        fold_scores.append(fold if at is None else {**fold, "threshold": row["threshold"]})
     mean, std = metrics.summarize(fold_scores, names)
 
     notes = []

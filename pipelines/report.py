@@ -3,7 +3,7 @@ re-read by `olymp report`):
 
     RUN_DIR/
       per_class.csv       class, precision, recall, f1, support (classification; argmax of the OOF probabilities;
-                          multilabel: one row per label at the run's threshold, + average_precision)
+                          multilabel: one row per label at each fold's cross-fitted threshold or --threshold, + AP)
       confusion.png       row-normalised confusion matrix (classification)
       fold_scores.png     the main metric per fold, with the all-OOF score
       pred_vs_true.png    out-of-fold prediction against the truth (regression)
@@ -208,7 +208,8 @@ def load_report(run_dir: str | Path) -> RunReport:
         if name.endswith(".png") and (run_dir / name).is_file()
     }
     return RunReport(
-        run_dir=run_dir, head=f"blend ({manifest.get('method')})" if is_blend else manifest["head"]["name"], task=manifest["task"], classes=manifest.get("classes"),
+        run_dir=run_dir, head=f"blend ({manifest.get('method')})" if is_blend else manifest["head"]["name"],
+        task=manifest["task"], classes=manifest.get("classes"),
         metric=scores["metric"], metrics=scores["metrics"], fold_scores=scores["folds"], mean=scores["mean"],
         std=scores["std"], oof=scores["oof"], n_rows=int(manifest["n_rows"]), per_class=per_class, pictures=pictures,
         provenance=scores.get("provenance") or {},

@@ -436,7 +436,8 @@ def test_train_head_multilabel_f1_is_cross_fitted_and_the_saved_threshold_uses_e
 
     shown = cli("report", run)
     assert shown.exit_code == 0, shown.output
-    assert "how: oof: out-of-fold predictions of models that never saw the row; threshold: cross-fitted over the folds" in flat(shown.output)
+    how = "how: oof: out-of-fold predictions of models that never saw the row; threshold: cross-fitted over the folds"
+    assert how in flat(shown.output)
 
 
 def test_a_given_threshold_is_used_for_every_fold(tmp_path, tag_runs):
@@ -516,10 +517,14 @@ def edited(edit):
 
 
 def set_cell(row, column, value):
-    return edited(lambda frame: frame.__setitem__(column, frame[column].astype(object)) or frame.loc.__setitem__((row, column), value))
+    def edit(frame):
+        frame[column] = frame[column].astype(object)
+        frame.loc[row, column] = value
+
+    return edited(edit)
 
 
-CORRUPT_MEMBER = {  # case -> file, new content made from the old (None: deleted), what the one line says
+CORRUPT_MEMBER = {  # case -> file, new content (bytes, or made from the old text), what the one line says
     "oof_empty": ("oof.csv", lambda old: "", "is empty"),
     "oof_binary": ("oof.csv", lambda old: "\x00\x01\x02\n\x03,\x04", "has columns"),
     "oof_header_only": ("oof.csv", lambda old: old.splitlines()[0] + "\n", "has no rows"),
@@ -527,10 +532,9 @@ CORRUPT_MEMBER = {  # case -> file, new content made from the old (None: deleted
     "oof_text_value": ("oof.csv", set_cell(3, "cat", "high"), "non-numeric value"),
     "oof_inf_value": ("oof.csv", set_cell(2, "owl", "inf"), "NaN or infinite"),
     "oof_nan_value": ("oof.csv", set_cell(0, "dog", "nan"), "NaN"),
-    "oof_bad_fold": ("oof.csv", edited(lambda frame: frame.__setitem__("fold", frame["fold"] + 0.5)), "fold"),
+    "oof_bad_fold": ("oof.csv", set_cell(4, "fold", 0.5), "fold"),
     "oof_repeated_id": ("oof.csv", set_cell(1, "id", "0000"), "repeats id"),
     "oof_truncated": ("oof.csv", lambda old: old[: len(old) // 2 - 3], "oof.csv"),
-    "oof_missing": ("oof.csv", None, "has no oof.csv"),
     "manifest_not_json": ("manifest.json", lambda old: old[: len(old) // 2], "is not valid JSON"),
     "manifest_list": ("manifest.json", lambda old: "[1, 2]", "holds no JSON object"),
     "manifest_no_task": ("manifest.json", lambda old: json.dumps({**json.loads(old), "task": None}), "lacks a valid task"),
@@ -547,9 +551,7 @@ def test_a_corrupt_member_file_is_one_line_naming_it(tmp_path, runs, case):
     name, corrupt, message = CORRUPT_MEMBER[case]
     member = tmp_path / "member"
     shutil.copytree(root / "lr_b", member)
-    if corrupt is None:
-        (member / name).unlink()
-    elif isinstance(corrupt, bytes):
+    if isinstance(corrupt, bytes):
         (member / name).write_bytes(corrupt)
     else:
         (member / name).write_text(corrupt((member / name).read_text()))
