@@ -584,6 +584,7 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     )
     if config.limit is not None:
         manifest["limit"] = config.limit
+    manifest["provenance"] = scores["provenance"]
     (run_dir / RUN_MANIFEST).write_text(json.dumps(_json_ready(manifest), indent=2))
 
     return TrainResult(

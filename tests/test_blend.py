@@ -431,6 +431,7 @@ def test_train_head_multilabel_f1_is_cross_fitted_and_the_saved_threshold_uses_e
     assert manifest["threshold"] == scores["threshold"] == tuned(Y, proba)  # what predict uses: all OOF rows
     assert manifest["threshold_source"] == "cross-fitted" and "cross-fitted" in scores["provenance"]["threshold"]
     assert "never saw the row" in scores["provenance"]["oof"]
+    assert manifest["provenance"] == scores["provenance"]
     # in-sample, the tuned threshold would score at least as well (it is the best on those very rows)
     assert f1s(Y, proba, tuned(Y, proba))["f1_micro"] >= scores["oof"]["f1_micro"]
 
