@@ -31,7 +31,7 @@ import pandas as pd
 
 from pipelines import cv, metrics
 from pipelines.embeddings import EmbeddingSet, fingerprint, read_embeddings, read_errors
-from pipelines.errors import ConfigError, InputError
+from pipelines.errors import ConfigError, InputError, first_line
 from pipelines.fileio import json_ready
 from pipelines.features import TRANSFORMS_DIR, FeatureSpec, FeatureTransform, transform_file
 from pipelines.hashing import file_sha256
@@ -131,16 +131,34 @@ def target_columns(target_col: str) -> list[str]:
     return [name.strip() for name in target_col.split(",") if name.strip()]
 
 
+# Target values that mean "missing" to pandas, R and spreadsheets: read as no target (the row is
+# left out, with a warning naming the value), never as a class of their own.
+MISSING_TARGETS = frozenset({"NaN", "nan", "NAN", "-NaN", "-nan", "NA", "N/A", "n/a", "#N/A", "<NA>", "NULL", "null"})
+
+
+def _missing_target_note(path: Path, counts: dict[str, int], n_rows: int, target_col: str) -> str:
+    shown = ", ".join(f"'{value}' ({n})" for value, n in sorted(counts.items()))
+    return (
+        f"{n_rows} rows of {path.name} have {shown} in '{target_col}': read as missing, "
+        "so they are left out; if it is a class, rename it in the CSV (e.g. to 'none')"
+    )
+
+
 def read_labels(path: str | Path, id_col: str, target_col: str, group_col: str | None = None) -> pd.DataFrame:
     """The labels CSV as strings ("007" stays "007"), checked: columns present, ids unique,
-    rows without a target (in any target column) left out (counted in `attrs["dropped"]`)."""
+    rows without a target (in any target column) left out (counted in `attrs["dropped"]`);
+    "NaN", "NA"... targets count as missing (`attrs["missing_values"]`: value -> rows)."""
     path = Path(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read {path.name} as CSV ({error}); pass --labels with a CSV file") from None
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path.name} is empty; pass --labels with a CSV file: a header line (id,label) and one row per id") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read {path.name} as CSV ({first_line(error)}); pass --labels with a CSV file") from None
     columns = [str(c) for c in frame.columns]
     listing = ", ".join(columns)
+    if len(columns) == 1 and any(sep in columns[0] for sep in ";\t|"):
+        listing += "; the file looks separated by ';', tab or '|', save it comma-separated"
     targets = target_columns(target_col)
     for col, option, avoid in (
         (id_col, "--id-col", set(targets)),
@@ -158,12 +176,22 @@ def read_labels(path: str | Path, id_col: str, target_col: str, group_col: str |
         raise InputError(
             f"{path.name} has {int(duplicated.sum())} duplicate ids in '{id_col}' (e.g. '{example}'); keep one row per id"
         )
-    missing = frame[targets].isna().any(axis=1)
+    if frame.empty:
+        raise InputError(f"{path.name} has a header but no rows; pass --labels with the CSV that holds the labels")
+    stripped = frame[targets].apply(lambda column: column.str.strip())
+    missing_like = stripped.isin(MISSING_TARGETS)
+    found, counts = np.unique(stripped.to_numpy(dtype=object)[missing_like.to_numpy()].astype(str), return_counts=True)
+    missing_values = {str(value): int(n) for value, n in zip(found, counts)}
+    missing = frame[targets].isna().any(axis=1) | missing_like.any(axis=1)
     if group_col is not None:
         if frame[group_col].isna().any():
             raise InputError(f"{path.name} has rows with an empty '{group_col}'; give every row a group")
+    if missing.all():
+        raise InputError(f"no row of {path.name} has a value in '{target_col}'; pass --target-col with the column that holds the labels")
     kept = frame.loc[~missing].reset_index(drop=True)
     kept.attrs["dropped"] = int(missing.sum())
+    kept.attrs["missing_values"] = missing_values
+    kept.attrs["missing_rows"] = int(missing_like.any(axis=1).sum())
     return kept
 
 
@@ -268,6 +296,8 @@ def _validate(config: TrainConfig) -> None:
         raise ConfigError(f"--folds {config.folds} leaves nothing to validate on; pass --folds 2 or more")
     if config.seeds is not None and (not config.seeds or len(set(config.seeds)) != len(config.seeds)):
         raise ConfigError(f"--seeds needs distinct integers, e.g. --seeds 0,1,2 (got {config.seeds})")
+    if config.seed < 0 or any(seed < 0 for seed in config.seeds or []):
+        raise ConfigError("seeds must be 0 or more (numpy refuses negative seeds); e.g. --seed 42 or --seeds 0,1,2")
     config.features.check()
     if config.limit is not None and config.limit < config.folds:
         raise ConfigError(f"--limit {config.limit} is fewer rows than --folds {config.folds}; pass a larger --limit")
@@ -291,8 +321,12 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     labels_path = Path(config.labels)
     labels = read_labels(labels_path, config.id_col, config.target_col, config.group_col)
     notes = []
-    if labels.attrs["dropped"]:
-        notes.append(f"{labels.attrs['dropped']} rows of {labels_path.name} have no '{config.target_col}'; they are left out")
+    missing_rows = labels.attrs.get("missing_rows", 0)
+    if missing_rows:
+        notes.append(_missing_target_note(labels_path, labels.attrs["missing_values"], missing_rows, config.target_col))
+    empty = labels.attrs["dropped"] - missing_rows
+    if empty > 0:
+        notes.append(f"{empty} rows of {labels_path.name} have no '{config.target_col}'; they are left out")
     label_ids = labels[config.id_col].to_numpy(dtype=object)
     paths = [str(p) for p in config.embeddings]
     sets = load_sets(paths)
@@ -543,6 +577,8 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     names = metrics.metrics_for(target.task, config.metric)
     if config.folds_from:
         folds, fold_notes = cv.folds_from(config.folds_from, data.ids), []
+        if data.groups is not None:  # the other run may have drawn its folds without these groups
+            cv.check_groups_within_folds(folds, data.groups, f"--folds-from {config.folds_from}")
         config = replace(config, folds=int(folds.max()) + 1)
     else:
         folds, fold_notes = cv.assign_folds(target, config.folds, config.seed, data.groups)
@@ -604,7 +640,11 @@ def load_run(run_dir: str | Path) -> dict:
             f"{run_dir} is not a train-head run (no {RUN_MANIFEST}); "
             "create one with: olymp train-head EMBEDDINGS --labels labels.csv -o RUN_DIR"
         )
-    manifest = json.loads(path.read_text())
-    if manifest.get("kind") != "head_run":
-        raise InputError(f"{path} is not a train-head manifest (kind {manifest.get('kind')!r}); pass a train-head -o directory")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{path} is not valid JSON (cut short?); re-run train-head into {run_dir} with --overwrite") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != "head_run":
+        kind = manifest.get("kind") if isinstance(manifest, dict) else type(manifest).__name__
+        raise InputError(f"{path} is not a train-head manifest (kind {kind!r}); pass a train-head -o directory")
     return manifest
