@@ -258,7 +258,7 @@ def test_input_refusals(tmp_path, multiclass, make_csv, make_embeddings):
 
     other = make_csv(tmp_path / "other.csv", id=[f"x{i}" for i in range(10)], label=["a", "b"] * 5)
     result = train_cli(emb, "--labels", other, "-o", tmp_path / "run2")
-    assert result.exit_code == 1 and "no id of the labels is in" in result.stderr
+    assert result.exit_code == 1 and "no id of other.csv matches a file in" in result.stderr
 
     dup = make_csv(tmp_path / "dup.csv", id=ids + ids[:2], label=list(CLASSES[y]) + ["cat", "cat"])
     result = train_cli(emb, "--labels", dup, "-o", tmp_path / "run3")
