@@ -127,7 +127,13 @@ def _rebuild_run(path: Path) -> str:
     return f"re-run olymp train-head with -o {path} --overwrite to rebuild the run"
 
 
-LABEL_KEYS = ("path", "sha256", "id_col", "target_col")  # what a blend reads of a member's labels record
+def _valid_labels_record(labels) -> bool:
+    """What a blend reads of a member's labels record: columns, and the CSV's path and SHA-256
+    unless the labels came from the folders (--labels-from-folders)."""
+    if not isinstance(labels, dict):
+        return False
+    keys = ("id_col", "target_col") if labels.get("from_folders") else ("path", "sha256", "id_col", "target_col")
+    return all(isinstance(labels.get(k), str) for k in keys)
 
 
 def read_run(path: Path) -> dict:
@@ -149,7 +155,7 @@ def read_run(path: Path) -> dict:
     problems = [
         run.get("task") not in TASKS and "task",
         not isinstance(run.get("metric"), str) and "metric",
-        not (isinstance(labels, dict) and all(isinstance(labels.get(k), str) for k in LABEL_KEYS)) and "labels",
+        not _valid_labels_record(labels) and "labels",
         not (isinstance(head, dict) and isinstance(head.get("name"), str)) and "head",
         "prior" not in run and "prior",
         run.get("task") != "regression" and not isinstance(run.get("classes"), list) and "classes",

@@ -601,3 +601,15 @@ def test_report_shows_a_blend_and_how_its_numbers_were_obtained(tmp_path, runs):
     assert "blend (greedy)" in table.output
     assert ("how: oof: out-of-fold predictions of models that never saw the row; "
             "blend: weights cross-fitted over the folds") in flat(table.output)
+
+
+def test_runs_with_labels_from_folders_blend(tmp_path, make_embeddings, make_separable):
+    X, y = make_separable(90, dim=6, n_classes=3, seed=4)
+    ids = [f"{CLASSES[k]}/img{i:03d}" for i, k in enumerate(y)]  # the class is the parent folder
+    emb = make_embeddings(tmp_path / "emb", ids, X)
+    for name, extra in (("lr", []), ("lr_c", ["-p", "C=0.05", "--folds-from", tmp_path / "lr"])):
+        result = cli("train-head", emb, "--labels-from-folders", "-o", tmp_path / name, "--head", "logreg", "--folds", "3", *extra)
+        assert result.exit_code == 0, result.output
+    result = cli("blend", tmp_path / "lr", tmp_path / "lr_c", "-o", tmp_path / "blend", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["oof"]["accuracy"] > 0.8
