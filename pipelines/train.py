@@ -59,7 +59,8 @@ TEST_EMBEDDINGS_DIR = "test_embeddings"  # predict's extractions of raw test inp
 DONE_SUFFIX = ".done.json"  # models/fold-K.done.json: fold K's files are whole (their SHA-256) and what made them
 
 # on_progress(kind, message): kind is "task" (the inferred task and why), "fold" (a fold's main
-# score) or "warning"; the CLI decides how to show each.
+# score), "round" (a head's progress inside a fold: round/epoch, inner-validation score) or
+# "warning"; the CLI decides how to show each.
 Progress = Callable[[str, str], None]
 
 
@@ -78,7 +79,7 @@ class TrainConfig:
     task: str | None = None  # binary | multiclass | regression | multilabel; None: inferred from the target
     threshold: float | None = None  # multilabel decision threshold; None: tuned on the OOF for micro-F1
     metric: str | None = None  # reported first and watched for early stopping; None: task default
-    head: str = "lgbm"  # lgbm | logreg | mlp
+    head: str = "logreg"  # logreg | mlp | lgbm (logreg: never far from the best measured, deterministic; README)
     head_params: dict = field(default_factory=dict)  # overrides of the head's defaults
     # --- cross-validation
     folds: int = 5  # number of folds
@@ -562,7 +563,8 @@ def fold_key(data: TrainingData, folds: np.ndarray, config: TrainConfig, params:
     """What a fold's models depend on: the features, targets and fold assignment themselves (not
     their file names) and every setting of the head. A resumed run reuses a fold only under it."""
     digest = hashlib.blake2b(digest_size=16)
-    for array in (data.X, np.asarray(data.target.y), np.asarray(folds)):
+    groups = () if data.groups is None else (data.groups,)  # they shape the heads' inner splits
+    for array in (data.X, np.asarray(data.target.y), np.asarray(folds), *groups):
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype}{array.shape}".encode())
         digest.update(array.tobytes() if array.dtype != object else json.dumps(array.tolist()).encode())
@@ -598,10 +600,12 @@ def _reusable_fold(run_dir: Path, k: int, key: str | None) -> dict | None:
 def fit_folds(
     head_cls, target: Target, X: np.ndarray, folds: np.ndarray, names: list[str], config: TrainConfig,
     run_dir: Path, notify: Progress, source_dims: list[int], key: str | None = None,
+    groups: np.ndarray | None = None,
 ) -> FoldResults:
     """Per fold: fit the feature transform and one head per seed on the other folds, predict
-    its own rows (mean over seeds), save transform and models. With `key`, a fold an interrupted
-    run finished under the same key is loaded instead of fitted again."""
+    its own rows (mean over seeds), save transform and models. A head sees the training part
+    only (early-stopping heads split it themselves); the fold's rows are only predicted. With
+    `key`, a fold an interrupted run finished under the same key is loaded instead of fitted again."""
     y = target.y
     oof = np.zeros((len(y), target.n_classes)) if target.classes else np.zeros(len(y))
     seeds = model_seeds(config)
@@ -635,7 +639,8 @@ def fit_folds(
             infos, fold_models = [], []
             for seed in seeds:
                 head = head_cls(target.task, target.n_classes, config.head_params, names[0], seed)
-                head.fit(X_train, y[train_idx], X_valid, y[valid_idx])
+                head.fit(X_train, y[train_idx], None if groups is None else groups[train_idx],
+                         lambda message, k=k: notify("round", f"fold {k}: {message}"))
                 seed_oof[seed][valid_idx] = head.predict(X_valid)
                 model_file = _model_file(k, seed, seeds, head.suffix)
                 head.save(run_dir / model_file)
@@ -796,7 +801,7 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     run_dir = prepare_run_dir(config.output, config.overwrite, notify)
     source_dims = [emb.dim for emb in data.sets]
     key = fold_key(data, folds, config, params, names)
-    fitted = fit_folds(head_cls, target, data.X, folds, names, config, run_dir, notify, source_dims, key)
+    fitted = fit_folds(head_cls, target, data.X, folds, names, config, run_dir, notify, source_dims, key, data.groups)
     decide_threshold(target, folds, fitted, names, config.threshold)
     mean, std = metrics.summarize(fitted.scores, names)
     oof_scores = metrics.score(target.task, target.y, fitted.oof, names, fitted.decided_at)
