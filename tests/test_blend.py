@@ -135,7 +135,7 @@ def noise_runs(run, where, n, seed):
 
 
 @pytest.mark.parametrize("method", ["greedy", "nnls"])
-def test_blend_reports_the_cross_fitted_score_and_beats_the_best_input(tmp_path, runs, method):
+def test_blend_reports_the_cross_fitted_score_never_claiming_to_beat_the_best_input(tmp_path, runs, method):
     root = runs["root"]
     members = [root / "lr_a", root / "lr_b", root / "lgbm"]
     result = cli("blend", *members, "-o", tmp_path / "blend", "--method", method, "--json")
@@ -148,9 +148,11 @@ def test_blend_reports_the_cross_fitted_score_and_beats_the_best_input(tmp_path,
     blended, fold_weights = cross_fitted(method, preds, y, folds, metric)
     assert summary["oof"][metric] == pytest.approx(score_of(metric, y, blended), rel=1e-9)
     assert summary["oof"]["accuracy"] == pytest.approx(score_of("accuracy", y, blended), rel=1e-9)
-    # the sources are complementary: even out of sample the blend beats every input
+    # judged cross-fitted, the blend beats every input, or the warning names the run to submit instead
     best_input = min(member["oof"][metric] for member in summary["members"])
-    assert summary["oof"][metric] < best_input
+    if summary["oof"][metric] >= best_input:
+        best_run = min(summary["members"], key=lambda member: member["oof"][metric])["run"]
+        assert any("out of sample the blend does not beat it" in w and best_run in w for w in summary["warnings"])
     np.testing.assert_allclose([row["weights"] for row in summary["cross_fit"]], fold_weights, atol=1e-9)
     weights = np.array([member["weight"] for member in summary["members"]])
     np.testing.assert_allclose(weights, weights_on(method, preds, y, metric), atol=1e-9)  # saved: fitted on all rows
