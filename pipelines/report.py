@@ -369,6 +369,8 @@ def load_report(run_dir: str | Path) -> RunReport:
         kind: str(run_dir / name) for kind, name in manifest.get("reports", {}).items()
         if name.endswith(".png") and (run_dir / name).is_file()
     }
+    if is_blend and (run_dir / BLEND_PICTURE).is_file():
+        pictures["blend"] = str(run_dir / BLEND_PICTURE)
     return RunReport(
         run_dir=run_dir, head=f"blend ({manifest.get('method')})" if is_blend else manifest["head"]["name"],
         task=manifest["task"], classes=manifest.get("classes"),

@@ -215,6 +215,8 @@ def test_a_blend_draws_its_members_next_to_the_blend(classified):
            classified / "a", "-o", classified / "b")
     invoke("blend", classified / "a", classified / "b", "-o", classified / "blend", "--quiet")
     png_size(classified / "blend" / "blend.png")
+    shown = json.loads(invoke("report", classified / "blend", "--json").stdout)
+    assert shown["pictures"] == {"blend": str(classified / "blend" / "blend.png")}
     scores = json.loads((classified / "blend" / "scores.json").read_text())
     members = scores["members"]
     fig = _drawn(blend_figure("multiclass", scores["metric"], [m["run"] for m in members],
