@@ -48,7 +48,8 @@ class ExtractConfig:
 
 
 def _bad(key: str, value, rule: str) -> ConfigError:
-    return ConfigError(f"extract setting {key} = {value!r} is invalid: {rule}")
+    flag = "--" + key.replace("_", "-")
+    return ConfigError(f"extract setting {key} = {value!r} (option {flag}) is invalid: {rule}")
 
 
 def _is_int(value) -> bool:
@@ -83,7 +84,7 @@ def check_settings(config: ExtractConfig) -> None:
     if batch is not None and batch != "auto":
         text = str(batch).strip()
         if isinstance(batch, bool) or not text.isdigit() or int(text) < 1:
-            raise _bad("batch_size", batch, 'use a whole number ≥ 1 or "auto"')
+            raise _bad("batch_size", batch, 'use a whole number ≥ 1 or "auto", e.g. --batch-size 64 or --batch-size auto')
     for key in ("compile", "overwrite"):
         if not isinstance(getattr(config, key), bool):
             raise _bad(key, getattr(config, key), "use true or false")
