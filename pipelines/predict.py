@@ -108,6 +108,10 @@ def extract_raw(source: str, trained: dict, run_dir: Path, config: PredictConfig
     # device and batch size are this machine's business.
     shaping = {key: settings[key] for key in ("modality", "window", "hop", "pool", "max_image_pixels", "tta")
                if key in settings}
+    # The precision is part of the embeddings' fingerprint: the training one, as resolved then.
+    precision = (trained.get("fingerprint") or {}).get("precision")
+    if precision:
+        shaping["precision"] = precision
     run_extraction(
         ExtractConfig(
             inputs=str(source),
