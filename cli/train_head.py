@@ -77,7 +77,7 @@ def train_head(
     pca: Annotated[
         int | None, typer.Option("--pca", help="Keep N PCA components (fitted inside each fold, after --normalize).", min=1)
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in -o.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing olymp run in -o (a folder that is not one is refused, untouched).")] = False,
     json_out: JsonOption = False,
     limit: Annotated[
         int | None, typer.Option("--limit", min=2, help="Train on a stratified, seed-fixed subsample of N rows (smoke runs).")

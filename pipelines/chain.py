@@ -2,9 +2,11 @@
 
 A step is skipped when its output is complete and its key is the one recorded when it last
 finished. The key is a SHA-256 of the step's settings (the fields that shape its result: a new
-batch size or device does not re-extract) and of its inputs: the listing of the input files
-(ids and sizes), the labels file's bytes, and the keys of the steps it reads from, so a change
-anywhere re-runs exactly the steps downstream of it. File times play no part.
+batch size or device does not re-extract) and of its inputs: the content fingerprint of the
+input files (ids and each file's `hashing.file_fingerprint`: size, mtime and a hash of its first
+and last 64 KiB, so a file replaced by another of the same size counts as changed), the labels
+file's bytes, and the keys of the steps it reads from, so a change anywhere re-runs exactly the
+steps downstream of it.
 
     OUTPUT/
       steps.json       per step: key, settings, inputs, status, SHA-256 of its output manifest
@@ -23,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,8 @@ from pathlib import Path
 
 from pipelines.embeddings import MANIFEST_NAME
 from pipelines.errors import ConfigError
-from pipelines.hashing import file_sha256
+from pipelines.fileio import write_json_atomic, write_text_atomic
+from pipelines.hashing import file_fingerprint, file_sha256, fingerprint_of_fingerprints
 from pipelines.runconfig import STEP_TABLES, RunConfig
 
 STATE_FILE = "steps.json"
@@ -78,20 +80,21 @@ def _digest(value) -> str:
 
 
 def listing_fingerprint(inputs: str, modality: str) -> dict:
-    """What the input files are: their ids and byte sizes (not their times: a copied dataset is
-    the same dataset). Cheap for 100k files: one stat each."""
+    """What the input files are: their ids and content fingerprints (`file_fingerprint`: size,
+    mtime_ns, BLAKE2b of the first and last 64 KiB), combined by `fingerprint_of_fingerprints`.
+    A file replaced by another of the same size changes it; so does a touched or copied file
+    (re-extracting is cheap, a stale embedding is not)."""
     from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
 
     resolved = infer_modality(inputs, modality)
     items = list_inputs(inputs, extensions_for(resolved))
-    digest = hashlib.sha256()
+    parts = []
     for item in items:
         try:
-            size = os.stat(item.path).st_size
-        except OSError:
-            size = -1  # a missing file is extract's to report; it still changes the key if it appears
-        digest.update(f"{item.id}\t{size}\n".encode())
-    return {"files": len(items), "sha256": digest.hexdigest()}
+            parts.append((item.id, file_fingerprint(item.path)))
+        except OSError as error:  # unreadable or missing: extract's to report; it still changes the key
+            parts.append((item.id, f"unreadable: {type(error).__name__}"))
+    return {"files": len(items), "fingerprint": fingerprint_of_fingerprints(parts)}
 
 
 @dataclass
@@ -121,11 +124,14 @@ def _settings(config, table: str, extra_skip=frozenset()) -> dict:
 def _complete(step: Step) -> bool:
     if not step.manifest.is_file():
         return False
-    if step.name.startswith("extract"):
-        return json.loads(step.manifest.read_text()).get("status") == "complete"
-    if step.name == "train-head":
-        manifest = json.loads(step.manifest.read_text())
-        return all((step.output / model).is_file() for model in manifest.get("models", []))
+    try:
+        if step.name.startswith("extract"):
+            return json.loads(step.manifest.read_text()).get("status") == "complete"
+        if step.name == "train-head":
+            manifest = json.loads(step.manifest.read_text())
+            return all((step.output / model).is_file() for model in manifest.get("models", []))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False  # a damaged output is rebuilt
     return True
 
 
@@ -172,7 +178,7 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
                notify: Progress | None = None, extract_progress=None) -> list[Step]:
     """The steps of the chain with their keys (pure: nothing runs until a step's `run`)."""
     from pipelines.predict import predict
-    from pipelines.train import RUN_MANIFEST, train
+    from pipelines.train import RUN_MANIFEST, run_dir_state, train
 
     notify = notify or (lambda kind, message: None)
     if not Path(config.data.labels).is_file():
@@ -214,7 +220,9 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
     labels = Path(train_config.labels)
 
     def run_train(overwrite) -> dict:
-        result = train(dataclasses.replace(train_config, overwrite=True),
+        # A finished run is replaced; an interrupted one (same key) resumes its finished folds.
+        replace = overwrite or run_dir_state(Path(train_config.output)) == "complete"
+        result = train(dataclasses.replace(train_config, overwrite=replace),
                        on_progress=lambda kind, message: notify("warning" if kind == "warning" else "info", message))
         return result.summary()
 
@@ -278,7 +286,7 @@ def stratified_listing(config: RunConfig, limit: int, root: Path) -> tuple[str, 
     paths = root / "subsample-train.csv", root / "subsample-labels.csv"
     for path, body in zip(paths, (listing, subset)):
         if not path.is_file() or path.read_text() != body:
-            path.write_text(body)
+            write_text_atomic(path, body)
     return str(paths[0]), str(paths[1])
 
 
@@ -294,9 +302,7 @@ def _read_state(root: Path) -> dict:
 
 def _write_state(root: Path, state: dict) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    temporary = root / (STATE_FILE + ".tmp")
-    temporary.write_text(json.dumps({"olymp_format": 1, "kind": "chain", "steps": state}, indent=2, default=str))
-    temporary.replace(root / STATE_FILE)
+    write_json_atomic(root / STATE_FILE, {"olymp_format": 1, "kind": "chain", "steps": json.loads(json.dumps(state, default=str))})
 
 
 def run_chain(config: RunConfig, smoke: bool = False, limit: int | None = None, force: bool = False,

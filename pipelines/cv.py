@@ -93,12 +93,17 @@ def _checked(folds: np.ndarray, n_folds: int, groups: np.ndarray | None, notes: 
     return folds, notes
 
 
-def check_groups_within_folds(folds: np.ndarray, groups: np.ndarray) -> None:
-    """Raise when any group has rows in two folds: its validation scores would leak."""
+def check_groups_within_folds(folds: np.ndarray, groups: np.ndarray, source: str | None = None) -> None:
+    """Raise when any group has rows in two folds: its validation scores would leak.
+    `source`: where the folds came from (e.g. "--folds-from runs/a"), named in the message."""
     fold_of_group = {}
     for group, fold in zip(groups.tolist(), folds.tolist()):
         if fold_of_group.setdefault(group, fold) != fold:
-            raise AssertionError(f"group {group!r} spans folds {fold_of_group[group]} and {fold}; the fold assignment leaks")
+            where = f"the folds of {source}" if source else "the fold assignment"
+            fix = ("draw new folds (drop --folds-from) or reuse a run made with the same --group-col" if source
+                   else "report this as a bug, and drop --group-col meanwhile")
+            raise InputError(f"group {group!r} spans folds {fold_of_group[group]} and {fold} in {where}, "
+                             f"so its validation scores would leak; {fix}")
 
 
 def group_balance_notes(folds: np.ndarray, groups: np.ndarray, n_folds: int) -> list[str]:
@@ -191,10 +196,23 @@ def read_folds(run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(run_dir) / "folds.csv"
     if not path.is_file():
         raise InputError(f"{run_dir} has no folds.csv; pass --folds-from with a train-head run directory")
-    frame = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+    fix = "pass --folds-from with a train-head run directory"
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        raise InputError(f"{path} is not a folds CSV; {fix}") from None
     if list(frame.columns[:2]) != ["id", "fold"]:
-        raise InputError(f"{path} does not start with columns id, fold; pass --folds-from with a train-head run directory")
-    return frame["id"].to_numpy(dtype=object), frame["fold"].to_numpy(dtype=np.int64)
+        raise InputError(f"{path} does not start with columns id, fold; {fix}")
+    folds = pd.to_numeric(frame["fold"], errors="coerce").to_numpy(dtype=np.float64)
+    if not len(frame) or not np.isfinite(folds).all() or (folds != np.round(folds)).any() or folds.min() < 0:
+        raise InputError(f"{path} has no rows or a fold that is not an integer 0, 1, ...; {fix}")
+    if frame["id"].duplicated().any():
+        raise InputError(f"{path} lists id '{frame['id'][frame['id'].duplicated()].iloc[0]}' more than once; {fix}")
+    folds = folds.astype(np.int64)
+    missing = sorted(set(range(int(folds.max()) + 1)) - set(folds.tolist()))
+    if missing:
+        raise InputError(f"{path} has no rows in fold(s) {missing}; {fix}")
+    return frame["id"].to_numpy(dtype=object), folds
 
 
 def folds_from(run_dir: str | Path, ids: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.errors import InputError
+from pipelines.errors import InputError, first_line
 
 MANIFEST_NAME = "_manifest.json"
 ERRORS_NAME = "_errors.csv"
@@ -74,7 +74,13 @@ def load_manifest(path: str | Path) -> dict:
             f"{path} is not an olymp embedding directory (no {MANIFEST_NAME}); "
             f"create one with: olymp extract INPUTS -o {path}"
         )
-    return json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{manifest_path} is not valid JSON; re-extract into a fresh directory (or with --overwrite)") from None
+    if not isinstance(manifest, dict):
+        raise InputError(f"{manifest_path} is not an olymp manifest; re-extract into a fresh directory (or with --overwrite)")
+    return manifest
 
 
 def part_files(path: str | Path) -> list[Path]:
@@ -86,14 +92,37 @@ def read_embeddings(path: str | Path) -> EmbeddingSet:
     path = Path(path)
     manifest = load_manifest(path)
     parts = part_files(path)
-    dim = int(manifest["embedding_dim"])
+    dim = manifest.get("embedding_dim") if isinstance(manifest, dict) else None
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        raise InputError(f"{path}/{MANIFEST_NAME} has no valid embedding_dim; re-extract into a fresh directory")
     if not parts:
         return EmbeddingSet(np.array([], dtype=object), np.zeros((0, dim), np.float32), manifest)
-    table = pa.concat_tables(pq.read_table(p, columns=["id", "embedding"]) for p in parts)
+    tables = [_read_part(part, dim) for part in parts]
+    table = pa.concat_tables(tables)
     ids = np.asarray(table.column("id").to_pylist(), dtype=object)
     flat = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
     vectors = np.ascontiguousarray(flat.reshape(len(ids), dim), dtype=np.float32)
     return EmbeddingSet(ids, vectors, manifest)
+
+
+def _read_part(part: Path, dim: int) -> pa.Table:
+    """One part file, checked: readable Parquet, an id column and `dim`-wide float vectors."""
+    fix = f"delete {part.name} and re-run the same olymp extract command to redo it"
+    try:
+        table = pq.read_table(part)
+    except (pa.ArrowException, OSError) as error:
+        raise InputError(f"{part} is not a readable Parquet part ({first_line(error)}); {fix}") from None
+    if "id" not in table.column_names or "embedding" not in table.column_names:
+        raise InputError(f"{part} lacks the id or embedding column; {fix}")
+    kind = table.schema.field("embedding").type
+    width = kind.list_size if pa.types.is_fixed_size_list(kind) else None
+    if width != dim:
+        raise InputError(
+            f"{part} holds {width if width is not None else 'variable'}-wide vectors, the manifest says {dim}; {fix}"
+        )
+    if table.column("embedding").null_count:
+        raise InputError(f"{part} has rows without an embedding; {fix}")
+    return table.select(["id", "embedding"])
 
 
 def read_errors(path: str | Path) -> list[dict]:

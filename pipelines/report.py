@@ -13,7 +13,9 @@ matplotlib (Agg backend) is imported only here, only when drawing.
 
 from __future__ import annotations
 
+import functools
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,17 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _quiet_drawing(draw):
+    """matplotlib's warnings (tight_layout, identical limits...) are about the picture, not the
+    results: never printed (they would show even under --quiet)."""
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return draw(*args, **kwargs)
+    return drawn
 
 
 def per_class_table(classes: list[str], y_true: np.ndarray, proba: np.ndarray) -> pd.DataFrame:
@@ -72,6 +85,7 @@ def per_label_table(labels: list[str], Y: np.ndarray, proba: np.ndarray, thresho
     })
 
 
+@_quiet_drawing
 def draw_confusion(path: Path, classes: list[str], y_true: np.ndarray, proba: np.ndarray) -> None:
     from sklearn.metrics import confusion_matrix
 
@@ -100,6 +114,7 @@ def draw_confusion(path: Path, classes: list[str], y_true: np.ndarray, proba: np
     plt.close(fig)
 
 
+@_quiet_drawing
 def draw_fold_scores(path: Path, metric: str, folds: list[dict], oof_score: float | None) -> None:
     plt = pyplot()
     values = [np.nan if fold.get(metric) is None else float(fold[metric]) for fold in folds]
@@ -121,6 +136,7 @@ def draw_fold_scores(path: Path, metric: str, folds: list[dict], oof_score: floa
     plt.close(fig)
 
 
+@_quiet_drawing
 def draw_pred_vs_true(path: Path, y_true: np.ndarray, pred: np.ndarray) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))

@@ -112,9 +112,68 @@ def _accepts(hint, value) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (list, tuple, set, frozenset):  # element types too: list[int] refuses ["a"]
+        args = typing.get_args(hint)
+        if not isinstance(value, list):  # TOML arrays are lists
+            return False
+        return not args or args[0] is Ellipsis or all(_accepts(args[0], item) for item in value)
+    if origin is dict:
+        args = typing.get_args(hint)
+        return isinstance(value, dict) and (
+            not args or all(_accepts(args[0], k) and _accepts(args[1], v) for k, v in value.items())
+        )
     if origin is not None:
         return isinstance(value, origin)
     return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+# (table, key) -> (lowest, highest, whether the bounds themselves are allowed): the ranges the CLI
+# options enforce (typer's min=/max=, TrainConfig's checks), so a TOML value can't slip past them.
+# For a list, every element is checked.
+RANGES = {
+    ("smoke", "limit"): (1, None, True),
+    ("smoke", "folds"): (2, None, True),
+    ("extract", "batch_size"): (1, None, True),
+    ("extract", "workers"): (0, None, True),
+    ("extract", "part_size"): (1, None, True),
+    ("extract", "max_error_rate"): (0.0, 1.0, True),
+    ("extract", "max_image_pixels"): (1, None, True),
+    ("extract", "limit"): (1, None, True),
+    ("extract", "num_shards"): (1, None, True),
+    ("extract", "shard_index"): (0, None, True),
+    ("extract", "window"): (0.0, None, False),
+    ("extract", "hop"): (0.0, None, False),
+    ("head", "folds"): (2, None, True),
+    ("head", "seed"): (0, None, True),
+    ("head", "seeds"): (0, None, True),
+    ("head", "pca"): (1, None, True),
+    ("head", "limit"): (2, None, True),
+    ("head", "threshold"): (0.0, 1.0, False),
+    ("predict", "threshold"): (0.0, 1.0, True),
+    ("predict", "batch_size"): (1, None, True),
+}
+
+
+def _out_of_range(value, bounds) -> bool:
+    if bounds is None or isinstance(value, (bool, str)) or value is None:
+        return False
+    if isinstance(value, list):
+        return any(_out_of_range(item, bounds) for item in value)
+    if not isinstance(value, (int, float)):
+        return False
+    low, high, inclusive = bounds
+    if value != value:  # NaN
+        return True
+    if low is not None and (value < low or (not inclusive and value == low)):
+        return True
+    return high is not None and (value > high or (not inclusive and value == high))
+
+
+def _range_text(bounds) -> str:
+    low, high, inclusive = bounds
+    if high is None:
+        return f"{'≥' if inclusive else '>'} {low}"
+    return f"in [{low}, {high}]" if inclusive else f"in ({low}, {high})"
 
 
 def _type_name(hint) -> str:
@@ -133,6 +192,9 @@ def _check_table(table: str, values: dict, source: str) -> dict:
             raise ConfigError(
                 f"'{table}.{key}' in {source} is {value!r}, expected {_type_name(hint)}; fix the value"
             )
+        bounds = RANGES.get((table, key))
+        if _out_of_range(value, bounds):
+            raise ConfigError(f"'{table}.{key}' in {source} is {value!r}, it must be {_range_text(bounds)}; fix the value")
     missing = [key for key in _required(table) if key not in values]
     if missing:
         raise ConfigError(f"{source} has no '{table}.{missing[0]}'; add it under [{table}]")
@@ -178,10 +240,42 @@ def build(raw: dict, source: str = "-") -> RunConfig:
     if "data" not in raw:
         raise ConfigError(f"{source} has no [data] table; give at least data.train and data.labels")
     tables = {table: _check_table(table, dict(raw.get(table, {})), source) for table in [*PLAIN_TABLES, *STEP_TABLES]}
-    return RunConfig(
+    config = RunConfig(
         data=DataConfig(**tables["data"]), extract=tables["extract"], head=tables["head"],
         predict=tables["predict"], smoke=SmokeConfig(**tables["smoke"]), source=source,
     )
+    _check_steps(config)
+    return config
+
+
+def _check_steps(config: RunConfig) -> None:
+    """What the step configs check themselves (choices, combinations), run now rather than
+    after the extraction: the step's own validate(), where it has one."""
+    source = config.source
+    if config.smoke.limit < config.smoke.folds:
+        raise ConfigError(f"smoke.limit {config.smoke.limit} in {source} is fewer rows than smoke.folds "
+                          f"{config.smoke.folds}; raise smoke.limit")
+    from pipelines.train import _validate
+
+    output = Path(config.data.output)
+    steps = (  # placeholders where the chain fills in paths
+        config.extract_config(config.data.train, str(output / "emb" / "train")),
+        config.train_config([str(output / "emb" / "train")], str(output / "run")),
+        config.predict_config(str(output / "run"), [str(output / "emb" / "test")], str(output / "submission.csv")),
+    )
+    for step in steps:
+        check = getattr(step, "validate", None)
+        if callable(check):
+            _in_source(check, source)
+    _in_source(lambda: _validate(steps[1]), source)
+
+
+def _in_source(check, source: str) -> None:
+    """Run a step's check; its message (phrased for CLI options) gets the config it came from."""
+    try:
+        check()
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
 
 
 def load(path: str, overrides: list[str] | None = None, text: str | None = None) -> RunConfig:

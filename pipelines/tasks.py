@@ -51,6 +51,21 @@ def _as_numbers(values: np.ndarray) -> np.ndarray | None:
     return numbers if np.isfinite(numbers).all() else None
 
 
+def _refuse_infinite(values: np.ndarray, numbers: np.ndarray | None, column: str) -> None:
+    """A numeric target with "inf" in it would otherwise be read as strings: one class per value."""
+    if numbers is not None:
+        return
+    try:
+        parsed = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return
+    bad = ~np.isfinite(parsed)
+    raise InputError(
+        f"'{column}' is numeric but {int(bad.sum())} rows hold {values[bad][0]!r}; "
+        "replace them with a number, or empty the cell to leave the row out"
+    )
+
+
 def _classes_of(values: np.ndarray, numbers: np.ndarray | None) -> tuple[list[str], np.ndarray]:
     """Sorted class labels and each row's class index. Numeric labels sort by value and keep
     their spelling ("007" stays "007"); one value written two ways ("1", "1.0") is one class,
@@ -83,6 +98,7 @@ def infer_task(values: np.ndarray, task: str | None = None, column: str = "label
     if len(values) == 0:
         raise InputError(f"no labelled rows left in '{column}'; check the labels file and --id-col")
     numbers = _as_numbers(values)
+    _refuse_infinite(values, numbers, column)
     kind = "numeric" if numbers is not None else "string"
     classes, y = _classes_of(values, numbers)
     n_distinct = len(classes)

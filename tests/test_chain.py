@@ -303,3 +303,42 @@ def test_contest_makefile_chains_features_cv_submit(tmp_path, colour_data):
                             capture_output=True, text=True, check=True)
     commands = [line.split()[3] for line in refold.stdout.splitlines() if " -m cli.app " in line]
     assert commands == ["train-head", "predict"]
+
+
+def test_a_test_file_replaced_by_another_of_the_same_size_re_runs_what_depends_on_it(tmp_path, colour_data):
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(colour_data / "train", data / "train")
+    shutil.copy(colour_data / "labels.csv", data / "labels.csv")
+    (data / "test").mkdir()
+
+    def write_bmp(name, channel):  # uncompressed: the size depends only on the picture's shape
+        pixels = np.full((32, 32, 3), 30, dtype=np.uint8)
+        pixels[..., channel] = 220
+        Image.fromarray(pixels).save(data / "test" / f"{name}.bmp")
+
+    for index in range(6):
+        write_bmp(f"t{index}", index % 3)
+    config = write_config(tmp_path, data)
+    first = invoke("run", config, "--json")
+    assert set(statuses(first).values()) == {"ran"}
+    before = pd.read_csv(tmp_path / "out" / "submission.csv", dtype=str).set_index("id")["label"]
+
+    target = data / "test" / "t0.bmp"
+    stat = target.stat()
+    write_bmp("t0", 2)  # red becomes blue: same name, same size, same mtime
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert target.stat().st_size == stat.st_size and target.stat().st_mtime_ns == stat.st_mtime_ns
+
+    dry = invoke("run", config, "--dry-run", "--json")
+    assert statuses(dry) == {
+        "extract-train": "would skip", "extract-test": "would run", "train-head": "would skip", "predict": "would run",
+    }
+    again = invoke("run", config, "--json")
+    assert statuses(again) == {"extract-train": "skipped", "extract-test": "ran", "train-head": "skipped", "predict": "ran"}
+    after = pd.read_csv(tmp_path / "out" / "submission.csv", dtype=str).set_index("id")["label"]
+    assert after["t0"] == before["t2"] and (after.drop("t0") == before.drop("t0")).all()
