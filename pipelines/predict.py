@@ -128,9 +128,11 @@ def _complete_extraction(path: Path) -> bool:
         return False
 
 
-def extract_raw(source: str, trained: dict, run_dir: Path, config: PredictConfig, notify: Progress) -> str:
+def extract_raw(source: str, trained: dict, run_dir: Path, config: PredictConfig, notify: Progress,
+                extract_progress=None) -> str:
     """Run `olymp extract` on a raw input with the backbone/weights the run was trained on, into
-    a cache keyed by the input files' content (a complete one is reused without extracting)."""
+    a cache keyed by the input files' content (a complete one is reused without extracting);
+    `extract_progress` gets the runner's ExtractProgress events (the CLI draws a bar)."""
     from pipelines.extract.config import ExtractConfig
     from pipelines.extract.runner import run_extraction
 
@@ -157,7 +159,8 @@ def extract_raw(source: str, trained: dict, run_dir: Path, config: PredictConfig
                 device=config.device,
                 batch_size=config.batch_size,
                 **_shaping(trained),
-            )
+            ),
+            on_progress=extract_progress,
         )
     if output.is_dir():
         os.utime(output)  # marks it recently used for prune_caches
@@ -222,7 +225,7 @@ def check_test_inputs(inputs: list[str]) -> None:
             raise InputError(f"{path} has embedding parts but no {MANIFEST_NAME}; re-run olymp extract into it to finish")
 
 
-def resolve_inputs(config: PredictConfig, run: dict, notify: Progress) -> list[str]:
+def resolve_inputs(config: PredictConfig, run: dict, notify: Progress, extract_progress=None) -> list[str]:
     """One test embedding dir per training embedding set, extracting raw inputs first."""
     trained = run["embeddings"]
     inputs = [str(p) for p in config.inputs]
@@ -237,7 +240,7 @@ def resolve_inputs(config: PredictConfig, run: dict, notify: Progress) -> list[s
             f"pass {len(trained)} test embedding dir(s) in that order, or one raw input folder/listing"
         )
     dirs = [
-        source if is_embedding_dir(source) else extract_raw(source, entry, Path(config.run_dir), config, notify)
+        source if is_embedding_dir(source) else extract_raw(source, entry, Path(config.run_dir), config, notify, extract_progress)
         for source, entry in pairs
     ]
     if any(not is_embedding_dir(source) for source, _ in pairs):
@@ -400,11 +403,9 @@ def _layout(run: dict, proba: bool, sample: pd.DataFrame | None, notify: Progres
     if len(columns) == 1:
         if proba and task == "binary":
             return id_name, columns, "positive"  # P(classes[1]) in the single column
-        if proba:
-            raise MismatchError(
-                f"--proba needs one sample column per class; the sample has '{columns[0]}', "
-                f"the run's classes are {', '.join(classes)}; drop --proba"
-            )
+        if proba:  # an ordinary id,label sample: its ids and order, one probability column per class
+            notify("info", f"--proba: one probability column per class in place of the sample's '{columns[0]}'")
+            return id_name, list(classes), "proba"
         return id_name, columns, "label"
     raise MismatchError(
         f"the sample submission's columns ({', '.join(columns)}) are not the run's classes "
@@ -428,11 +429,9 @@ def _multilabel_layout(run: dict, proba: bool, sample: pd.DataFrame | None, noti
             notify("info", "the sample submission has one column per label: writing 0/1 decisions (--proba for probabilities)")
         return id_name, columns, "proba" if proba else "decisions"
     if len(columns) == 1:
-        if proba:
-            raise MismatchError(
-                f"--proba needs one sample column per label; the sample has '{columns[0]}'; drop --proba "
-                "to write the predicted labels joined in that column"
-            )
+        if proba:  # its ids and order, one probability column per label
+            notify("info", f"--proba: one probability column per label in place of the sample's '{columns[0]}'")
+            return id_name, list(classes), "proba"
         return id_name, columns, "joined"
     raise MismatchError(
         f"the sample submission's columns ({', '.join(columns)}) are not the run's labels "
@@ -470,16 +469,42 @@ def _frame(ids, pred, run, id_name, columns, mode, threshold=None) -> pd.DataFra
     return frame
 
 
-def _follow_sample(sample, id_name, ids, pred, usable, run, notes, path):
-    """Rows in the sample's order; sample ids without a test input get the prior."""
+def test_extensions(dirs: list[str], ids) -> dict[str, str] | None:
+    """id -> file extension of the test inputs, re-listed from the test embedding manifests."""
+    from pipelines.embeddings import load_manifest
+    from pipelines.ids import file_extensions
+
+    found: dict[str, str] = {}
+    for path in dirs:
+        found.update(file_extensions(load_manifest(path), [], read_errors(path)) or {})
+    return found if all(str(i) in found for i in ids) else None
+
+
+def spell_test_ids(run: dict, ids: np.ndarray, dirs: list[str]) -> np.ndarray:
+    """Test ids in the spelling of the run's labels (stem, file name, relative path...)."""
+    from pipelines.ids import FORMS, spell_all
+
+    form = run["labels"].get("id_form") or FORMS[0]
+    if form == FORMS[0]:
+        return ids
+    exts = test_extensions(dirs, ids) if form.endswith("+ext") else None
+    return spell_all(form, ids, exts, run["labels"].get("id_extension"), ", ".join(dirs))
+
+
+def _follow_sample(sample, id_name, ids, pred, usable, run, notes, path, dirs=()):
+    """Rows in the sample's order, its ids as it spells them (stem, file name, relative path:
+    pipelines.ids picks the form); sample ids without a test input get the prior."""
+    from pipelines.ids import match_ids
+
     wanted = sample[id_name].to_numpy(dtype=object)
-    found = pd.Index(ids).get_indexer(wanted)
+    if len(wanted) == 0:
+        raise InputError(f"{Path(path).name} has no rows; pass the contest's sample submission")
+    if not len(ids):
+        raise InputError(f"no test input was embedded; the sample {Path(path).name} has nothing to match")
+    found = match_ids(wanted, ids, lambda: test_extensions(list(dirs), ids), Path(path).name,
+                      ", ".join(dirs) or "the test inputs",
+                      fix="pass the test inputs this sample lists (its first column names the test files)").positions
     hit = found >= 0
-    if not hit.any():
-        raise InputError(
-            f"no id of {Path(path).name} is among the test ids (sample ids look like '{wanted[0]}', "
-            f"test ids like '{ids[0] if len(ids) else '-'}'); pass the matching test inputs"
-        )
     if (~hit).any():
         notes.append(f"{int((~hit).sum())} ids of the sample submission are not in the test inputs; they get the training prior")
     if len(ids) > hit.sum():
@@ -556,9 +581,10 @@ def write_submission(frame: pd.DataFrame, output: Path) -> None:
     write_atomic(output, lambda tmp: frame.to_csv(tmp, index=False))
 
 
-def predict(config: PredictConfig, on_progress: Progress | None = None) -> PredictResult:
+def predict(config: PredictConfig, on_progress: Progress | None = None, extract_progress=None) -> PredictResult:
     """Predict every test id with the run's fold models (or a blend's member runs, weighted);
-    write `config.output` when given."""
+    write `config.output` when given. Raw test inputs are extracted first, reporting to
+    `extract_progress` (pipelines.extract.runner.ExtractProgress events)."""
     notify = on_progress or (lambda level, message: None)
     run_dir = Path(config.run_dir)
     run = load_predictor(run_dir)
@@ -567,15 +593,19 @@ def predict(config: PredictConfig, on_progress: Progress | None = None) -> Predi
     id_name, columns, mode = _layout(run, config.proba, sample, notify)
 
     if run["kind"] == "head_run":
-        predicted = predict_run(run_dir, run, resolve_inputs(config, run, notify), config.allow_tta_mismatch, notify)
+        predicted = predict_run(run_dir, run, resolve_inputs(config, run, notify, extract_progress),
+                                config.allow_tta_mismatch, notify)
     else:
         from pipelines.blend import predict_blend
 
-        predicted = predict_blend(run_dir, run, config, notify)
+        predicted = predict_blend(run_dir, run, config, notify, extract_progress)
     all_ids, pred, usable, notes = predicted.ids, predicted.pred, predicted.usable, list(predicted.notes)
 
     if sample is not None:
-        all_ids, pred, usable = _follow_sample(sample, id_name, all_ids, pred, usable, run, notes, config.sample_submission)
+        all_ids, pred, usable = _follow_sample(sample, id_name, all_ids, pred, usable, run, notes, config.sample_submission,
+                                               predicted.dirs)
+    else:
+        all_ids = spell_test_ids(run, all_ids, predicted.dirs)
     for note in notes:
         notify("warning", note)
 

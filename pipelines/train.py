@@ -43,6 +43,7 @@ from pipelines.fileio import is_temp_name, json_ready, write_atomic, write_json_
 from pipelines.features import TRANSFORMS_DIR, FeatureSpec, FeatureTransform, transform_file
 from pipelines.hashing import file_sha256
 from pipelines.heads import get_head
+from pipelines.ids import FROM_FOLDERS, common_extension, file_extensions, folder_labels, match_ids
 from pipelines.report import REPORT_FILES, write_reports
 from pipelines.tasks import TASKS, Target, infer_task, multilabel_target, prior
 from pipelines.versions import package_versions
@@ -58,7 +59,8 @@ TEST_EMBEDDINGS_DIR = "test_embeddings"  # predict's extractions of raw test inp
 DONE_SUFFIX = ".done.json"  # models/fold-K.done.json: fold K's files are whole (their SHA-256) and what made them
 
 # on_progress(kind, message): kind is "task" (the inferred task and why), "fold" (a fold's main
-# score) or "warning"; the CLI decides how to show each.
+# score), "round" (a head's progress inside a fold: round/epoch, inner-validation score) or
+# "warning"; the CLI decides how to show each.
 Progress = Callable[[str, str], None]
 
 
@@ -66,17 +68,18 @@ Progress = Callable[[str, str], None]
 class TrainConfig:
     # --- inputs
     embeddings: list[str]  # embedding dirs; joined on id, features concatenated in this order
-    labels: str  # CSV with an id column and a target column
+    labels: str | None  # CSV with an id column and a target column; None with labels_from_folders
     output: str  # the run directory to create
     id_col: str = "id"  # id column of the labels CSV (matches the embeddings' ids)
     target_col: str = "label"  # target column; "a,b,c" names one 0/1 column per label (multilabel)
     label_sep: str | None = None  # the target column holds labels joined by this (multilabel), e.g. " "
     group_col: str | None = None  # rows sharing a group stay in one fold
+    labels_from_folders: bool = False  # no CSV: each file's parent folder name is its class (as ImageFolder)
     # --- what to fit
     task: str | None = None  # binary | multiclass | regression | multilabel; None: inferred from the target
     threshold: float | None = None  # multilabel decision threshold; None: tuned on the OOF for micro-F1
     metric: str | None = None  # reported first and watched for early stopping; None: task default
-    head: str = "lgbm"  # lgbm | logreg | mlp
+    head: str = "logreg"  # logreg | mlp | lgbm (logreg: never far from the best measured, deterministic; README)
     head_params: dict = field(default_factory=dict)  # overrides of the head's defaults
     # --- cross-validation
     folds: int = 5  # number of folds
@@ -156,10 +159,13 @@ def _missing_target_note(path: Path, counts: dict[str, int], n_rows: int, target
     )
 
 
-def read_labels(path: str | Path, id_col: str, target_col: str, group_col: str | None = None) -> pd.DataFrame:
+def read_labels(
+    path: str | Path, id_col: str, target_col: str, group_col: str | None = None, keep_empty: bool = False
+) -> pd.DataFrame:
     """The labels CSV as strings ("007" stays "007"), checked: columns present, ids unique,
     rows without a target (in any target column) left out (counted in `attrs["dropped"]`);
-    "NaN", "NA"... targets count as missing (`attrs["missing_values"]`: value -> rows)."""
+    "NaN", "NA"... targets count as missing (`attrs["missing_values"]`: value -> rows).
+    `keep_empty` (multilabel --label-sep): an empty target is a row with no labels, kept as ""."""
     path = Path(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
@@ -190,6 +196,8 @@ def read_labels(path: str | Path, id_col: str, target_col: str, group_col: str |
         )
     if frame.empty:
         raise InputError(f"{path.name} has a header but no rows; pass --labels with the CSV that holds the labels")
+    if keep_empty:
+        frame[targets] = frame[targets].fillna("")
     stripped = frame[targets].apply(lambda column: column.str.strip())
     missing_like = stripped.isin(MISSING_TARGETS)
     found, counts = np.unique(stripped.to_numpy(dtype=object)[missing_like.to_numpy()].astype(str), return_counts=True)
@@ -228,31 +236,42 @@ def load_sets(paths: list[str]) -> list[EmbeddingSet]:
     return sets
 
 
-def join(ids: np.ndarray, sets: list[EmbeddingSet], paths: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def join(
+    ids: np.ndarray, sets: list[EmbeddingSet], paths: list[str], labels_name: str = "the labels"
+) -> tuple[np.ndarray, np.ndarray, list[str], str]:
     """Rows (of `ids`) present in every set, and their concatenated features (float32).
-    Returns (row positions into `ids`, X, warnings)."""
+    Label ids may name files by relative path or bare stem, with or without extension
+    (pipelines.ids): the form that matches every row is chosen per set.
+    Returns (row positions into `ids`, X, warnings, the id form of the first set)."""
     keep = np.ones(len(ids), dtype=bool)
-    positions, notes = [], []
+    positions, notes, forms = [], [], []
     for emb, path in zip(sets, paths):
-        pos = pd.Index(emb.ids).get_indexer(ids)
+        errors = read_errors(path)
+        known = {str(i) for i in emb.ids}
+        failed = [row["id"] for row in errors if row["id"] not in known]
+        universe = [*emb.ids.tolist(), *failed]  # failed inputs still tell which form the labels use
+        match = match_ids(
+            ids, universe, lambda emb=emb, errors=errors: file_extensions(emb.manifest, universe, errors),
+            labels_name, path,
+        )
+        forms.append(match.form)
+        pos = np.where(match.positions < len(emb.ids), match.positions, -1)
         found = pos >= 0
-        if not found.any():
-            raise InputError(
-                f"no id of the labels is in {path} (label ids look like '{ids[0]}', "
-                f"embedding ids like '{emb.ids[0] if len(emb.ids) else '-'}'); check --id-col"
-            )
         n_missing = int((~found).sum())
         if n_missing:
-            failed = {row["id"] for row in read_errors(path)}
-            n_failed = int(sum(i in failed for i in ids[~found]))
+            n_failed = int(((match.positions >= len(emb.ids))).sum())
             reason = f", {n_failed} of them failed extraction (see {path}/_errors.csv)" if n_failed else ""
-            notes.append(f"{n_missing} labelled ids have no embedding in {path}{reason}; they are left out")
+            example = ids[~found][0]
+            notes.append(
+                f"{n_missing} labelled ids have no embedding in {path}{reason} (e.g. '{example}', "
+                f"matched as {match.description}); they are left out"
+            )
         keep &= found
         positions.append(pos)
     rows = np.flatnonzero(keep)
     blocks = [emb.vectors[pos[rows]] for emb, pos in zip(sets, positions)]
     X = blocks[0] if len(blocks) == 1 else np.hstack(blocks)
-    return rows, np.ascontiguousarray(X, dtype=np.float32), notes
+    return rows, np.ascontiguousarray(X, dtype=np.float32), notes, forms[0]
 
 
 # --------------------------------------------------------------------------- output
@@ -382,6 +401,14 @@ def _validate(config: TrainConfig) -> None:
         raise ConfigError(f"--limit {config.limit} is fewer rows than --folds {config.folds}; pass a larger --limit")
     if config.threshold is not None and not 0.0 < config.threshold < 1.0:
         raise ConfigError(f"--threshold {config.threshold} is not a probability; pass a value in (0, 1), e.g. --threshold 0.3")
+    if config.labels_from_folders and config.labels is not None:
+        raise ConfigError("--labels-from-folders reads the classes from the folder names; drop --labels (or drop --labels-from-folders)")
+    if config.labels_from_folders and config.group_col is not None:
+        raise ConfigError("--group-col needs a labels CSV; drop it with --labels-from-folders, or pass --labels")
+    if config.labels_from_folders and config.label_sep is not None:
+        raise ConfigError("--labels-from-folders gives one class per file; drop --label-sep")
+    if config.labels is None and not config.labels_from_folders:
+        raise ConfigError("no labels given; pass --labels labels.csv, or --labels-from-folders when files sit in class folders")
     get_head(config.head)  # unknown head fails before any work
 
 
@@ -393,12 +420,18 @@ class TrainingData:
     groups: np.ndarray | None  # object array, or None without --group-col
     sets: list[EmbeddingSet]
     notes: list[str]  # rows left out and why
+    id_form: str = FROM_FOLDERS  # how the labels spell a file's id (pipelines.ids.FORMS)
+    id_extension: str | None = None  # the one extension every label id carries (forms with extension)
 
 
 def load_training_data(config: TrainConfig) -> TrainingData:
     """Labels joined to every embedding set, and the task they pose."""
+    paths = [str(p) for p in config.embeddings]
+    if config.labels_from_folders:
+        return _folder_training_data(config, paths)
     labels_path = Path(config.labels)
-    labels = read_labels(labels_path, config.id_col, config.target_col, config.group_col)
+    labels = read_labels(labels_path, config.id_col, config.target_col, config.group_col,
+                         keep_empty=config.label_sep is not None)
     notes = []
     missing_rows = labels.attrs.get("missing_rows", 0)
     if missing_rows:
@@ -407,12 +440,23 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     if empty > 0:
         notes.append(f"{empty} rows of {labels_path.name} have no '{config.target_col}'; they are left out")
     label_ids = labels[config.id_col].to_numpy(dtype=object)
-    paths = [str(p) for p in config.embeddings]
     sets = load_sets(paths)
-    rows, X, join_notes = join(label_ids, sets, paths)
+    rows, X, join_notes, form = join(label_ids, sets, paths, labels_path.name)
     groups = None if config.group_col is None else labels[config.group_col].to_numpy(dtype=object)[rows]
     target = target_from_labels(labels, rows, config.target_col, config.label_sep, config.task)
-    return TrainingData(label_ids[rows], X, target, groups, sets, notes + join_notes)
+    return TrainingData(label_ids[rows], X, target, groups, sets, notes + join_notes, form,
+                        common_extension(label_ids, form))
+
+
+def _folder_training_data(config: TrainConfig, paths: list[str]) -> TrainingData:
+    """--labels-from-folders: every embedded file of the first set, its parent folder its class."""
+    sets = load_sets(paths)
+    ids = sets[0].ids
+    classes = folder_labels(ids, paths[0])
+    labels = pd.DataFrame({config.id_col: ids, config.target_col: classes})
+    rows, X, notes, _ = join(ids, sets, paths, paths[0])
+    target = target_from_labels(labels, rows, config.target_col, None, config.task)
+    return TrainingData(ids[rows], X, target, None, sets, notes, FROM_FOLDERS)
 
 
 def subsample_rows(y: np.ndarray, limit: int, seed: int, stratify: bool) -> np.ndarray:
@@ -517,7 +561,8 @@ def fold_key(data: TrainingData, folds: np.ndarray, config: TrainConfig, params:
     """What a fold's models depend on: the features, targets and fold assignment themselves (not
     their file names) and every setting of the head. A resumed run reuses a fold only under it."""
     digest = hashlib.blake2b(digest_size=16)
-    for array in (data.X, np.asarray(data.target.y), np.asarray(folds)):
+    groups = () if data.groups is None else (data.groups,)  # they shape the heads' inner splits
+    for array in (data.X, np.asarray(data.target.y), np.asarray(folds), *groups):
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype}{array.shape}".encode())
         digest.update(array.tobytes() if array.dtype != object else json.dumps(array.tolist()).encode())
@@ -553,10 +598,12 @@ def _reusable_fold(run_dir: Path, k: int, key: str | None) -> dict | None:
 def fit_folds(
     head_cls, target: Target, X: np.ndarray, folds: np.ndarray, names: list[str], config: TrainConfig,
     run_dir: Path, notify: Progress, source_dims: list[int], key: str | None = None,
+    groups: np.ndarray | None = None,
 ) -> FoldResults:
     """Per fold: fit the feature transform and one head per seed on the other folds, predict
-    its own rows (mean over seeds), save transform and models. With `key`, a fold an interrupted
-    run finished under the same key is loaded instead of fitted again."""
+    its own rows (mean over seeds), save transform and models. A head sees the training part
+    only (early-stopping heads split it themselves); the fold's rows are only predicted. With
+    `key`, a fold an interrupted run finished under the same key is loaded instead of fitted again."""
     y = target.y
     oof = np.zeros((len(y), target.n_classes)) if target.classes else np.zeros(len(y))
     seeds = model_seeds(config)
@@ -590,7 +637,8 @@ def fit_folds(
             infos, fold_models = [], []
             for seed in seeds:
                 head = head_cls(target.task, target.n_classes, config.head_params, names[0], seed)
-                head.fit(X_train, y[train_idx], X_valid, y[valid_idx])
+                head.fit(X_train, y[train_idx], None if groups is None else groups[train_idx],
+                         lambda message, k=k: notify("round", f"fold {k}: {message}"))
                 seed_oof[seed][valid_idx] = head.predict(X_valid)
                 model_file = _model_file(k, seed, seeds, head.suffix)
                 head.save(run_dir / model_file)
@@ -619,7 +667,7 @@ def fit_folds(
 def run_manifest(
     config: TrainConfig, data: TrainingData, names: list[str], fitted: FoldResults, fold_hash: str | None = None
 ) -> dict:
-    labels_path = Path(config.labels)
+    labels_path = None if config.labels is None else Path(config.labels)
     target = data.target
     return {
         "olymp_format": RUN_FORMAT,
@@ -640,8 +688,11 @@ def run_manifest(
             for emb, path in zip(data.sets, config.embeddings)
         ],
         "labels": {
-            "path": str(labels_path.resolve()),
-            "sha256": file_sha256(labels_path),
+            "path": None if labels_path is None else str(labels_path.resolve()),
+            "sha256": None if labels_path is None else file_sha256(labels_path),
+            "from_folders": config.labels_from_folders,
+            "id_form": data.id_form,  # how the labels spell ids; predict writes test ids the same way
+            "id_extension": data.id_extension,
             "id_col": config.id_col,
             "target_col": config.target_col,
             "target_cols": target_columns(config.target_col),
@@ -727,7 +778,7 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     run_dir = prepare_run_dir(config.output, config.overwrite, notify)
     source_dims = [emb.dim for emb in data.sets]
     key = fold_key(data, folds, config, params, names)
-    fitted = fit_folds(head_cls, target, data.X, folds, names, config, run_dir, notify, source_dims, key)
+    fitted = fit_folds(head_cls, target, data.X, folds, names, config, run_dir, notify, source_dims, key, data.groups)
     decide_threshold(target, folds, fitted, names, config.threshold)
     mean, std = metrics.summarize(fitted.scores, names)
     oof_scores = metrics.score(target.task, target.y, fitted.oof, names, fitted.threshold)

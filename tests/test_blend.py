@@ -45,7 +45,7 @@ def runs(tmp_path_factory, make_embeddings, make_csv, make_separable):
     for args in (
         [root / "a_train", "-o", root / "lr_a", "--head", "logreg"],
         [root / "b_train", "-o", root / "lr_b", "--head", "logreg", "--folds-from", root / "lr_a"],
-        [root / "a_train", root / "b_train", "-o", root / "lgbm", "--folds-from", root / "lr_a",
+        [root / "a_train", root / "b_train", "-o", root / "lgbm", "--head", "lgbm", "--folds-from", root / "lr_a",
          "--param", "learning_rate=0.3"],
         [root / "b_train", "-o", root / "other_folds", "--head", "logreg", "--seed", "7"],
     ):
