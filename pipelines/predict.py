@@ -561,16 +561,10 @@ def predict_run(
 
 def load_predictor(run_dir: Path) -> dict:
     """The manifest of a train-head run or of a blend (both predict the same way)."""
-    from pipelines.blend import BLEND_KIND, load_blend
+    from pipelines.blend import BLEND_KIND, load_blend, manifest_kind
 
-    path = run_dir / RUN_MANIFEST
-    if path.is_file():
-        try:
-            kind = json.loads(path.read_text()).get("kind")
-        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-            kind = None  # load_run names the problem
-        if kind == BLEND_KIND:
-            return load_blend(run_dir)
+    if manifest_kind(run_dir) == BLEND_KIND:  # a corrupt manifest.json: one line naming it
+        return load_blend(run_dir)
     return load_run(run_dir)
 
 

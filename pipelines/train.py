@@ -518,6 +518,8 @@ class FoldResults:
     seed_oof: dict[int, np.ndarray] = field(default_factory=dict)  # per model seed, before averaging
     transform_files: list[str] | None = None  # per fold (--normalize/--pca), relative to the run dir
     threshold: float | None = None  # multilabel decision threshold, set by decide_threshold
+    decided_at: np.ndarray | None = None  # multilabel: each row's threshold for the reported F1 (cross-fitted)
+    threshold_source: str | None = None  # multilabel: "cross-fitted" (tuned) or "given" (--threshold)
 
 
 def model_seeds(config: TrainConfig) -> list[int]:
@@ -728,19 +730,40 @@ def _decision(target: Target, fitted: FoldResults) -> dict:
     (when every training row has at least one, an empty prediction is never right)."""
     if not target.is_multilabel:
         return {}
-    return {"threshold": fitted.threshold, "at_least_one_label": bool((target.y.sum(axis=1) > 0).all())}
+    return {
+        "threshold": fitted.threshold, "threshold_source": fitted.threshold_source,
+        "at_least_one_label": bool((target.y.sum(axis=1) > 0).all()),
+    }
 
 
 def decide_threshold(target: Target, folds: np.ndarray, fitted: FoldResults, names: list[str], given: float | None) -> None:
-    """Multilabel: tune the decision threshold on all OOF rows (or take --threshold), then
-    re-score every fold's F1 at it, so fold and OOF F1 use the threshold predict will use."""
+    """Multilabel: the threshold predict uses is --threshold, or tuned on all OOF rows. The
+    reported F1 (per fold and on all OOF rows) is cross-fitted: fold k's rows are decided at a
+    threshold tuned on the other folds' OOF rows, so no F1 is measured on the rows that chose it."""
     if not target.is_multilabel:
         return
-    fitted.threshold = metrics.tune_threshold(target.y, fitted.oof) if given is None else given
+    if given is None:
+        fitted.threshold = metrics.tune_threshold(target.y, fitted.oof)
+        fitted.decided_at, fold_thresholds = metrics.cross_fit_threshold(target.y, fitted.oof, folds)
+        fitted.threshold_source = "cross-fitted"
+    else:
+        fitted.threshold, fitted.threshold_source = given, "given"
+        fitted.decided_at, fold_thresholds = np.full(len(folds), float(given)), {}
+    at_threshold = [name for name in names if name in metrics.THRESHOLD_METRICS]
     for fold in fitted.scores:
         rows = folds == fold["fold"]
-        at_threshold = [name for name in names if name in metrics.THRESHOLD_METRICS]
-        fold.update(metrics.score(target.task, target.y[rows], fitted.oof[rows], at_threshold, fitted.threshold))
+        fold.update(metrics.score(target.task, target.y[rows], fitted.oof[rows], at_threshold, fitted.decided_at[rows]))
+        fold["threshold"] = fold_thresholds.get(fold["fold"], fitted.threshold)
+
+
+def score_provenance(fitted: FoldResults) -> dict[str, str]:
+    """How the run's reported numbers were obtained (scores.json "provenance")."""
+    how = {"oof": metrics.PROVENANCE_OOF}
+    if fitted.threshold_source == "cross-fitted":
+        how["threshold"] = metrics.PROVENANCE_THRESHOLD_CROSS_FITTED
+    elif fitted.threshold_source == "given":
+        how["threshold"] = metrics.PROVENANCE_THRESHOLD_GIVEN
+    return how
 
 
 def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResult:
@@ -781,14 +804,15 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     fitted = fit_folds(head_cls, target, data.X, folds, names, config, run_dir, notify, source_dims, key, data.groups)
     decide_threshold(target, folds, fitted, names, config.threshold)
     mean, std = metrics.summarize(fitted.scores, names)
-    oof_scores = metrics.score(target.task, target.y, fitted.oof, names, fitted.threshold)
+    oof_scores = metrics.score(target.task, target.y, fitted.oof, names, fitted.decided_at)
 
     # Every file is written whole (temp + rename); manifest.json last: it marks the run complete.
     _write_csv(run_dir / "folds.csv", pd.DataFrame({"id": data.ids, "fold": folds}))
     _write_csv(run_dir / "oof.csv", _oof_frame(data.ids, folds, fitted.oof, target))
-    scores = {"metric": names[0], "metrics": names, "folds": fitted.scores, "mean": mean, "std": std, "oof": oof_scores}
+    scores = {"metric": names[0], "metrics": names, "folds": fitted.scores, "mean": mean, "std": std, "oof": oof_scores,
+              "threshold": fitted.threshold, "provenance": score_provenance(fitted)}
     seed_scores = [
-        {"seed": seed, **metrics.score(target.task, target.y, pred, names, fitted.threshold)}
+        {"seed": seed, **metrics.score(target.task, target.y, pred, names, fitted.decided_at)}
         for seed, pred in fitted.seed_oof.items()
     ] if len(fitted.seed_oof) > 1 else []
     if seed_scores:  # what each seed alone scores, next to their mean in "oof"
@@ -796,10 +820,12 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     write_json_atomic(run_dir / "scores.json", scores)
     manifest = run_manifest(config, data, names, fitted, cv.fold_hash(data.ids, folds))
     manifest["reports"] = write_reports(
-        run_dir, target.task, target.classes, target.y, fitted.oof, scores, fitted.threshold
+        run_dir, target.task, target.classes, target.y, fitted.oof, scores,
+        None if fitted.decided_at is None else fitted.decided_at[:, None],  # per-label F1 cross-fitted too
     )
     if config.limit is not None:
         manifest["limit"] = config.limit
+    manifest["provenance"] = scores["provenance"]
     # SHA-256 of every model and transform file: predict refuses one changed or cut short since.
     model_names = [name for model in fitted.model_files for name in model_companions(run_dir, model)]
     manifest["files_sha256"] = files_sha256(run_dir, model_names + list(fitted.transform_files or []))
