@@ -66,6 +66,11 @@ def fingerprint(manifest: dict) -> dict:
     return values
 
 
+def unrecorded_fields(recorded: dict) -> frozenset[str]:
+    """Fingerprint fields a stored fingerprint (an older run's) does not know: compare without them."""
+    return frozenset(key for key, value in fingerprint(recorded).items() if value is None and key == "precision")
+
+
 def load_manifest(path: str | Path) -> dict:
     path = Path(path)
     manifest_path = path / MANIFEST_NAME
