@@ -106,7 +106,7 @@ def extract_raw(source: str, trained: dict, run_dir: Path, config: PredictConfig
     settings = trained.get("settings") or {}
     # Everything that shapes the embedding as in training (modality, audio windows, pooling);
     # device and batch size are this machine's business.
-    shaping = {key: settings[key] for key in ("modality", "window", "hop", "pool", "max_image_pixels", "tta")
+    shaping = {key: settings[key] for key in ("modality", "window", "hop", "pool", "max_image_pixels", "tta", "layers")
                if key in settings}
     run_extraction(
         ExtractConfig(
