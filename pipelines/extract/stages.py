@@ -223,7 +223,7 @@ def audio_stage(config: ExtractConfig, device: torch.device) -> Stage:
         for batch in loader(dataset, workers, device, batch_size=None):
             ids, vectors, counts = [], None, []
             if batch["waveforms"] is not None:
-                ids, vectors, counts = pooler.add(batch["ids"], mapper(batch["waveforms"]), batch["last"])
+                ids, vectors, counts = pooler.add(batch["ids"], mapper(batch["waveforms"], batch["source_rates"]), batch["last"])
             pooler.discard(error["id"] for error in batch["errors"])
             yield ids, vectors, batch["errors"], {"n_windows": counts}
 
