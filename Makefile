@@ -39,10 +39,11 @@ demo: demo-images demo-audio ## Both demos below, offline, each printing its CV 
 
 demo-images: $(STAMP) ## Digits as PNGs → extract → train-head → predict (offline default backbone)
 	$(BIN)/python -m pipelines.demo $(DEMO)
-	$(BIN)/olymp extract $(DEMO)/train -o $(DEMO)/emb/train
-	$(BIN)/olymp extract $(DEMO)/test -o $(DEMO)/emb/test
-	$(BIN)/olymp train-head $(DEMO)/emb/train --labels $(DEMO)/train_labels.csv --head logreg -o $(DEMO)/run --overwrite
-	$(BIN)/olymp predict $(DEMO)/run $(DEMO)/emb/test -o $(DEMO)/submission.csv
+	# embeddings where configs/examples/digits.toml's chain (output demo_data/chain) resumes them
+	$(BIN)/olymp extract $(DEMO)/train -o $(DEMO)/chain/emb/train
+	$(BIN)/olymp extract $(DEMO)/test -o $(DEMO)/chain/emb/test
+	$(BIN)/olymp train-head $(DEMO)/chain/emb/train --labels $(DEMO)/train_labels.csv --head logreg -o $(DEMO)/run --overwrite
+	$(BIN)/olymp predict $(DEMO)/run $(DEMO)/chain/emb/test -o $(DEMO)/submission.csv
 	$(BIN)/python -m pipelines.demo score $(DEMO)
 	@echo "submission: $(DEMO)/submission.csv"
 

@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.console import JsonOption, QuietOption, console, err_console, exit_on_error, quiet_output, score_text
+from cli.console import (
+    JsonOption,
+    QuietOption,
+    StepSpinner,
+    console,
+    err_console,
+    exit_on_error,
+    quiet_output,
+    score_text,
+)
 
 
 def blend(
@@ -43,11 +52,17 @@ def blend(
     from pipelines.blend import BlendConfig
     from pipelines.blend import blend as run_blend
 
+    spinner = StepSpinner()  # stderr, gone when done; none under --quiet/--json
+
     def on_progress(level: str, message: str) -> None:
         prefix = "[yellow]warning:[/] " if level == "warning" else ""
         err_console.print(f"{prefix}{message}", highlight=False, soft_wrap=True)
+        if level != "warning":
+            spinner.update(f"blend: {message}")
 
-    with exit_on_error(), quiet_output(quiet):
+    with exit_on_error(), quiet_output(quiet), spinner:
+        if not (quiet or json_out):
+            spinner.start(f"blend: {method} weights over {len(runs)} runs")
         config = BlendConfig(
             runs=[str(p) for p in runs], output=str(output), method=method, metric=metric, iterations=iterations,
             labels=None if labels is None else str(labels), overwrite=overwrite,

@@ -104,3 +104,112 @@ def score_text(value) -> str:
 # The two scripting options every command takes, spelled once.
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (nothing else there).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, tables or warnings; errors still go to stderr.")]
+
+
+# --------------------------------------------------------------------------- progress views
+# The library reports through callbacks; these draw them. Under --quiet the consoles are quiet
+# and the commands pass no callback at all.
+
+
+class ExtractView:
+    """Draws the extraction runner's events: a header line, then a bar with items/s.
+
+    One view may see several extractions (`olymp run`: train, then test; predict on raw files
+    for each training backbone): each gets its own bar and its own RateMeter, so a rate never
+    counts another extraction's time, the model build, or inputs resumed from an earlier run.
+    """
+
+    def __init__(self):
+        self.progress = None
+        self.task = None
+        self.meter = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        self.progress = self.task = None
+
+    def update(self, event) -> None:  # pipelines.extract.runner.ExtractProgress
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        from pipelines.progress import RateMeter
+
+        if event.stage == "start":
+            self.stop()
+            info = event.info
+            err_console.print(
+                f"backbone [bold]{info['backbone']}[/] ({info['timm_name']}, {info['embedding_dim']}-d) "
+                f"on [bold]{info['device']}[/] ({info['precision']}), batches of {info['batch_size']}, {info['workers']} decode workers\n"
+                f"weights: {info['weights_source']}", highlight=False,
+            )
+            if info["note"]:
+                err_console.print(info["note"], highlight=False)
+            for warning in info.get("warnings") or []:
+                err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+            if info.get("shard"):
+                err_console.print(f"{info['shard']}: {event.total} inputs to go", highlight=False)
+            if info["resumed"]:
+                err_console.print(f"resuming: {info['resumed']} inputs already done, {event.total} to go")
+            if info.get("changed"):  # trust-extract's content-keyed resume reports these
+                err_console.print(f"{info['changed']} inputs changed since they were embedded: embedding them again",
+                                  highlight=False)
+            if info.get("retried"):
+                err_console.print(f"{info['retried']} inputs that failed before: trying them once more", highlight=False)
+            self.progress = Progress(
+                TextColumn("[bold]extract"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} {task.fields[unit]}/s"), TextColumn("[red]{task.fields[errors]} errors"),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False,
+            )
+            self.progress.start()
+            unit = "clips" if info["modality"] == "audio" else "img"
+            self.meter = RateMeter()
+            self.task = self.progress.add_task("extract", total=event.total, rate="-", errors=0, unit=unit)
+        elif event.stage in ("batch", "done") and self.task is not None:
+            if event.stage == "batch":
+                self.meter.update(event.processed)
+            self.progress.update(self.task, completed=event.processed, rate=self.meter.text(), errors=event.errors)
+            if event.stage == "done":
+                self.stop()
+
+
+class StepSpinner:
+    """A one-line spinner with the elapsed time for a step that has no count to show (a head
+    fitting its folds, a blend choosing weights); the line's text follows the step's messages.
+    Transient: the step's own result lines stay, the spinner goes."""
+
+    def __init__(self, target: Console | None = None):
+        self.console = target or err_console
+        self.progress = None
+        self.task = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def start(self, text: str) -> None:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.stop()
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                 console=self.console, transient=True)
+        self.progress.start()
+        self.task = self.progress.add_task(escape(text), total=None)
+
+    def update(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=escape(text))
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        self.progress = self.task = None

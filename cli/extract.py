@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from cli.console import JsonOption, QuietOption, console, err_console, exit_on_error, quiet_output
+from cli.console import ExtractView, JsonOption, QuietOption, console, exit_on_error, quiet_output
 from pipelines.extract.config import ExtractConfig
 
 
@@ -63,50 +62,6 @@ def extract(
         typer.echo(json.dumps(asdict(summary), indent=2))
     elif not quiet:
         render_summary(summary)
-
-
-class ExtractView:
-    """Draws the runner's progress events: a header line, then a bar with items/s."""
-
-    def __init__(self):
-        self.progress = Progress(
-            TextColumn("[bold]extract"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} {task.fields[unit]}/s"), TextColumn("[red]{task.fields[errors]} errors"),
-            TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False,
-        )
-        self.task = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.task is not None:
-            self.progress.stop()
-        return False
-
-    def update(self, event) -> None:  # pipelines.extract.runner.ExtractProgress
-        if event.stage == "start":
-            info = event.info
-            err_console.print(
-                f"backbone [bold]{info['backbone']}[/] ({info['timm_name']}, {info['embedding_dim']}-d) "
-                f"on [bold]{info['device']}[/] ({info['precision']}), batches of {info['batch_size']}, {info['workers']} decode workers\n"
-                f"weights: {info['weights_source']}", highlight=False,
-            )
-            if info["note"]:
-                err_console.print(info["note"], highlight=False)
-            for warning in info.get("warnings") or []:
-                err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-            if info.get("shard"):
-                err_console.print(f"{info['shard']}: {event.total} inputs to go", highlight=False)
-            if info["resumed"]:
-                err_console.print(f"resuming: {info['resumed']} inputs already done, {event.total} to go")
-            self.progress.start()
-            unit = "clips" if info["modality"] == "audio" else "img"
-            self.task = self.progress.add_task("extract", total=event.total, rate="-", errors=0, unit=unit)
-        elif event.stage == "batch" and self.task is not None:
-            elapsed = self.progress.tasks[0].elapsed or 0.0
-            rate = f"{event.processed / elapsed:.1f}" if elapsed > 0 else "-"
-            self.progress.update(self.task, completed=event.processed, rate=rate, errors=event.errors)
 
 
 def render_summary(summary) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cli.console import JsonOption, QuietOption, console, err_console, exit_on_error, quiet_output
+from cli.console import ExtractView, JsonOption, QuietOption, console, err_console, exit_on_error, quiet_output
 
 
 def predict(
@@ -79,7 +79,9 @@ def predict(
             sample_submission=None if sample_submission is None else str(sample_submission),
             device=device, batch_size=batch_size, allow_tta_mismatch=allow_tta_mismatch,
         )
-        result = run_predict(config, on_progress=on_progress)
+        # Raw test files are extracted first: a bar with items/s on stderr (none under --quiet).
+        with ExtractView() as view:
+            result = run_predict(config, on_progress=on_progress, extract_progress=None if quiet else view.update)
 
     if to_stdout:
         sys.stdout.write(result.frame.to_csv(index=False))

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from cli.console import JsonOption, QuietOption, console, err_console, exit_on_error
-from pipelines.recommend import Recommendation, RecommendConfig, format_duration
+from pipelines.recommend import TIME_LABELS, TIME_LEGEND, Recommendation, RecommendConfig, format_duration
 from pipelines.recommend import recommend as run_recommend
 
 
@@ -25,8 +25,10 @@ def recommend(
     task: Annotated[str, typer.Option(help="classification | detection | segmentation")] = "classification",
     all_entries: Annotated[bool, typer.Option("--all", help="List every candidate, don't-use entries last.")] = False,
     top: Annotated[int, typer.Option(min=1, help="Candidates shown.")] = 5,
-    measure: Annotated[bool, typer.Option(help="Time a few batches of each top candidate on this machine (random weights).")] = False,
+    measure: Annotated[bool, typer.Option(help="Time a few batches of each top candidate and the decoding of a sample of DATA_PATH on this machine (random weights); the rest are calibrated to that speed.")] = False,
+    measure_top: Annotated[int, typer.Option(min=1, help="With --measure: how many top candidates to time.")] = 5,
     trial: Annotated[Optional[Path], typer.Option(help="Labels CSV (id,label): bake-off of the top candidates on a sample.", exists=True, dir_okay=False)] = None,
+    labels_from_folders: Annotated[bool, typer.Option("--labels-from-folders", help="Bake-off like --trial, each file's parent folder its class (no CSV).")] = False,
     trial_size: Annotated[int, typer.Option(min=6, help="Labelled items in the bake-off sample (stratified).")] = 200,
     trial_top: Annotated[int, typer.Option(min=1, help="Candidates in the bake-off.")] = 3,
     trial_weights: Annotated[Optional[str], typer.Option(help="Bake-off weights: default offline auto; 'random' for smoke tests.")] = None,
@@ -44,7 +46,8 @@ def recommend(
     config = RecommendConfig(
         data_path=str(data_path) if data_path else None, modality=modality, n_items=n_items, priority=priority,
         device=device, time_budget=time_budget, deploy=deploy, task=task, show_all=all_entries, top=top,
-        measure=measure, trial_labels=str(trial) if trial else None, trial_size=trial_size, trial_top=trial_top,
+        measure=measure, measure_top=measure_top, trial_labels=str(trial) if trial else None,
+        trial_from_folders=labels_from_folders, trial_size=trial_size, trial_top=trial_top,
         trial_weights=trial_weights, id_col=id_col, target_col=target_col,
     )
     progress = None if as_json or quiet else (lambda message: err_console.print(f"[dim]{message}[/]", highlight=False))
@@ -74,7 +77,8 @@ def render(result: Recommendation) -> None:
     for column in ("#", "backbone", "why", "time", "dim", "weights offline") + (("trial acc.",) if trial else ()):
         table.add_column(column, overflow="fold")
     for x in result.candidates:
-        time_text = "-" if x.estimated_seconds is None else f"~{format_duration(x.estimated_seconds)} ({x.time_source})"
+        label = TIME_LABELS.get(x.time_source, x.time_source)
+        time_text = "-" if x.estimated_seconds is None else f"~{format_duration(x.estimated_seconds)} ({label})"
         if x.fits_budget is False:
             time_text = f"[red]{time_text}[/]"
         row = [str(x.rank), f"[dim]{x.name}[/]" if x.avoid else f"[bold]{x.name}[/]", "; ".join(x.reasons),
@@ -83,6 +87,9 @@ def render(result: Recommendation) -> None:
             row.append(f"{x.trial_score:.3f} ({x.trial_seconds:.0f} s)" if x.trial_score is not None else x.trial_skipped or "-")
         table.add_row(*row)
     console.print(table)
+    for source in dict.fromkeys(x.time_source for x in result.candidates if x.estimated_seconds is not None):
+        if source in TIME_LEGEND:
+            console.print(f"[dim]time: {TIME_LEGEND[source]}[/]", highlight=False, soft_wrap=True)
     for note in result.notes:
         console.print(f"[yellow]note[/]: {note}", highlight=False, soft_wrap=True)
     if result.command:

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from cli.console import (
+    ExtractView,
     JsonOption,
     QuietOption,
     console,
@@ -18,6 +19,7 @@ from cli.console import (
     exit_on_error,
     quiet_output,
     score_text,
+    StepSpinner,
 )
 
 
@@ -50,25 +52,30 @@ def run(
     from pipelines.chain import run_chain
 
     shown = err_console if json_out else console
+    live = not (quiet or json_out)  # bars and spinners only for a person watching
+    spinner = StepSpinner()
+    current = {"step": ""}
 
     def on_progress(kind: str, message: str) -> None:
         if kind == "warning":
             err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
         elif kind == "step":
+            spinner.stop()
             shown.print(f"[bold]›[/] {message}", highlight=False, soft_wrap=True)
+            name = message.split(":", 1)[0]
+            current["step"] = name
+            # extraction draws its own bar (ExtractView); the other steps get a spinner with the time
+            if live and "running" in message and not name.startswith("extract"):
+                spinner.start(f"{name} running")
         else:
             shown.print(f"  [dim]{message}[/]", highlight=False, soft_wrap=True)
+            spinner.update(f"{current['step']}: {message}")
 
-    with exit_on_error(), quiet_output(quiet):
+    with exit_on_error(), quiet_output(quiet), spinner, ExtractView() as view:
         text = sys.stdin.read() if config_path == "-" else None
         config = runconfig.load(config_path, overrides, text=text)
-        if quiet or json_out:
-            result = run_chain(config, smoke, limit, force, dry_run, on_progress)
-        else:
-            from cli.extract import ExtractView
-
-            with ExtractView() as view:
-                result = run_chain(config, smoke, limit, force, dry_run, on_progress, extract_progress=view.update)
+        result = run_chain(config, smoke, limit, force, dry_run, on_progress,
+                           extract_progress=view.update if live else None)
 
     if json_out:
         typer.echo(json.dumps(result.summary(), indent=2, default=str))
@@ -76,6 +83,10 @@ def run(
     if quiet:
         return
     console.print(steps_table(result))
+    if dry_run:
+        for line in result.checks:
+            console.print(f"[green]ok[/] {line}", highlight=False, soft_wrap=True)
+        console.print("dry run: every value checked, nothing extracted or fitted", highlight=False)
     if result.scores:
         metric = result.scores["metric"]
         mean, std, oof = result.scores["mean"][metric], result.scores["std"][metric], result.scores["oof"][metric]

@@ -20,10 +20,16 @@ def train_head(
             exists=True, file_okay=False, show_default=False, metavar="EMBEDDINGS",
         ),
     ],
-    labels: Annotated[
-        Path, typer.Option("--labels", "-l", help="CSV with an id column and a target column.", exists=True, dir_okay=False)
-    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Run directory to create.")],
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", "-l", help="CSV with an id column and a target column; ids may be the relative path "
+                     "or the bare stem, with or without extension.", exists=True, dir_okay=False),
+    ] = None,
+    labels_from_folders: Annotated[
+        bool,
+        typer.Option("--labels-from-folders", help="No CSV: each file's parent folder name is its class (as ImageFolder)."),
+    ] = False,
     id_col: Annotated[str, typer.Option("--id-col", help="Id column of the labels CSV.")] = "id",
     target_col: Annotated[
         str,
@@ -77,7 +83,7 @@ def train_head(
     pca: Annotated[
         int | None, typer.Option("--pca", help="Keep N PCA components (fitted inside each fold, after --normalize).", min=1)
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in -o.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing olymp run in -o (a folder that is not one is refused, untouched).")] = False,
     json_out: JsonOption = False,
     limit: Annotated[
         int | None, typer.Option("--limit", min=2, help="Train on a stratified, seed-fixed subsample of N rows (smoke runs).")
@@ -87,6 +93,8 @@ def train_head(
     """Fit a head with K-fold CV on embeddings; save folds, out-of-fold predictions, scores and models.
 
     Example:  olymp train-head emb/train --labels train.csv -o runs/lgbm
+
+    Class folders (train/cat/001.jpg):  olymp train-head emb/train --labels-from-folders -o runs/a
 
     Example:  olymp train-head emb/effnet emb/panns --labels train.csv -o runs/lr --head logreg --normalize standard --pca 256 --folds-from runs/lgbm
     Multilabel: olymp train-head emb/train --labels train.csv --target-col tags --label-sep ' ' -o runs/tags --head mlp
@@ -107,7 +115,8 @@ def train_head(
 
     with exit_on_error(), quiet_output(quiet):
         config = TrainConfig(
-            embeddings=[str(p) for p in embeddings], labels=str(labels), output=str(output),
+            embeddings=[str(p) for p in embeddings], labels=None if labels is None else str(labels), output=str(output),
+            labels_from_folders=labels_from_folders,
             id_col=id_col, target_col=target_col, label_sep=label_sep, group_col=group_col, task=task, metric=metric,
             threshold=threshold,
             head=head, head_params=parse_params(param), folds=folds, seed=seed, overwrite=overwrite,

@@ -165,6 +165,11 @@ def _align(members: list[Member]) -> None:
 def read_truth(run: dict, ids: np.ndarray, labels: str | None) -> np.ndarray:
     """The encoded target of `ids` (class indices / values), read again from the labels CSV."""
     recorded = run["labels"]
+    if recorded.get("from_folders") and labels is None:  # --labels-from-folders: the class is in the id
+        from pipelines.ids import folder_labels
+
+        frame = pd.DataFrame({recorded["id_col"]: ids, recorded["target_col"]: folder_labels(ids, "the OOF ids")})
+        return target_from_labels(frame, np.arange(len(ids)), recorded["target_col"], None, run["task"]).y
     path = Path(labels or recorded["path"])
     if not path.is_file():
         raise InputError(f"the runs' labels file {path} is missing; pass --labels with the labels CSV they were trained on")
@@ -172,7 +177,7 @@ def read_truth(run: dict, ids: np.ndarray, labels: str | None) -> np.ndarray:
         raise MismatchError(
             f"{path} is not the labels file the runs were trained on (SHA-256 differs); pass --labels with that file"
         )
-    frame = read_labels(path, recorded["id_col"], recorded["target_col"], None)
+    frame = read_labels(path, recorded["id_col"], recorded["target_col"], None, keep_empty=recorded.get("label_sep") is not None)
     positions = pd.Index(frame[recorded["id_col"]]).get_indexer(ids)
     if (positions < 0).any():
         raise MismatchError(f"{int((positions < 0).sum())} OOF ids are not in {path}; pass --labels with the training labels")
@@ -441,7 +446,7 @@ def _match_dirs(member: Path, run: dict, candidates: dict[str, dict], allow_tta_
     return chosen
 
 
-def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress):
+def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress, extract_progress=None):
     """Each member run on its test embeddings (picked from the given dirs by fingerprint, or
     extracted once per backbone from one raw input), combined with the blend's weights. Ids
     some member cannot predict get the training prior."""
@@ -457,7 +462,7 @@ def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress):
         for run in runs:
             for entry in run["embeddings"]:
                 if _key(entry["fingerprint"]) not in extracted:
-                    extracted[_key(entry["fingerprint"])] = extract_raw(inputs[0], entry, blend_dir, config, notify)
+                    extracted[_key(entry["fingerprint"])] = extract_raw(inputs[0], entry, blend_dir, config, notify, extract_progress)
             member_dirs.append([extracted[_key(entry["fingerprint"])] for entry in run["embeddings"]])
     else:
         raw = [p for p in inputs if not is_embedding_dir(p)]

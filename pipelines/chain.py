@@ -2,9 +2,11 @@
 
 A step is skipped when its output is complete and its key is the one recorded when it last
 finished. The key is a SHA-256 of the step's settings (the fields that shape its result: a new
-batch size or device does not re-extract) and of its inputs: the listing of the input files
-(ids and sizes), the labels file's bytes, and the keys of the steps it reads from, so a change
-anywhere re-runs exactly the steps downstream of it. File times play no part.
+batch size or device does not re-extract) and of its inputs: the content fingerprint of the
+input files (ids and each file's `hashing.file_fingerprint`: size, mtime and a hash of its first
+and last 64 KiB, so a file replaced by another of the same size counts as changed), the labels
+file's bytes, and the keys of the steps it reads from, so a change anywhere re-runs exactly the
+steps downstream of it.
 
     OUTPUT/
       steps.json       per step: key, settings, inputs, status, SHA-256 of its output manifest
@@ -20,10 +22,11 @@ never touches the real outputs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
-import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +35,8 @@ from pathlib import Path
 
 from pipelines.embeddings import MANIFEST_NAME
 from pipelines.errors import ConfigError
-from pipelines.hashing import file_sha256
+from pipelines.fileio import write_json_atomic, write_text_atomic
+from pipelines.hashing import file_fingerprint, file_sha256, fingerprint_of_fingerprints
 from pipelines.runconfig import STEP_TABLES, RunConfig
 
 STATE_FILE = "steps.json"
@@ -62,12 +66,14 @@ class ChainResult:
     run_dir: str | None
     submission: str | None
     seconds: float
+    checks: list[str] = field(default_factory=list)  # what check_config resolved (backbone, head, metric)
 
     def summary(self) -> dict:
         return {
             "output": str(self.output), "run_dir": self.run_dir, "submission": self.submission,
             "seconds": round(self.seconds, 3), "scores": self.scores,
             "steps": [dataclasses.asdict(step) for step in self.steps],
+            "checks": self.checks,
         }
 
 
@@ -78,20 +84,21 @@ def _digest(value) -> str:
 
 
 def listing_fingerprint(inputs: str, modality: str) -> dict:
-    """What the input files are: their ids and byte sizes (not their times: a copied dataset is
-    the same dataset). Cheap for 100k files: one stat each."""
+    """What the input files are: their ids and content fingerprints (`file_fingerprint`: size,
+    mtime_ns, BLAKE2b of the first and last 64 KiB), combined by `fingerprint_of_fingerprints`.
+    A file replaced by another of the same size changes it; so does a touched or copied file
+    (re-extracting is cheap, a stale embedding is not)."""
     from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
 
     resolved = infer_modality(inputs, modality)
     items = list_inputs(inputs, extensions_for(resolved))
-    digest = hashlib.sha256()
+    parts = []
     for item in items:
         try:
-            size = os.stat(item.path).st_size
-        except OSError:
-            size = -1  # a missing file is extract's to report; it still changes the key if it appears
-        digest.update(f"{item.id}\t{size}\n".encode())
-    return {"files": len(items), "sha256": digest.hexdigest()}
+            parts.append((item.id, file_fingerprint(item.path)))
+        except OSError as error:  # unreadable or missing: extract's to report; it still changes the key
+            parts.append((item.id, f"unreadable: {type(error).__name__}"))
+    return {"files": len(items), "fingerprint": fingerprint_of_fingerprints(parts)}
 
 
 @dataclass
@@ -121,11 +128,14 @@ def _settings(config, table: str, extra_skip=frozenset()) -> dict:
 def _complete(step: Step) -> bool:
     if not step.manifest.is_file():
         return False
-    if step.name.startswith("extract"):
-        return json.loads(step.manifest.read_text()).get("status") == "complete"
-    if step.name == "train-head":
-        manifest = json.loads(step.manifest.read_text())
-        return all((step.output / model).is_file() for model in manifest.get("models", []))
+    try:
+        if step.name.startswith("extract"):
+            return json.loads(step.manifest.read_text()).get("status") == "complete"
+        if step.name == "train-head":
+            manifest = json.loads(step.manifest.read_text())
+            return all((step.output / model).is_file() for model in manifest.get("models", []))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return False  # a damaged output is rebuilt
     return True
 
 
@@ -157,6 +167,98 @@ def _decide(step: Step, record: dict | None, force: bool, ran: set[str]) -> str 
     return None
 
 
+# --------------------------------------------------------------------------- checks before any work
+
+AUDIO_BACKBONES = frozenset({"vggish", "yamnet", "crepe", "crepe-full", "crepe-tiny", "logmel-stats"})
+
+
+def check_backbone(name: str | None, modality: str) -> str:
+    """The backbone name resolved without building the model or reading weights: an unknown or
+    mistyped name fails here with the suggestions of `olymp extract`. Returns how it resolved."""
+    from pipelines.backbones.audio import _panns_short_names
+    from pipelines.backbones.names import resolve_name
+
+    if modality == "audio":
+        if name is None:
+            return "default audio backbone (PANNs Cnn14 if its weights are on disk, else Lite0 on log-mel)"
+        key = name.strip().lower()
+        if key.startswith("panns-") or key in _panns_short_names() or key in AUDIO_BACKBONES:
+            return key
+        return f"{resolve_name(name).timm_name} on log-mel images"
+    resolved = resolve_name(name or "efficientnet_lite0")
+    return resolved.timm_name if resolved.timm_name == resolved.requested else f"{resolved.requested} (timm {resolved.timm_name})"
+
+
+def _check_extract(extract, split: str) -> str:
+    from pipelines.extract.audio_mapper import POOLINGS
+    from pipelines.extract.inputs import infer_modality
+    from pipelines.extract.mapper import PRECISIONS, TTA_MODES, parse_batch_size
+
+    if not Path(extract.inputs).exists():
+        raise ConfigError(f"data.{split} {extract.inputs} does not exist; point data.{split} at a folder or an id,path listing")
+    for key, value, allowed in (("decode", extract.decode, ("cpu", "gpu")), ("precision", extract.precision, PRECISIONS),
+                                ("tta", extract.tta, TTA_MODES), ("pool", extract.pool, POOLINGS)):
+        if value not in allowed:
+            raise ConfigError(f"extract.{key} = {value!r} is not one of {', '.join(allowed)}; fix [extract] {key}")
+    if extract.device != "auto" and not (extract.device == "cpu" or extract.device == "cuda"
+                                         or (extract.device.startswith("cuda:") and extract.device[5:].isdigit())):
+        raise ConfigError(f"extract.device = {extract.device!r} is not auto, cpu, cuda or cuda:N; fix [extract] device")
+    parse_batch_size(extract.batch_size)
+    if extract.weights not in (None, "random") and not Path(extract.weights).is_file():
+        raise ConfigError(f"extract.weights {extract.weights} is not a file; give a .safetensors/.pt path, 'random', or leave it out")
+    modality = infer_modality(extract.inputs, extract.modality)
+    return f"backbone {check_backbone(extract.backbone, modality)} for {modality}"
+
+
+def check_config(config: RunConfig, smoke: bool = False, limit: int | None = None) -> list[str]:
+    """Every value of the run config checked, and the backbone, head and metric names resolved,
+    without extracting or fitting anything (reads the labels CSV and lists the input folders).
+    `olymp run` calls it before any step, so a bad value costs nothing; --dry-run shows the
+    returned lines (what each name resolved to)."""
+    from pipelines.heads import get_head
+    from pipelines.metrics import metrics_for
+    from pipelines.train import _validate, read_labels, target_from_labels
+
+    if config.data.labels is None and not config.head.get("labels_from_folders"):
+        raise ConfigError("no data.labels; point data.labels at the labels CSV, or set [head] labels_from_folders = true")
+    if config.data.labels is not None and not Path(config.data.labels).is_file():
+        raise ConfigError(f"data.labels {config.data.labels} does not exist; point data.labels at the labels CSV")
+    checks = []
+    splits = [("train", config.data.train)] + ([("test", config.data.test)] if config.data.test else [])
+    for split, inputs in splits:
+        checks.append(f"extract-{split}: " + _check_extract(config.extract_config(inputs, ""), split))
+    changes = {} if limit is None and not smoke else {"limit": limit if limit is not None else config.smoke.limit}
+    if smoke:
+        changes["folds"] = config.smoke.folds
+    train = config.train_config(["-"], "", **changes)
+    _validate(train)
+    if train.labels_from_folders:  # the classes are the parent folders' names
+        from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
+        from pipelines.ids import folder_labels
+        from pipelines.tasks import infer_task
+
+        extract = config.extract_config(config.data.train, "")
+        items = list_inputs(extract.inputs, extensions_for(infer_modality(extract.inputs, extract.modality)))
+        values = folder_labels([item.id for item in items], config.data.train)
+        target, n_rows = infer_task(values, train.task, "class folder"), len(values)
+    else:
+        labels = read_labels(Path(config.data.labels), train.id_col, train.target_col, train.group_col)
+        target = target_from_labels(labels, slice(None), train.target_col, train.label_sep, train.task)
+        n_rows = len(labels)
+    names = metrics_for(target.task, train.metric)
+    head = get_head(train.head)
+    head.resolve_params(target.task, target.n_classes, train.head_params, names[0], train.seed)
+    checks.append(f"train-head: {train.head}, {train.folds} folds, {target.task} task on {n_rows} labelled rows, "
+                  f"metric {names[0]}")
+    if config.data.test:
+        predict = config.predict_config("", [], "")
+        if predict.sample_submission and not Path(predict.sample_submission).is_file():
+            raise ConfigError(f"predict.sample_submission {predict.sample_submission} does not exist; fix the path or drop it")
+        checks.append("predict: " + (f"rows and columns of {predict.sample_submission}" if predict.sample_submission
+                                     else "one row per test input"))
+    return checks
+
+
 # --------------------------------------------------------------------------- the chain
 
 def output_root(config: RunConfig, smoke: bool, limit: int | None) -> Path:
@@ -169,13 +271,17 @@ def output_root(config: RunConfig, smoke: bool, limit: int | None) -> Path:
 
 
 def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | None = None,
-               notify: Progress | None = None, extract_progress=None) -> list[Step]:
-    """The steps of the chain with their keys (pure: nothing runs until a step's `run`)."""
+               notify: Progress | None = None, extract_progress=None, scratch: Path | None = None) -> list[Step]:
+    """The steps of the chain with their keys (nothing runs until a step's `run`). A smoke or
+    --limit plan writes its subsample listing into `root`, or into `scratch` (a dry run)."""
     from pipelines.predict import predict
-    from pipelines.train import RUN_MANIFEST, train
+    from pipelines.train import RUN_MANIFEST, run_dir_state, train
 
     notify = notify or (lambda kind, message: None)
-    if not Path(config.data.labels).is_file():
+    from_folders = bool(config.head.get("labels_from_folders"))
+    if config.data.labels is None and not from_folders:
+        raise ConfigError("no data.labels; point data.labels at the labels CSV, or set [head] labels_from_folders = true")
+    if config.data.labels is not None and not Path(config.data.labels).is_file():
         raise ConfigError(f"data.labels {config.data.labels} does not exist; point data.labels at the labels CSV")
     if smoke and limit is None:
         limit = config.smoke.limit
@@ -187,7 +293,7 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
     steps: list[Step] = []
     train_inputs, labels_path = config.data.train, None
     if limit is not None:  # train on a stratified subsample, not on whichever classes sort first
-        train_inputs, labels_path = stratified_listing(config, limit, root)
+        train_inputs, labels_path = stratified_listing(config, limit, scratch or root)
     splits = [("train", train_inputs)] + ([("test", config.data.test)] if config.data.test else [])
     for split, inputs in splits:
         changes = extract_changes if split == "test" else {}
@@ -211,17 +317,19 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
     if labels_path is not None:
         train_changes["labels"] = labels_path
     train_config = config.train_config([str(extract_train.output)], str(root / "run"), **train_changes)
-    labels = Path(train_config.labels)
+    labels = None if train_config.labels is None else Path(train_config.labels)
 
     def run_train(overwrite) -> dict:
-        result = train(dataclasses.replace(train_config, overwrite=True),
+        # A finished run is replaced; an interrupted one (same key) resumes its finished folds.
+        replace = overwrite or run_dir_state(Path(train_config.output)) == "complete"
+        result = train(dataclasses.replace(train_config, overwrite=replace),
                        on_progress=lambda kind, message: notify("warning" if kind == "warning" else "info", message))
         return result.summary()
 
     train_step = Step(
         name="train-head", output=Path(train_config.output), manifest=Path(train_config.output) / RUN_MANIFEST,
         settings=_settings(train_config, "head"),
-        inputs={"labels_sha256": file_sha256(labels), "embeddings": extract_train.key},
+        inputs={"labels_sha256": None if labels is None else file_sha256(labels), "embeddings": extract_train.key},
         run=run_train, depends=(extract_train.name,),
     )
     steps.append(train_step)
@@ -260,8 +368,19 @@ def stratified_listing(config: RunConfig, limit: int, root: Path) -> tuple[str, 
     extract = config.extract_config(config.data.train, "")
     modality = infer_modality(extract.inputs, extract.modality)
     items = list_inputs(extract.inputs, extensions_for(modality))
-    labels = read_labels(train.labels, train.id_col, train.target_col)
-    label_of = dict(zip(labels[train.id_col].tolist(), labels[train.target_col].tolist()))
+    if train.labels_from_folders:  # the class is the parent folder: no labels file to cut
+        from pipelines.ids import folder_labels
+
+        label_of = dict(zip([item.id for item in items], folder_labels([item.id for item in items], config.data.train)))
+    else:  # label ids in any spelling pipelines.ids knows (stem, file name, relative path)
+        from pipelines.ids import match_ids
+
+        labels = read_labels(train.labels, train.id_col, train.target_col)
+        match = match_ids(labels[train.id_col].tolist(), [item.id for item in items],
+                          lambda: {item.id: Path(item.path).suffix for item in items}, Path(train.labels).name,
+                          config.data.train)
+        label_of = {items[p].id: label for p, label in zip(match.positions, labels[train.target_col].tolist()) if p >= 0}
+        label_id = {items[p].id: i for p, i in zip(match.positions, labels[train.id_col].tolist()) if p >= 0}
     labelled = [item for item in items if item.id in label_of]
     if not labelled:
         raise ConfigError(
@@ -272,14 +391,19 @@ def stratified_listing(config: RunConfig, limit: int, root: Path) -> tuple[str, 
     chosen = subsample_rows(codes, limit, train.seed, stratify=True)
     ids = [labelled[i].id for i in chosen]
     listing = pd.DataFrame({"id": ids, "path": [labelled[i].path for i in chosen]}).to_csv(index=False)
-    subset = pd.read_csv(train.labels, dtype=str, keep_default_na=False)
-    subset = subset[subset[train.id_col].isin(set(ids))].to_csv(index=False)
     root.mkdir(parents=True, exist_ok=True)
     paths = root / "subsample-train.csv", root / "subsample-labels.csv"
+    if train.labels_from_folders:
+        subset = None
+    else:
+        subset = pd.read_csv(train.labels, dtype=str, keep_default_na=False)
+        subset = subset[subset[train.id_col].isin({label_id[i] for i in ids})].to_csv(index=False)
     for path, body in zip(paths, (listing, subset)):
+        if body is None:
+            continue
         if not path.is_file() or path.read_text() != body:
-            path.write_text(body)
-    return str(paths[0]), str(paths[1])
+            write_text_atomic(path, body)
+    return str(paths[0]), None if subset is None else str(paths[1])
 
 
 def _read_state(root: Path) -> dict:
@@ -294,9 +418,7 @@ def _read_state(root: Path) -> dict:
 
 def _write_state(root: Path, state: dict) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    temporary = root / (STATE_FILE + ".tmp")
-    temporary.write_text(json.dumps({"olymp_format": 1, "kind": "chain", "steps": state}, indent=2, default=str))
-    temporary.replace(root / STATE_FILE)
+    write_json_atomic(root / STATE_FILE, {"olymp_format": 1, "kind": "chain", "steps": json.loads(json.dumps(state, default=str))})
 
 
 def run_chain(config: RunConfig, smoke: bool = False, limit: int | None = None, force: bool = False,
@@ -306,8 +428,11 @@ def run_chain(config: RunConfig, smoke: bool = False, limit: int | None = None, 
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit {limit} leaves nothing to run; pass --limit 1 or more")
     started = time.perf_counter()
+    checks = check_config(config, smoke, limit)  # every value, before anything is written or extracted
     root = output_root(config, smoke, limit)
-    steps = plan_steps(config, root, smoke, limit, notify, extract_progress)
+    with tempfile.TemporaryDirectory(prefix="olymp-dry-run-") if dry_run else contextlib.nullcontext() as scratch:
+        # a dry run writes nothing, not even a smoke run's subsample listing (keys don't depend on its path)
+        steps = plan_steps(config, root, smoke, limit, notify, extract_progress, Path(scratch) if scratch else None)
     state = _read_state(root)
     results, ran = [], set()
     for step in steps:
@@ -345,5 +470,5 @@ def run_chain(config: RunConfig, smoke: bool = False, limit: int | None = None, 
     return ChainResult(
         output=root, steps=results, scores=scores, run_dir=str(run_dir) if scores else None,
         submission=str(submission) if config.data.test and submission.is_file() and not dry_run else None,
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started, checks=checks,
     )

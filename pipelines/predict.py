@@ -8,7 +8,9 @@ sample submission when given) -> write the CSV.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,16 +20,18 @@ import numpy as np
 import pandas as pd
 
 from pipelines.embeddings import FINGERPRINT_FIELDS, MANIFEST_NAME, fingerprint, part_files, read_errors
-from pipelines.errors import ConfigError, InputError, MismatchError
-from pipelines.features import run_transforms
+from pipelines.errors import ConfigError, InputError, MismatchError, OlympError
+from pipelines.features import FeatureTransform
+from pipelines.fileio import write_atomic, write_text_atomic
 from pipelines.heads import get_head
 from pipelines.metrics import DEFAULT_THRESHOLD, multilabel_decisions
-from pipelines.train import load_run, load_sets
+from pipelines.train import REBUILD, RUN_MANIFEST, TEST_EMBEDDINGS_DIR, check_run_files, load_run, load_sets, model_companions
 
 # on_progress(level, message): level is "info" or "warning".
 Progress = Callable[[str, str], None]
 
-TEST_EMBEDDINGS_DIR = "test_embeddings"  # where raw test inputs are extracted, inside the run dir
+LISTINGS_DIR = "listings"  # inside TEST_EMBEDDINGS_DIR: the stdin listings, named by their content
+KEEP_CACHES = 3  # per training embedding set: the most recently used raw-input extractions kept
 
 
 @dataclass
@@ -89,8 +93,41 @@ def _extraction_weights(trained: dict) -> str | None:
     return str(source) if Path(str(source)).is_file() else None
 
 
-def extract_raw(source: str, trained: dict, run_dir: Path, config: PredictConfig, notify: Progress) -> str:
-    """Run `olymp extract` on a raw input with the backbone/weights the run was trained on."""
+def _shaping(trained: dict) -> dict:
+    """Everything that shapes the embedding as in training (modality, audio windows, pooling);
+    device and batch size are this machine's business."""
+    settings = trained.get("settings") or {}
+    return {key: settings[key] for key in ("modality", "window", "hop", "pool", "max_image_pixels", "tta", "layers")
+            if key in settings}
+
+
+def cache_dir(source: str, trained: dict, run_dir: Path) -> Path:
+    """Where a raw input is extracted: named by the content fingerprint of its listing (ids and
+    each file's `file_fingerprint`) and the extraction settings, never by the folder's name alone,
+    so other files under the same name get their own extraction and the same files reuse theirs."""
+    from pipelines.chain import listing_fingerprint
+
+    shaping = _shaping(trained)
+    listed = listing_fingerprint(source, shaping.get("modality", "auto"))
+    key = {"listing": listed, "backbone": trained.get("backbone"), "weights": _extraction_weights(trained),
+           "weights_sha256": (trained.get("fingerprint") or {}).get("weights_sha256"), "shaping": shaping}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{Path(source).stem or 'test'}-{trained.get('backbone')}")
+    return run_dir / TEST_EMBEDDINGS_DIR / f"{stem}-{digest}"
+
+
+def _complete_extraction(path: Path) -> bool:
+    try:
+        return json.loads((path / MANIFEST_NAME).read_text()).get("status") == "complete"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def extract_raw(source: str, trained: dict, run_dir: Path, config: PredictConfig, notify: Progress,
+                extract_progress=None) -> str:
+    """Run `olymp extract` on a raw input with the backbone/weights the run was trained on, into
+    a cache keyed by the input files' content (a complete one is reused without extracting);
+    `extract_progress` gets the runner's ExtractProgress events (the CLI draws a bar)."""
     from pipelines.extract.config import ExtractConfig
     from pipelines.extract.runner import run_extraction
 
@@ -100,34 +137,56 @@ def extract_raw(source: str, trained: dict, run_dir: Path, config: PredictConfig
             f"the run's training embeddings ({trained.get('path')}) do not record a backbone; "
             f"extract {source} yourself with olymp extract and pass that directory"
         )
-    name = f"{Path(source).stem or 'test'}-{re.sub(r'[^A-Za-z0-9._-]+', '_', backbone)}"
-    output = run_dir / TEST_EMBEDDINGS_DIR / name
-    notify("info", f"extracting {source} with {backbone} -> {output}")
-    settings = trained.get("settings") or {}
-    # Everything that shapes the embedding as in training (modality, audio windows, pooling);
-    # device and batch size are this machine's business.
-    shaping = {key: settings[key] for key in ("modality", "window", "hop", "pool", "max_image_pixels", "tta", "layers")
-               if key in settings}
-    run_extraction(
-        ExtractConfig(
-            inputs=str(source),
-            output=str(output),
-            backbone=backbone,
-            weights=_extraction_weights(trained),
-            device=config.device,
-            batch_size=config.batch_size,
-            **shaping,
+    output = cache_dir(source, trained, run_dir)
+    # The same files under another name (a folder, then the same files piped on stdin) match too.
+    output = next((found for found in sorted(output.parent.glob(f"*-{output.name.rsplit('-', 1)[-1]}"))
+                   if _complete_extraction(found)), output)
+    if _complete_extraction(output):
+        notify("info", f"{source}: same files as an earlier predict, reusing {output}")
+    else:
+        notify("info", f"extracting {source} with {backbone} -> {output}")
+        run_extraction(
+            ExtractConfig(
+                inputs=str(source),
+                output=str(output),
+                backbone=backbone,
+                weights=_extraction_weights(trained),
+                device=config.device,
+                batch_size=config.batch_size,
+                **_shaping(trained),
+            ),
+            on_progress=extract_progress,
         )
-    )
+    if output.is_dir():
+        os.utime(output)  # marks it recently used for prune_caches
     return str(output)
+
+
+def prune_caches(run_dir: Path, keep: int, used: list[str]) -> None:
+    """Keep the `keep` most recently used raw-input extractions (and stdin listings) of a run,
+    the ones in `used` always among them, and delete the rest: repeated predicts on changing test
+    sets do not pile up, while switching between a few test sets stays cheap."""
+    import shutil
+
+    root = run_dir / TEST_EMBEDDINGS_DIR
+    kept = {Path(p).resolve() for p in used}
+    for entries in ([p for p in root.glob("*") if p.is_dir() and p.name != LISTINGS_DIR],
+                    list((root / LISTINGS_DIR).glob("stdin-*.csv"))):
+        in_use = sum(p.resolve() in kept for p in entries)
+        others = sorted((p for p in entries if p.resolve() not in kept), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for stale in others[max(0, keep - in_use):]:
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
 
 
 def inputs_from_text(text: str, run_dir: str | Path) -> list[str]:
     """Test inputs read from stdin (`olymp predict RUN -`): one embedding dir per line, or a list
     of test files (one path per line, or a CSV with a `path` and optionally an `id` column).
-    A file list is saved as RUN_DIR/test_embeddings/stdin-<hash>.csv with absolute paths, so its
-    extraction has a stable name and resumes."""
-    import hashlib
+    A file list is saved as RUN_DIR/test_embeddings/listings/stdin-<hash>.csv with absolute paths;
+    its extraction is keyed by the files' content like a folder's, so the same files piped again
+    reuse it."""
     import io
 
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -142,9 +201,11 @@ def inputs_from_text(text: str, run_dir: str | Path) -> list[str]:
         frame = pd.DataFrame({"id": [Path(line).stem for line in lines], "path": lines})  # ids as for a folder
     frame["path"] = [str(Path(p).resolve()) for p in frame["path"]]
     body = frame.to_csv(index=False)
-    listing = Path(run_dir) / TEST_EMBEDDINGS_DIR / f"stdin-{hashlib.sha256(body.encode()).hexdigest()[:12]}.csv"
+    listing = Path(run_dir) / TEST_EMBEDDINGS_DIR / LISTINGS_DIR / f"stdin-{hashlib.sha256(body.encode()).hexdigest()[:12]}.csv"
     listing.parent.mkdir(parents=True, exist_ok=True)
-    listing.write_text(body)
+    if not listing.is_file() or listing.read_text() != body:
+        write_text_atomic(listing, body)
+    os.utime(listing)
     return [str(listing)]
 
 
@@ -159,7 +220,7 @@ def check_test_inputs(inputs: list[str]) -> None:
             raise InputError(f"{path} has embedding parts but no {MANIFEST_NAME}; re-run olymp extract into it to finish")
 
 
-def resolve_inputs(config: PredictConfig, run: dict, notify: Progress) -> list[str]:
+def resolve_inputs(config: PredictConfig, run: dict, notify: Progress, extract_progress=None) -> list[str]:
     """One test embedding dir per training embedding set, extracting raw inputs first."""
     trained = run["embeddings"]
     inputs = [str(p) for p in config.inputs]
@@ -173,10 +234,13 @@ def resolve_inputs(config: PredictConfig, run: dict, notify: Progress) -> list[s
             f"the run was trained on {len(trained)} embedding set(s) ({backbones}) and got {len(inputs)}; "
             f"pass {len(trained)} test embedding dir(s) in that order, or one raw input folder/listing"
         )
-    return [
-        source if is_embedding_dir(source) else extract_raw(source, entry, Path(config.run_dir), config, notify)
+    dirs = [
+        source if is_embedding_dir(source) else extract_raw(source, entry, Path(config.run_dir), config, notify, extract_progress)
         for source, entry in pairs
     ]
+    if any(not is_embedding_dir(source) for source, _ in pairs):
+        prune_caches(Path(config.run_dir), KEEP_CACHES * len(trained), dirs + [str(p) for p in inputs])
+    return dirs
 
 
 def _show(value) -> str:
@@ -210,23 +274,84 @@ def check_fingerprints(run: dict, manifests: list[dict], dirs: list[str], allow_
 
 # --------------------------------------------------------------------------- predictions
 
+def _load_transforms(run_dir: Path, run: dict) -> list[FeatureTransform | None]:
+    files = (run.get("features") or {}).get("transforms")
+    if not files:
+        return [None] * int(run.get("folds", 0) or 0)
+    return [_guarded(run_dir / name, lambda path=run_dir / name: FeatureTransform.load(path)) for name in files]
+
+
+def _guarded(path: Path | str, read):
+    """read(), with any failure to read a run's file turned into one line naming it (the heads'
+    and numpy's own errors are many and differ by format)."""
+    try:
+        return read()
+    except OlympError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a damaged file fails in its reader's own way
+        reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+        raise InputError(f"{path} cannot be read ({reason}); {REBUILD}") from None
+
+
+def lightgbm_text_problem(text: str) -> str | None:
+    """Why a LightGBM text model is not whole, or None. LightGBM's own parser crashes the process
+    (no exception) on a file cut short, so a cut is caught here first: a whole model ends with its
+    parameters and a parseable pandas_categorical line."""
+    if not text.startswith("tree\n"):
+        return "not a LightGBM text model"
+    sizes = re.search(r"^tree_sizes=(.*)$", text, re.MULTILINE)
+    if "\nend of trees\n" not in text or sizes is None or len(sizes.group(1).split()) != text.count("\nTree="):
+        return "cut short in its trees"
+    last = text.rstrip("\n").rsplit("\n", 1)[-1]
+    if "\nend of parameters\n" not in text or not last.startswith("pandas_categorical:"):
+        return "cut short after its trees"
+    try:
+        json.loads(last.split(":", 1)[1])
+    except ValueError:
+        return "cut short in its last line"
+    return None
+
+
+def _check_lightgbm_file(path: Path) -> None:
+    """A LightGBM model file (text, or multilabel's JSON list of texts) checked before LightGBM reads it."""
+    try:
+        text = path.read_text()
+        texts = [text] if path.suffix == ".txt" else [t for t in json.loads(text)["models"] if t is not None]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        raise InputError(f"{path} cannot be read ({type(error).__name__}); {REBUILD}") from None
+    for model_text in texts:
+        problem = lightgbm_text_problem(model_text) if isinstance(model_text, str) else "not a LightGBM text model"
+        if problem:
+            raise InputError(f"{path} cannot be read ({problem}); {REBUILD}")
+
+
 def average_folds(run_dir: Path, run: dict, X: np.ndarray) -> np.ndarray:
     """Mean of the fold (x seed) models' predictions (probabilities or values), each model fed
     the features through its fold's fitted transform (--normalize/--pca), as in training."""
-    head_cls = get_head(run["head"]["name"])
-    n_classes = len(run["classes"]) if run["classes"] else 0
-    transforms = run_transforms(run_dir, run)
+    check_run_files(run_dir, run)
+    try:
+        head_cls = get_head(run["head"]["name"])
+    except (KeyError, TypeError, OlympError):
+        raise InputError(f"{run_dir / RUN_MANIFEST} names no known head; {REBUILD}") from None
+    n_classes = len(run["classes"]) if run.get("classes") else 0
+    transforms = _load_transforms(run_dir, run)
     model_folds = run.get("model_folds") or list(range(len(run["models"])))  # older runs: one model per fold
     features: dict[int, np.ndarray] = {}
     total = None
     for model_file, fold in zip(run["models"], model_folds):
         path = run_dir / model_file
-        if not path.is_file():
-            raise InputError(f"{path} is missing; re-run olymp train-head to rebuild the run")
         if fold not in features:
-            transform = transforms[fold] if fold < len(transforms) else None
+            transform = transforms[fold] if isinstance(fold, int) and 0 <= fold < len(transforms) else None
             features[fold] = X if transform is None else transform.transform(X)
-        pred = head_cls.load(path, run["task"], n_classes).predict(features[fold])
+        if head_cls.name == "lgbm":
+            _check_lightgbm_file(path)
+        files = model_companions(run_dir, model_file)  # mlp: the weights and their architecture JSON
+        shown = path if len(files) == 1 else f"{path} or {Path(files[1]).name}"
+        model = _guarded(shown, lambda path=path: head_cls.load(path, run["task"], n_classes))
+        pred = _guarded(path, lambda: np.asarray(model.predict(features[fold]), dtype=np.float64))
+        expected = (len(X), n_classes) if n_classes else (len(X),)
+        if pred.shape != expected or not np.isfinite(pred).all():
+            raise InputError(f"{path} predicts {pred.shape} values (some not finite) where {expected} were due; {REBUILD}")
         total = pred if total is None else total + pred
     return total / len(run["models"])
 
@@ -273,11 +398,9 @@ def _layout(run: dict, proba: bool, sample: pd.DataFrame | None, notify: Progres
     if len(columns) == 1:
         if proba and task == "binary":
             return id_name, columns, "positive"  # P(classes[1]) in the single column
-        if proba:
-            raise MismatchError(
-                f"--proba needs one sample column per class; the sample has '{columns[0]}', "
-                f"the run's classes are {', '.join(classes)}; drop --proba"
-            )
+        if proba:  # an ordinary id,label sample: its ids and order, one probability column per class
+            notify("info", f"--proba: one probability column per class in place of the sample's '{columns[0]}'")
+            return id_name, list(classes), "proba"
         return id_name, columns, "label"
     raise MismatchError(
         f"the sample submission's columns ({', '.join(columns)}) are not the run's classes "
@@ -301,11 +424,9 @@ def _multilabel_layout(run: dict, proba: bool, sample: pd.DataFrame | None, noti
             notify("info", "the sample submission has one column per label: writing 0/1 decisions (--proba for probabilities)")
         return id_name, columns, "proba" if proba else "decisions"
     if len(columns) == 1:
-        if proba:
-            raise MismatchError(
-                f"--proba needs one sample column per label; the sample has '{columns[0]}'; drop --proba "
-                "to write the predicted labels joined in that column"
-            )
+        if proba:  # its ids and order, one probability column per label
+            notify("info", f"--proba: one probability column per label in place of the sample's '{columns[0]}'")
+            return id_name, list(classes), "proba"
         return id_name, columns, "joined"
     raise MismatchError(
         f"the sample submission's columns ({', '.join(columns)}) are not the run's labels "
@@ -343,16 +464,42 @@ def _frame(ids, pred, run, id_name, columns, mode, threshold=None) -> pd.DataFra
     return frame
 
 
-def _follow_sample(sample, id_name, ids, pred, usable, run, notes, path):
-    """Rows in the sample's order; sample ids without a test input get the prior."""
+def test_extensions(dirs: list[str], ids) -> dict[str, str] | None:
+    """id -> file extension of the test inputs, re-listed from the test embedding manifests."""
+    from pipelines.embeddings import load_manifest
+    from pipelines.ids import file_extensions
+
+    found: dict[str, str] = {}
+    for path in dirs:
+        found.update(file_extensions(load_manifest(path), [], read_errors(path)) or {})
+    return found if all(str(i) in found for i in ids) else None
+
+
+def spell_test_ids(run: dict, ids: np.ndarray, dirs: list[str]) -> np.ndarray:
+    """Test ids in the spelling of the run's labels (stem, file name, relative path...)."""
+    from pipelines.ids import FORMS, spell_all
+
+    form = run["labels"].get("id_form") or FORMS[0]
+    if form == FORMS[0]:
+        return ids
+    exts = test_extensions(dirs, ids) if form.endswith("+ext") else None
+    return spell_all(form, ids, exts, run["labels"].get("id_extension"), ", ".join(dirs))
+
+
+def _follow_sample(sample, id_name, ids, pred, usable, run, notes, path, dirs=()):
+    """Rows in the sample's order, its ids as it spells them (stem, file name, relative path:
+    pipelines.ids picks the form); sample ids without a test input get the prior."""
+    from pipelines.ids import match_ids
+
     wanted = sample[id_name].to_numpy(dtype=object)
-    found = pd.Index(ids).get_indexer(wanted)
+    if len(wanted) == 0:
+        raise InputError(f"{Path(path).name} has no rows; pass the contest's sample submission")
+    if not len(ids):
+        raise InputError(f"no test input was embedded; the sample {Path(path).name} has nothing to match")
+    found = match_ids(wanted, ids, lambda: test_extensions(list(dirs), ids), Path(path).name,
+                      ", ".join(dirs) or "the test inputs",
+                      fix="pass the test inputs this sample lists (its first column names the test files)").positions
     hit = found >= 0
-    if not hit.any():
-        raise InputError(
-            f"no id of {Path(path).name} is among the test ids (sample ids look like '{wanted[0]}', "
-            f"test ids like '{ids[0] if len(ids) else '-'}'); pass the matching test inputs"
-        )
     if (~hit).any():
         notes.append(f"{int((~hit).sum())} ids of the sample submission are not in the test inputs; they get the training prior")
     if len(ids) > hit.sum():
@@ -411,15 +558,28 @@ def load_predictor(run_dir: Path) -> dict:
     """The manifest of a train-head run or of a blend (both predict the same way)."""
     from pipelines.blend import BLEND_KIND, load_blend
 
-    path = run_dir / "manifest.json"
-    if path.is_file() and json.loads(path.read_text()).get("kind") == BLEND_KIND:
-        return load_blend(run_dir)
+    path = run_dir / RUN_MANIFEST
+    if path.is_file():
+        try:
+            kind = json.loads(path.read_text()).get("kind")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            kind = None  # load_run names the problem
+        if kind == BLEND_KIND:
+            return load_blend(run_dir)
     return load_run(run_dir)
 
 
-def predict(config: PredictConfig, on_progress: Progress | None = None) -> PredictResult:
+def write_submission(frame: pd.DataFrame, output: Path) -> None:
+    """The CSV written whole or not at all (temp + rename): a kill or a full disk leaves the
+    previous submission as it was."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(output, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def predict(config: PredictConfig, on_progress: Progress | None = None, extract_progress=None) -> PredictResult:
     """Predict every test id with the run's fold models (or a blend's member runs, weighted);
-    write `config.output` when given."""
+    write `config.output` when given. Raw test inputs are extracted first, reporting to
+    `extract_progress` (pipelines.extract.runner.ExtractProgress events)."""
     notify = on_progress or (lambda level, message: None)
     run_dir = Path(config.run_dir)
     run = load_predictor(run_dir)
@@ -428,15 +588,19 @@ def predict(config: PredictConfig, on_progress: Progress | None = None) -> Predi
     id_name, columns, mode = _layout(run, config.proba, sample, notify)
 
     if run["kind"] == "head_run":
-        predicted = predict_run(run_dir, run, resolve_inputs(config, run, notify), config.allow_tta_mismatch, notify)
+        predicted = predict_run(run_dir, run, resolve_inputs(config, run, notify, extract_progress),
+                                config.allow_tta_mismatch, notify)
     else:
         from pipelines.blend import predict_blend
 
-        predicted = predict_blend(run_dir, run, config, notify)
+        predicted = predict_blend(run_dir, run, config, notify, extract_progress)
     all_ids, pred, usable, notes = predicted.ids, predicted.pred, predicted.usable, list(predicted.notes)
 
     if sample is not None:
-        all_ids, pred, usable = _follow_sample(sample, id_name, all_ids, pred, usable, run, notes, config.sample_submission)
+        all_ids, pred, usable = _follow_sample(sample, id_name, all_ids, pred, usable, run, notes, config.sample_submission,
+                                               predicted.dirs)
+    else:
+        all_ids = spell_test_ids(run, all_ids, predicted.dirs)
     for note in notes:
         notify("warning", note)
 
@@ -444,8 +608,7 @@ def predict(config: PredictConfig, on_progress: Progress | None = None) -> Predi
     output = None
     if config.output:
         output = Path(config.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(output, index=False)
+        write_submission(frame, output)
     return PredictResult(
         frame=frame, task=run["task"], proba=mode in ("proba", "positive"), n_rows=len(frame),
         n_prior=int((~usable).sum()), n_models=predicted.n_models, embeddings=predicted.dirs, output=output,

@@ -1,8 +1,9 @@
 """`recommend`: which backbone for this data, this machine, this time budget?
 
 Flow: probe the data (pipelines/probe.py) → constraints (probe + the user's overrides) →
-candidates = catalog entries of the modality → a time estimate per candidate (FLOPs and a
-small device table, or `measure_seconds` on this machine) → a score = the sum of the rules
+candidates = catalog entries of the modality → a time per candidate (rough: FLOPs and a small
+device table; with --measure: the candidate's forward and the decoding of the user's files timed
+on this machine, the untimed ones calibrated to the speed measured) → a score = the sum of the rules
 below, each a small function returning points and the reason it gives → a ranking.
 
 The score, in words: priority weights over (quality, speed, simplicity); plus a nudge toward
@@ -71,7 +72,7 @@ DENSE_TASK_POINTS = 0.1
 DENSE_TASK_FAMILIES = frozenset({"resnet", "convnext", "efficientnet", "efficientnet-lite", "mobilenetv3",
                                  "regnet", "swin", "resnext"})
 
-# --- the time estimate's device table (labelled "estimate" everywhere it is shown)
+# --- the rough time estimate's device table (labelled "rough (not measured)" everywhere it is shown)
 
 CPU_GFLOPS_PER_CORE = 20.0  # effective, bf16/fp32 conv nets at batch 8 (Lite0 measured ~50 img/s on 2 cores)
 CUDA_GFLOPS = 50_000.0  # effective on a data-centre GPU (peak is several times higher)
@@ -79,6 +80,21 @@ IMAGE_DECODE_PER_CORE = 300.0  # JPEG decode + resize, images/s per decode core
 AUDIO_DECODE_PER_CORE = 2_000.0  # decode + resample, seconds of audio per second per core
 STARTUP_SECONDS = 5.0  # model build and the first batch
 LOGMEL_IMAGE_WINDOW_S = 5.0  # an image backbone on audio embeds one log-mel image per 5 s
+
+# How each time was obtained (shown in the table's time column and in --json "time_source").
+MEASURED = "measured"  # this candidate's forward timed here, plus decoding of the user's files timed here
+MEASURED_FORWARD = "measured forward, decode from table"  # no files to decode (no DATA_PATH)
+CALIBRATED = "calibrated"  # not timed itself: FLOPs at this machine's measured speed on its family (or the others)
+ROUGH = "rough (not measured)"  # FLOPs and the device table only; run with --measure for a real figure
+# The table's short form, and the legend printed under it for the forms it shows.
+TIME_LABELS = {MEASURED: "measured", MEASURED_FORWARD: "measured*", CALIBRATED: "calibrated", ROUGH: "rough"}
+TIME_LEGEND = {
+    MEASURED: "measured = this candidate's forward and the decoding of your files, timed on this machine",
+    MEASURED_FORWARD: "measured* = forward timed on this machine, decoding from the table (give DATA_PATH to time it)",
+    CALIBRATED: "calibrated = not timed itself: its FLOPs at the speed the timed candidates (its family's first) showed here",
+    ROUGH: "rough = not measured: FLOPs and a device table, can be several times off; --measure times them here",
+}
+DECODE_SAMPLE = 12  # files decoded to time the decode cost (seeded sample of the user's data)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -117,6 +133,7 @@ class RecommendConfig:
     measure: bool = False  # time a few batches per candidate on this machine
     measure_top: int = 5  # how many candidates (best estimated first) to time
     trial_labels: str | None = None  # labels CSV: run the bake-off
+    trial_from_folders: bool = False  # run the bake-off with each file's parent folder as its class
     trial_size: int = 200
     trial_top: int = 3
     trial_weights: str | None = None  # None: offline auto; "random" for tests
@@ -130,7 +147,7 @@ class Candidate:
     score: float
     reasons: list[str]
     estimated_seconds: float | None
-    time_source: str  # "estimate" | "measured"
+    time_source: str  # MEASURED | MEASURED_FORWARD | CALIBRATED | ROUGH
     fits_budget: bool | None  # None: no budget given
     weights_offline: str  # "package" | "hf-cache" | "none needed" | "needs --weights" | "pip install X"
     avoid: str = ""  # the catalog's reason when this is a don't-use entry
@@ -326,7 +343,7 @@ def device_rule(entry, c: Constraints) -> Effect:
     return Effect(0.0)
 
 
-def budget_rule(seconds: float | None, c: Constraints, source: str = "estimate") -> Effect:
+def budget_rule(seconds: float | None, c: Constraints, source: str = ROUGH) -> Effect:
     """Over the budget: ranked below every candidate that fits, and says so; else headroom helps."""
     if c.time_budget_s is None or seconds is None:
         return Effect(0.0)
@@ -365,7 +382,7 @@ def task_rule(entry, c: Constraints) -> Effect:
     return Effect(-DENSE_TASK_POINTS, f"{entry.family} is rarely a {c.task} backbone")
 
 
-def score_entry(entry, c: Constraints, seconds: float | None, source: str = "estimate") -> tuple[float, list[str]]:
+def score_entry(entry, c: Constraints, seconds: float | None, source: str = ROUGH) -> tuple[float, list[str]]:
     effects = [priority_rule(entry, c), domain_rule(entry, c), catalog_situation_rule(entry, c),
                dataset_size_rule(entry, c), device_rule(entry, c),
                budget_rule(seconds, c, source), deploy_rule(entry, c), task_rule(entry, c)]
@@ -398,27 +415,84 @@ def gflops_per_item(entry, c: Constraints) -> float:
     return entry.gflops
 
 
+
+
+def _per_item_seconds(forward_s: float, decode_s: float, c: Constraints) -> float:
+    """Seconds per item when decoding (one core per item) and the forward share the machine.
+    On CPU the decode workers and the model compete for the same cores, so their costs add
+    (decode spread over the cores); on a GPU the workers decode while the GPU computes, so
+    the slower of the two sets the pace."""
+    decode_parallel = decode_s / max(1, c.cpu_cores) if c.device == "cpu" else decode_s / max(1, min(16, c.cpu_cores))
+    return forward_s + decode_parallel if c.device == "cpu" else max(forward_s, decode_parallel)
+
+
+def table_decode_seconds(c: Constraints) -> float:
+    """Decode seconds per item on one core, from the device table."""
+    if c.modality == "audio":
+        return max(c.clip_seconds, 0.1) / AUDIO_DECODE_PER_CORE
+    return 1.0 / IMAGE_DECODE_PER_CORE
+
+
 def estimate_seconds(entry, c: Constraints) -> float:
-    """Whole-extraction seconds from FLOPs and the device table, capped by decoding."""
+    """Whole-extraction seconds from FLOPs and the device table ("rough (not measured)")."""
     compute = (CPU_GFLOPS_PER_CORE * c.cpu_cores) if c.device == "cpu" else CUDA_GFLOPS
     flops = gflops_per_item(entry, c)
-    compute_rate = compute / flops if flops > 0 else float("inf")
+    return STARTUP_SECONDS + c.n_items * _per_item_seconds(flops / compute, table_decode_seconds(c), c)
+
+
+@dataclass
+class Timing:
+    """One candidate timed on this machine."""
+
+    forward_s: float  # model seconds per item (after warm-up), random weights
+    build_s: float  # building the model and the warm-up batches
+    decode_s: float | None  # decode seconds per item on one core (the user's files); None: not measured
+
+    def gflops_per_second(self, entry, c: Constraints) -> float:
+        return gflops_per_item(entry, c) / max(self.forward_s, 1e-9)
+
+
+def measure_decode_seconds(paths: Sequence[str], c: Constraints, data_config: dict | None = None,
+                           sample_rate: int = 32000) -> float | None:
+    """Seconds per item to decode the given files the way extract does (images: open, RGB,
+    resize and crop for the model, `data_config` being the backbone's timm data config; audio:
+    decode and resample the whole clip), on one core."""
+    if not paths:
+        return None
+    started = time.perf_counter()
     if c.modality == "audio":
-        decode_rate = AUDIO_DECODE_PER_CORE * c.cpu_cores / max(c.clip_seconds, 0.1)
+        from pipelines.extract.audio_reader import ClipStream
+
+        for path in paths:
+            try:
+                for _ in ClipStream(path, sample_rate).blocks():
+                    pass
+            except Exception:  # noqa: BLE001 — a broken file costs its open; extract records it
+                continue
     else:
-        decode_rate = IMAGE_DECODE_PER_CORE * c.cpu_cores
-    return STARTUP_SECONDS + c.n_items / min(compute_rate, decode_rate)
+        from pipelines.extract.config import DEFAULT_MAX_IMAGE_PIXELS
+        from pipelines.extract.reader import decode_size, load_rgb, make_image_transform
+
+        transform, min_side = make_image_transform(data_config), decode_size(data_config)
+        for path in paths:
+            try:
+                transform(load_rgb(path, DEFAULT_MAX_IMAGE_PIXELS, min_side))
+            except Exception:  # noqa: BLE001
+                continue
+    return (time.perf_counter() - started) / len(paths)
 
 
-def measure_seconds(entry, c: Constraints, warmup: int = 2, timed: int = 3) -> float:
-    """Whole-extraction seconds from timing `timed` batches (after `warmup`) of random input
-    through the model built with random weights on this machine; decoding is not included."""
+def measure_timing(entry, c: Constraints, decode_paths: Sequence[str] = (), warmup: int = 2, timed: int = 3) -> Timing:
+    """Time `timed` batches (after `warmup`) of random input through the model built with random
+    weights on this machine, and the decoding of `decode_paths` (a sample of the user's files)."""
     import torch
 
     from pipelines.extract.mapper import resolve_device as torch_device
 
     device = torch_device(c.device)
     batch = 8 if device.type == "cpu" else 64
+    began = time.perf_counter()
+    data_config, sample_rate = None, 32000
     if c.modality == "audio":
         from pipelines.backbones.audio import load_audio_backbone
 
@@ -427,14 +501,14 @@ def measure_seconds(entry, c: Constraints, warmup: int = 2, timed: int = 3) -> f
         seconds = min(c.clip_seconds, backbone.window_seconds) if backbone.window_seconds else c.clip_seconds
         inputs = torch.randn(batch, int(max(seconds, backbone.min_seconds) * backbone.sample_rate), device=device)
         windows = max(1.0, c.clip_seconds / max(seconds, 1e-3))
-        forward = model
+        forward, sample_rate = model, backbone.sample_rate
     else:
         from pipelines.backbones.registry import load_backbone
 
         loaded = load_backbone(entry.name, "random")
         model = loaded.model.to(device)
-        size = loaded.data_config["input_size"]
-        inputs = torch.randn(batch, *size, device=device)
+        data_config = loaded.data_config
+        inputs = torch.randn(batch, *data_config["input_size"], device=device)
         windows = 1.0
 
         def forward(x):
@@ -445,15 +519,54 @@ def measure_seconds(entry, c: Constraints, warmup: int = 2, timed: int = 3) -> f
             forward(inputs)
         if device.type == "cuda":
             torch.cuda.synchronize()
+        build_s = time.perf_counter() - began
         started = time.perf_counter()
         for _ in range(timed):
             forward(inputs)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        per_item = (time.perf_counter() - started) / (timed * batch) * windows
-    decode_rate = (AUDIO_DECODE_PER_CORE * c.cpu_cores / max(c.clip_seconds, 0.1) if c.modality == "audio"
-                   else IMAGE_DECODE_PER_CORE * c.cpu_cores)
-    return STARTUP_SECONDS + c.n_items * max(per_item, 1.0 / decode_rate)
+        forward_s = (time.perf_counter() - started) / (timed * batch) * windows
+    return Timing(forward_s, build_s, measure_decode_seconds(decode_paths, c, data_config, sample_rate))
+
+
+def timing_seconds(timing: Timing, c: Constraints) -> float:
+    """Whole-extraction seconds from a measured timing (decode from the table when not measured)."""
+    decode_s = timing.decode_s if timing.decode_s is not None else table_decode_seconds(c)
+    return STARTUP_SECONDS + timing.build_s + c.n_items * _per_item_seconds(timing.forward_s, decode_s, c)
+
+
+def measure_seconds(entry, c: Constraints, warmup: int = 2, timed: int = 3, decode_paths: Sequence[str] = ()) -> float:
+    """Whole-extraction seconds from `measure_timing` on this machine."""
+    return timing_seconds(measure_timing(entry, c, decode_paths, warmup, timed), c)
+
+
+def calibrated_seconds(entry, c: Constraints, timings: dict[str, tuple[Any, Timing]]) -> float:
+    """An untimed candidate: its FLOPs at the speed this machine showed on the timed ones of
+    its family (median GFLOP/s; all timed ones when none of its family was timed: depthwise
+    EfficientNets run far fewer GFLOP/s than dense ResNets), with their measured decode and
+    build costs."""
+    import statistics
+
+    same_family = [(e, t) for e, t in timings.values() if e.family == entry.family]
+    rates = [t.gflops_per_second(e, c) for e, t in (same_family or timings.values())]
+    decodes = [t.decode_s for _, t in timings.values() if t.decode_s is not None]
+    forward_s = gflops_per_item(entry, c) / max(statistics.median(rates), 1e-9)
+    decode_s = statistics.mean(decodes) if decodes else table_decode_seconds(c)
+    build_s = statistics.median(t.build_s for _, t in timings.values())
+    return STARTUP_SECONDS + build_s + c.n_items * _per_item_seconds(forward_s, decode_s, c)
+
+
+def decode_sample(data_path: str | None, modality: str, size: int = DECODE_SAMPLE, seed: int = 0) -> list[str]:
+    """A seeded sample of the user's files to time decoding on."""
+    import random
+
+    from pipelines.extract.inputs import extensions_for, list_inputs
+
+    if not data_path:
+        return []
+    items = list_inputs(data_path, extensions_for(modality))
+    picked = items if len(items) <= size else random.Random(seed).sample(items, size)
+    return [item.path for item in picked]
 
 
 # --------------------------------------------------------------------------- weights
@@ -512,8 +625,11 @@ def constraints_from(config: RecommendConfig, probe) -> Constraints:
     )
 
 
-def rank_candidates(entries: Sequence, c: Constraints, measured: dict[str, float] | None = None) -> tuple[list[Candidate], list[str]]:
-    """Candidates ranked best first (don't-use entries after all others), and notes for the rest."""
+def rank_candidates(entries: Sequence, c: Constraints, measured: dict[str, tuple[float, str]] | None = None
+                    ) -> tuple[list[Candidate], list[str]]:
+    """Candidates ranked best first (don't-use entries after all others), and notes for the rest.
+    `measured`: name -> (seconds, time source) for the candidates timed (or calibrated) here;
+    the others get the rough table estimate."""
     measured = measured or {}
     notes, ranked, avoided = [], [], []
     for entry in entries:
@@ -522,8 +638,7 @@ def rank_candidates(entries: Sequence, c: Constraints, measured: dict[str, float
         if not entry.extractable:
             notes.append(f"{entry.name} (not extractable by olymp): {entry.when_to_use or entry.notes}")
             continue
-        source = "measured" if entry.name in measured else "estimate"
-        seconds = measured.get(entry.name, estimate_seconds(entry, c))
+        seconds, source = measured.get(entry.name) or (estimate_seconds(entry, c), ROUGH)
         score, reasons = score_entry(entry, c, seconds, source)
         fits = None if c.time_budget_s is None else seconds <= c.time_budget_s
         candidate = Candidate(entry, score, reasons, seconds, source, fits, weights_offline(entry), avoid=entry.avoid)
@@ -550,10 +665,17 @@ def recommend(config: RecommendConfig, on_progress: Callable[[str], None] | None
     entries = load_catalog(Path(config.catalog_path) if config.catalog_path else None)
     candidates, notes = rank_candidates(entries, c)
     if config.measure:
-        measured = {}
+        paths = decode_sample(config.data_path, c.modality)
+        source = MEASURED if paths else MEASURED_FORWARD
+        timings = {}
         for candidate in [x for x in candidates if not x.avoid][: config.measure_top]:
-            report(f"measuring {candidate.name} on {c.device}")
-            measured[candidate.name] = measure_seconds(candidate.entry, c)
+            report(f"measuring {candidate.name} on {c.device}" + (f" (and decoding {len(paths)} of the files)" if paths else ""))
+            timings[candidate.name] = (candidate.entry, measure_timing(candidate.entry, c, paths))
+        measured = {name: (timing_seconds(timing, c), source) for name, (_, timing) in timings.items()}
+        if timings:  # the rest: their FLOPs at the speed this machine just showed
+            for candidate in candidates:
+                if candidate.name not in measured:
+                    measured[candidate.name] = (calibrated_seconds(candidate.entry, c, timings), CALIBRATED)
         candidates, notes = rank_candidates(entries, c, measured)
     hidden = [x for x in candidates if x.avoid]
     if hidden and not config.show_all:
@@ -563,7 +685,9 @@ def recommend(config: RecommendConfig, on_progress: Callable[[str], None] | None
     if note:
         notes.insert(0, note)
     result = Recommendation(c, probe, candidates if config.show_all else usable[: config.top], notes)
-    if config.trial_labels:
+    if config.trial_labels and config.trial_from_folders:
+        raise ConfigError("--labels-from-folders reads the classes from the folder names; drop --trial (or drop --labels-from-folders)")
+    if config.trial_labels or config.trial_from_folders:
         if not config.data_path:
             raise InputError("--trial needs DATA_PATH: the labelled files to extract")
         result.trial = run_trial(usable, c, config, report)
@@ -631,15 +755,25 @@ def run_trial(candidates: list[Candidate], c: Constraints, config: RecommendConf
     from pipelines.extract.runner import run_extraction
     from pipelines.train import read_labels
 
-    labels = read_labels(config.trial_labels, config.id_col, config.target_col)
-    items = {item.id: item.path for item in list_inputs(config.data_path, extensions_for(c.modality))}
-    ids = [str(i) for i in labels[config.id_col].tolist()]
-    targets = [str(t) for t in labels[config.target_col].tolist()]
-    known = [(i, t) for i, t in zip(ids, targets) if i in items]
+    from pipelines.ids import folder_labels, match_ids
+
+    listed = list_inputs(config.data_path, extensions_for(c.modality))
+    items = {item.id: item.path for item in listed}
+    file_ids = [item.id for item in listed]
+    if config.trial_from_folders:
+        known = list(zip(file_ids, folder_labels(file_ids, config.data_path).tolist()))
+        source = "the folder names"
+    else:  # label ids in any spelling pipelines.ids knows (stem, file name, relative path)
+        labels = read_labels(config.trial_labels, config.id_col, config.target_col)
+        match = match_ids(labels[config.id_col].tolist(), file_ids, lambda: {i.id: Path(i.path).suffix for i in listed},
+                          Path(config.trial_labels).name, config.data_path)
+        targets = [str(t) for t in labels[config.target_col].tolist()]
+        known = [(file_ids[p], t) for p, t in zip(match.positions, targets) if p >= 0]
+        source = Path(config.trial_labels).name
     if len(known) < 2 * TRIAL_FOLDS:
         raise InputError(
-            f"--trial: only {len(known)} ids of {Path(config.trial_labels).name} match files in {config.data_path} "
-            f"(e.g. file id {next(iter(items), '?')!r}, label id {ids[0] if ids else '?'!r}); ids are paths without extension"
+            f"--trial: only {len(known)} files of {config.data_path} have a label in {source}; "
+            f"the bake-off needs {2 * TRIAL_FOLDS} or more"
         )
     chosen = stratified_sample([i for i, _ in known], [t for _, t in known], config.trial_size)
     sample = [known[i] for i in chosen]
@@ -677,5 +811,5 @@ def run_trial(candidates: list[Candidate], c: Constraints, config: RecommendConf
         y = np.asarray([label_of[str(i)] for i in embedded.ids], dtype=object)
         candidate.trial_score = cv_accuracy(embedded.vectors, y)
         report(f"trial: {candidate.name} accuracy {candidate.trial_score:.3f} in {candidate.trial_seconds:.1f} s")
-    return {"labels": str(config.trial_labels), "sample": len(sample), "folds": TRIAL_FOLDS,
+    return {"labels": "folders" if config.trial_from_folders else str(config.trial_labels), "sample": len(sample), "folds": TRIAL_FOLDS,
             "metric": "accuracy (3-fold logistic regression)", "weights": config.trial_weights or "offline"}

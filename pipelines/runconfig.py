@@ -30,7 +30,7 @@ from pipelines.train import TrainConfig
 @dataclass
 class DataConfig:
     train: str  # folder (or id,path listing) of the training inputs
-    labels: str  # CSV with an id column and a target column (column names: [head] id_col/target_col)
+    labels: str | None = None  # labels CSV (columns: [head] id_col/target_col); None with [head] labels_from_folders
     test: str | None = None  # folder or listing of the test inputs; None: the chain stops after train-head
     output: str = "olymp-out"  # everything the chain writes: emb/train, emb/test, run/, submission.csv
 

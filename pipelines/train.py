@@ -14,11 +14,18 @@ assign folds -> fit one head per fold -> write the run directory:
       transforms/fold-K.npz   with --normalize/--pca: the feature transform fitted on fold K's
                       training part (plain arrays, no pickle), applied again by predict
       per_class.csv, confusion.png, fold_scores.png, pred_vs_true.png   reports (pipelines/report.py)
+      .olymp-run-in-progress.json, models/fold-K.done.json   only while train-head runs (or after a
+                      kill): the folder is an olymp run, and fold K is whole and reusable on resume
+
+Every file is written atomically (pipelines.fileio) and manifest.json last, with the SHA-256 of
+each model and transform file: it marks the run complete.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -32,10 +39,11 @@ import pandas as pd
 from pipelines import cv, metrics
 from pipelines.embeddings import EmbeddingSet, fingerprint, read_embeddings, read_errors
 from pipelines.errors import ConfigError, InputError, first_line
-from pipelines.fileio import json_ready
+from pipelines.fileio import is_temp_name, json_ready, write_atomic, write_json_atomic
 from pipelines.features import TRANSFORMS_DIR, FeatureSpec, FeatureTransform, transform_file
 from pipelines.hashing import file_sha256
 from pipelines.heads import get_head
+from pipelines.ids import FROM_FOLDERS, common_extension, file_extensions, folder_labels, match_ids
 from pipelines.report import REPORT_FILES, write_reports
 from pipelines.tasks import TASKS, Target, infer_task, multilabel_target, prior
 from pipelines.versions import package_versions
@@ -44,6 +52,11 @@ RUN_MANIFEST = "manifest.json"
 RUN_FORMAT = 1
 MODELS_DIR = "models"
 RUN_FILES = (RUN_MANIFEST, "folds.csv", "oof.csv", "scores.json")
+# Written first by train-head and removed once manifest.json is written: a folder holding it is an
+# olymp run that was interrupted (it resumes), and one holding neither is not a run at all.
+RUN_MARKER = ".olymp-run-in-progress.json"
+TEST_EMBEDDINGS_DIR = "test_embeddings"  # predict's extractions of raw test inputs, inside the run dir
+DONE_SUFFIX = ".done.json"  # models/fold-K.done.json: fold K's files are whole (their SHA-256) and what made them
 
 # on_progress(kind, message): kind is "task" (the inferred task and why), "fold" (a fold's main
 # score) or "warning"; the CLI decides how to show each.
@@ -54,12 +67,13 @@ Progress = Callable[[str, str], None]
 class TrainConfig:
     # --- inputs
     embeddings: list[str]  # embedding dirs; joined on id, features concatenated in this order
-    labels: str  # CSV with an id column and a target column
+    labels: str | None  # CSV with an id column and a target column; None with labels_from_folders
     output: str  # the run directory to create
     id_col: str = "id"  # id column of the labels CSV (matches the embeddings' ids)
     target_col: str = "label"  # target column; "a,b,c" names one 0/1 column per label (multilabel)
     label_sep: str | None = None  # the target column holds labels joined by this (multilabel), e.g. " "
     group_col: str | None = None  # rows sharing a group stay in one fold
+    labels_from_folders: bool = False  # no CSV: each file's parent folder name is its class (as ImageFolder)
     # --- what to fit
     task: str | None = None  # binary | multiclass | regression | multilabel; None: inferred from the target
     threshold: float | None = None  # multilabel decision threshold; None: tuned on the OOF for micro-F1
@@ -144,10 +158,13 @@ def _missing_target_note(path: Path, counts: dict[str, int], n_rows: int, target
     )
 
 
-def read_labels(path: str | Path, id_col: str, target_col: str, group_col: str | None = None) -> pd.DataFrame:
+def read_labels(
+    path: str | Path, id_col: str, target_col: str, group_col: str | None = None, keep_empty: bool = False
+) -> pd.DataFrame:
     """The labels CSV as strings ("007" stays "007"), checked: columns present, ids unique,
     rows without a target (in any target column) left out (counted in `attrs["dropped"]`);
-    "NaN", "NA"... targets count as missing (`attrs["missing_values"]`: value -> rows)."""
+    "NaN", "NA"... targets count as missing (`attrs["missing_values"]`: value -> rows).
+    `keep_empty` (multilabel --label-sep): an empty target is a row with no labels, kept as ""."""
     path = Path(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
@@ -178,6 +195,8 @@ def read_labels(path: str | Path, id_col: str, target_col: str, group_col: str |
         )
     if frame.empty:
         raise InputError(f"{path.name} has a header but no rows; pass --labels with the CSV that holds the labels")
+    if keep_empty:
+        frame[targets] = frame[targets].fillna("")
     stripped = frame[targets].apply(lambda column: column.str.strip())
     missing_like = stripped.isin(MISSING_TARGETS)
     found, counts = np.unique(stripped.to_numpy(dtype=object)[missing_like.to_numpy()].astype(str), return_counts=True)
@@ -216,31 +235,42 @@ def load_sets(paths: list[str]) -> list[EmbeddingSet]:
     return sets
 
 
-def join(ids: np.ndarray, sets: list[EmbeddingSet], paths: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def join(
+    ids: np.ndarray, sets: list[EmbeddingSet], paths: list[str], labels_name: str = "the labels"
+) -> tuple[np.ndarray, np.ndarray, list[str], str]:
     """Rows (of `ids`) present in every set, and their concatenated features (float32).
-    Returns (row positions into `ids`, X, warnings)."""
+    Label ids may name files by relative path or bare stem, with or without extension
+    (pipelines.ids): the form that matches every row is chosen per set.
+    Returns (row positions into `ids`, X, warnings, the id form of the first set)."""
     keep = np.ones(len(ids), dtype=bool)
-    positions, notes = [], []
+    positions, notes, forms = [], [], []
     for emb, path in zip(sets, paths):
-        pos = pd.Index(emb.ids).get_indexer(ids)
+        errors = read_errors(path)
+        known = {str(i) for i in emb.ids}
+        failed = [row["id"] for row in errors if row["id"] not in known]
+        universe = [*emb.ids.tolist(), *failed]  # failed inputs still tell which form the labels use
+        match = match_ids(
+            ids, universe, lambda emb=emb, errors=errors: file_extensions(emb.manifest, universe, errors),
+            labels_name, path,
+        )
+        forms.append(match.form)
+        pos = np.where(match.positions < len(emb.ids), match.positions, -1)
         found = pos >= 0
-        if not found.any():
-            raise InputError(
-                f"no id of the labels is in {path} (label ids look like '{ids[0]}', "
-                f"embedding ids like '{emb.ids[0] if len(emb.ids) else '-'}'); check --id-col"
-            )
         n_missing = int((~found).sum())
         if n_missing:
-            failed = {row["id"] for row in read_errors(path)}
-            n_failed = int(sum(i in failed for i in ids[~found]))
+            n_failed = int(((match.positions >= len(emb.ids))).sum())
             reason = f", {n_failed} of them failed extraction (see {path}/_errors.csv)" if n_failed else ""
-            notes.append(f"{n_missing} labelled ids have no embedding in {path}{reason}; they are left out")
+            example = ids[~found][0]
+            notes.append(
+                f"{n_missing} labelled ids have no embedding in {path}{reason} (e.g. '{example}', "
+                f"matched as {match.description}); they are left out"
+            )
         keep &= found
         positions.append(pos)
     rows = np.flatnonzero(keep)
     blocks = [emb.vectors[pos[rows]] for emb, pos in zip(sets, positions)]
     X = blocks[0] if len(blocks) == 1 else np.hstack(blocks)
-    return rows, np.ascontiguousarray(X, dtype=np.float32), notes
+    return rows, np.ascontiguousarray(X, dtype=np.float32), notes, forms[0]
 
 
 # --------------------------------------------------------------------------- output
@@ -261,19 +291,86 @@ def _versions() -> dict:
     return found
 
 
-def prepare_run_dir(path: str | Path, overwrite: bool) -> Path:
-    run_dir = Path(path)
+def _is_head_manifest(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text()).get("kind") == "head_run"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def run_dir_state(run_dir: Path) -> str:
+    """"new" (missing or empty), "complete" (a train-head manifest), "interrupted" (train-head's
+    in-progress marker, no manifest) or "foreign" (anything else: not an olymp run)."""
+    if not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
+        return "new"
+    if _is_head_manifest(run_dir / RUN_MANIFEST):
+        return "complete"
+    if (run_dir / RUN_MARKER).is_file() or _only_ours(run_dir):
+        return "interrupted"
+    return "foreign"
+
+
+_MODEL_NAME = re.compile(r"fold-\d+(-seed-\d+)?(\.txt|\.json|\.safetensors|\.done\.json)")
+
+
+def _only_ours(run_dir: Path) -> bool:
+    """Whether every entry is one train-head writes (a run from before the marker, or one whose
+    manifest was damaged): then --overwrite may replace it."""
+    allowed = {*RUN_FILES, *REPORT_FILES, MODELS_DIR, TRANSFORMS_DIR, RUN_MARKER, TEST_EMBEDDINGS_DIR}
+    for entry in run_dir.iterdir():
+        if entry.name not in allowed and not is_temp_name(entry.name):
+            return False
+    models = run_dir / MODELS_DIR
+    return not models.is_dir() or all(_MODEL_NAME.fullmatch(p.name) or is_temp_name(p.name) for p in models.iterdir())
+
+
+def _clear_run(run_dir: Path) -> None:
+    """Remove what train-head wrote (models and transforms first, manifest last); nothing else."""
+    shutil.rmtree(run_dir / MODELS_DIR, ignore_errors=True)
+    shutil.rmtree(run_dir / TRANSFORMS_DIR, ignore_errors=True)
+    for name in (*RUN_FILES[1:], *REPORT_FILES, RUN_MANIFEST):
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def check_run_dir(run_dir: Path, overwrite: bool) -> str:
+    """run_dir_state, refusing (before any work, touching nothing) a file, a complete run without
+    --overwrite, and a folder that is not an olymp run with --overwrite or with files of a run's names."""
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError(f"{run_dir} is a file; pass -o with a directory for the run")
-    if (run_dir / RUN_MANIFEST).exists() or (run_dir / MODELS_DIR).exists():
-        if not overwrite:
-            raise InputError(f"{run_dir} already holds a run; pass --overwrite or choose another -o")
-        shutil.rmtree(run_dir / MODELS_DIR, ignore_errors=True)
-        shutil.rmtree(run_dir / TRANSFORMS_DIR, ignore_errors=True)
-        for name in RUN_FILES + REPORT_FILES:
-            (run_dir / name).unlink(missing_ok=True)
-    (run_dir / MODELS_DIR).mkdir(parents=True, exist_ok=True)
+    state = run_dir_state(run_dir)
+    if state == "complete" and not overwrite:
+        raise InputError(f"{run_dir} already holds a run; pass --overwrite or choose another -o")
+    if state == "foreign":
+        ours = [name for name in (*RUN_FILES, MODELS_DIR, TRANSFORMS_DIR, *REPORT_FILES) if (run_dir / name).exists()]
+        if overwrite or ours:
+            what = f"has {', '.join(ours)} that olymp did not write" if ours else "is not an olymp run"
+            raise InputError(
+                f"{run_dir} {what} (no train-head manifest.json); --overwrite only replaces olymp runs: "
+                "choose a new folder, e.g. -o runs/NAME"
+            )
+    return state
+
+
+def prepare_run_dir(path: str | Path, overwrite: bool, notify: Progress | None = None) -> Path:
+    """The run directory, ready for train-head: created, or an olymp run replaced (--overwrite) or
+    resumed (interrupted). A folder that is not an olymp run is refused and left untouched."""
+    run_dir = Path(path)
+    state = check_run_dir(run_dir, overwrite)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not (run_dir / RUN_MARKER).is_file():  # first: a kill from here on leaves a recognisable run
+        write_json_atomic(run_dir / RUN_MARKER, {"kind": "head_run_in_progress",
+                                                 "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    if state == "complete" or (state == "interrupted" and overwrite):
+        _clear_run(run_dir)
+    elif state == "interrupted" and notify:
+        notify("warning", f"{run_dir} holds an interrupted train-head run: resuming it "
+                          "(finished folds of the same data and settings are reused; --overwrite starts afresh)")
+    (run_dir / MODELS_DIR).mkdir(exist_ok=True)
     return run_dir
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def _oof_frame(ids, folds, oof, target: Target) -> pd.DataFrame:
@@ -303,6 +400,14 @@ def _validate(config: TrainConfig) -> None:
         raise ConfigError(f"--limit {config.limit} is fewer rows than --folds {config.folds}; pass a larger --limit")
     if config.threshold is not None and not 0.0 < config.threshold < 1.0:
         raise ConfigError(f"--threshold {config.threshold} is not a probability; pass a value in (0, 1), e.g. --threshold 0.3")
+    if config.labels_from_folders and config.labels is not None:
+        raise ConfigError("--labels-from-folders reads the classes from the folder names; drop --labels (or drop --labels-from-folders)")
+    if config.labels_from_folders and config.group_col is not None:
+        raise ConfigError("--group-col needs a labels CSV; drop it with --labels-from-folders, or pass --labels")
+    if config.labels_from_folders and config.label_sep is not None:
+        raise ConfigError("--labels-from-folders gives one class per file; drop --label-sep")
+    if config.labels is None and not config.labels_from_folders:
+        raise ConfigError("no labels given; pass --labels labels.csv, or --labels-from-folders when files sit in class folders")
     get_head(config.head)  # unknown head fails before any work
 
 
@@ -314,12 +419,18 @@ class TrainingData:
     groups: np.ndarray | None  # object array, or None without --group-col
     sets: list[EmbeddingSet]
     notes: list[str]  # rows left out and why
+    id_form: str = FROM_FOLDERS  # how the labels spell a file's id (pipelines.ids.FORMS)
+    id_extension: str | None = None  # the one extension every label id carries (forms with extension)
 
 
 def load_training_data(config: TrainConfig) -> TrainingData:
     """Labels joined to every embedding set, and the task they pose."""
+    paths = [str(p) for p in config.embeddings]
+    if config.labels_from_folders:
+        return _folder_training_data(config, paths)
     labels_path = Path(config.labels)
-    labels = read_labels(labels_path, config.id_col, config.target_col, config.group_col)
+    labels = read_labels(labels_path, config.id_col, config.target_col, config.group_col,
+                         keep_empty=config.label_sep is not None)
     notes = []
     missing_rows = labels.attrs.get("missing_rows", 0)
     if missing_rows:
@@ -328,12 +439,23 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     if empty > 0:
         notes.append(f"{empty} rows of {labels_path.name} have no '{config.target_col}'; they are left out")
     label_ids = labels[config.id_col].to_numpy(dtype=object)
-    paths = [str(p) for p in config.embeddings]
     sets = load_sets(paths)
-    rows, X, join_notes = join(label_ids, sets, paths)
+    rows, X, join_notes, form = join(label_ids, sets, paths, labels_path.name)
     groups = None if config.group_col is None else labels[config.group_col].to_numpy(dtype=object)[rows]
     target = target_from_labels(labels, rows, config.target_col, config.label_sep, config.task)
-    return TrainingData(label_ids[rows], X, target, groups, sets, notes + join_notes)
+    return TrainingData(label_ids[rows], X, target, groups, sets, notes + join_notes, form,
+                        common_extension(label_ids, form))
+
+
+def _folder_training_data(config: TrainConfig, paths: list[str]) -> TrainingData:
+    """--labels-from-folders: every embedded file of the first set, its parent folder its class."""
+    sets = load_sets(paths)
+    ids = sets[0].ids
+    classes = folder_labels(ids, paths[0])
+    labels = pd.DataFrame({config.id_col: ids, config.target_col: classes})
+    rows, X, notes, _ = join(ids, sets, paths, paths[0])
+    target = target_from_labels(labels, rows, config.target_col, None, config.task)
+    return TrainingData(ids[rows], X, target, None, sets, notes, FROM_FOLDERS)
 
 
 def subsample_rows(y: np.ndarray, limit: int, seed: int, stratify: bool) -> np.ndarray:
@@ -421,12 +543,63 @@ def _merge_info(infos: list[dict]) -> dict:
     return merged
 
 
+def model_companions(run_dir: Path, model_file: str) -> list[str]:
+    """A model file and the files saved with it (mlp: its architecture JSON), relative to the run dir."""
+    files = [model_file]
+    sidecar = Path(model_file).with_suffix(".json")
+    if sidecar.as_posix() != model_file and (run_dir / sidecar).is_file():
+        files.append(sidecar.as_posix())
+    return files
+
+
+def files_sha256(run_dir: Path, names: list[str]) -> dict[str, str]:
+    return {name: file_sha256(run_dir / name) for name in names}
+
+
+def fold_key(data: TrainingData, folds: np.ndarray, config: TrainConfig, params: dict, names: list[str]) -> str:
+    """What a fold's models depend on: the features, targets and fold assignment themselves (not
+    their file names) and every setting of the head. A resumed run reuses a fold only under it."""
+    digest = hashlib.blake2b(digest_size=16)
+    for array in (data.X, np.asarray(data.target.y), np.asarray(folds)):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(array.tobytes() if array.dtype != object else json.dumps(array.tolist()).encode())
+    settings = {
+        "head": config.head, "params": params, "seeds": model_seeds(config), "task": data.target.task,
+        "classes": data.target.classes, "metrics": names, "features": [config.normalize, config.pca],
+        "ids": data.ids.tolist(),
+    }
+    digest.update(json.dumps(_json_ready(settings), sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+def _done_file(k: int) -> str:
+    return f"{MODELS_DIR}/fold-{k}{DONE_SUFFIX}"
+
+
+def _reusable_fold(run_dir: Path, k: int, key: str | None) -> dict | None:
+    """Fold k's record from an interrupted run when it was made under `key` and its files are whole."""
+    if key is None:
+        return None
+    try:
+        done = json.loads((run_dir / _done_file(k)).read_text())
+        if done.get("key") != key:
+            return None
+        if any(not (run_dir / name).is_file() or file_sha256(run_dir / name) != sha
+               for name, sha in done["files"].items()):
+            return None
+        return done
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        return None
+
+
 def fit_folds(
     head_cls, target: Target, X: np.ndarray, folds: np.ndarray, names: list[str], config: TrainConfig,
-    run_dir: Path, notify: Progress, source_dims: list[int],
+    run_dir: Path, notify: Progress, source_dims: list[int], key: str | None = None,
 ) -> FoldResults:
     """Per fold: fit the feature transform and one head per seed on the other folds, predict
-    its own rows (mean over seeds), save transform and models."""
+    its own rows (mean over seeds), save transform and models. With `key`, a fold an interrupted
+    run finished under the same key is loaded instead of fitted again."""
     y = target.y
     oof = np.zeros((len(y), target.n_classes)) if target.classes else np.zeros(len(y))
     seeds = model_seeds(config)
@@ -437,23 +610,44 @@ def fit_folds(
     for k in range(config.folds):
         train_idx, valid_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
         X_train, X_valid = X[train_idx], X[valid_idx]
-        if transform_files is not None:  # fitted on the training part only: validation rows never leak in
-            transform = FeatureTransform.fit(X_train, source_dims, spec)
-            X_train, X_valid = transform.transform(X_train), transform.transform(X_valid)
-            (run_dir / TRANSFORMS_DIR).mkdir(exist_ok=True)
-            transform.save(run_dir / transform_file(k))
-            transform_files.append(transform_file(k))
-        infos = []
-        for seed in seeds:
-            head = head_cls(target.task, target.n_classes, config.head_params, names[0], seed)
-            head.fit(X_train, y[train_idx], X_valid, y[valid_idx])
-            seed_oof[seed][valid_idx] = head.predict(X_valid)
-            model_file = _model_file(k, seed, seeds, head.suffix)
-            head.save(run_dir / model_file)
-            model_files.append(model_file)
-            model_folds.append(k)
-            infos.append(head.info)
-            head_params = head.params
+        done = _reusable_fold(run_dir, k, key)
+        if done is not None:
+            if transform_files is not None:
+                X_valid = FeatureTransform.load(run_dir / transform_file(k)).transform(X_valid)
+                transform_files.append(transform_file(k))
+            for seed, model_file in zip(seeds, done["models"]):
+                seed_oof[seed][valid_idx] = head_cls.load(run_dir / model_file, target.task, target.n_classes).predict(X_valid)
+                model_files.append(model_file)
+                model_folds.append(k)
+            infos, head_params = done["infos"], done["params"]
+            notify("warning", f"fold {k}: reused from the interrupted run")
+        else:
+            written = []
+            if transform_files is not None:  # fitted on the training part only: validation rows never leak in
+                transform = FeatureTransform.fit(X_train, source_dims, spec)
+                X_train, X_valid = transform.transform(X_train), transform.transform(X_valid)
+                (run_dir / TRANSFORMS_DIR).mkdir(exist_ok=True)
+                transform.save(run_dir / transform_file(k))
+                transform_files.append(transform_file(k))
+                written.append(transform_file(k))
+            infos, fold_models = [], []
+            for seed in seeds:
+                head = head_cls(target.task, target.n_classes, config.head_params, names[0], seed)
+                head.fit(X_train, y[train_idx], X_valid, y[valid_idx])
+                seed_oof[seed][valid_idx] = head.predict(X_valid)
+                model_file = _model_file(k, seed, seeds, head.suffix)
+                head.save(run_dir / model_file)
+                model_files.append(model_file)
+                fold_models.append(model_file)
+                model_folds.append(k)
+                written.extend(model_companions(run_dir, model_file))
+                infos.append(head.info)
+                head_params = head.params
+            if key is not None:  # written after the fold's files: it vouches for them
+                write_json_atomic(run_dir / _done_file(k), {
+                    "key": key, "models": fold_models, "files": files_sha256(run_dir, written),
+                    "infos": infos, "params": head_params,
+                })
         oof[valid_idx] = np.mean([seed_oof[seed][valid_idx] for seed in seeds], axis=0)
         info = _merge_info(infos)
         if info.get("converged") is False:
@@ -468,7 +662,7 @@ def fit_folds(
 def run_manifest(
     config: TrainConfig, data: TrainingData, names: list[str], fitted: FoldResults, fold_hash: str | None = None
 ) -> dict:
-    labels_path = Path(config.labels)
+    labels_path = None if config.labels is None else Path(config.labels)
     target = data.target
     return {
         "olymp_format": RUN_FORMAT,
@@ -489,8 +683,11 @@ def run_manifest(
             for emb, path in zip(data.sets, config.embeddings)
         ],
         "labels": {
-            "path": str(labels_path.resolve()),
-            "sha256": file_sha256(labels_path),
+            "path": None if labels_path is None else str(labels_path.resolve()),
+            "sha256": None if labels_path is None else file_sha256(labels_path),
+            "from_folders": config.labels_from_folders,
+            "id_form": data.id_form,  # how the labels spell ids; predict writes test ids the same way
+            "id_extension": data.id_extension,
             "id_col": config.id_col,
             "target_col": config.target_col,
             "target_cols": target_columns(config.target_col),
@@ -546,6 +743,7 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     notify = on_progress or (lambda kind, message: None)
     started = time.perf_counter()
     _validate(config)
+    check_run_dir(Path(config.output), config.overwrite)  # refused before any work
     data = load_training_data(config)
     if config.limit is not None:
         data = limit_rows(data, config.limit, config.seed)
@@ -572,15 +770,17 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     smallest_training_part = min(int((folds != k).sum()) for k in range(config.folds))
     config.features.check_size(smallest_training_part, data.X.shape[1])
 
-    run_dir = prepare_run_dir(config.output, config.overwrite)
+    run_dir = prepare_run_dir(config.output, config.overwrite, notify)
     source_dims = [emb.dim for emb in data.sets]
-    fitted = fit_folds(head_cls, target, data.X, folds, names, config, run_dir, notify, source_dims)
+    key = fold_key(data, folds, config, params, names)
+    fitted = fit_folds(head_cls, target, data.X, folds, names, config, run_dir, notify, source_dims, key)
     decide_threshold(target, folds, fitted, names, config.threshold)
     mean, std = metrics.summarize(fitted.scores, names)
     oof_scores = metrics.score(target.task, target.y, fitted.oof, names, fitted.threshold)
 
-    pd.DataFrame({"id": data.ids, "fold": folds}).to_csv(run_dir / "folds.csv", index=False)
-    _oof_frame(data.ids, folds, fitted.oof, target).to_csv(run_dir / "oof.csv", index=False)
+    # Every file is written whole (temp + rename); manifest.json last: it marks the run complete.
+    _write_csv(run_dir / "folds.csv", pd.DataFrame({"id": data.ids, "fold": folds}))
+    _write_csv(run_dir / "oof.csv", _oof_frame(data.ids, folds, fitted.oof, target))
     scores = {"metric": names[0], "metrics": names, "folds": fitted.scores, "mean": mean, "std": std, "oof": oof_scores}
     seed_scores = [
         {"seed": seed, **metrics.score(target.task, target.y, pred, names, fitted.threshold)}
@@ -588,14 +788,20 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     ] if len(fitted.seed_oof) > 1 else []
     if seed_scores:  # what each seed alone scores, next to their mean in "oof"
         scores["seeds"] = seed_scores
-    (run_dir / "scores.json").write_text(json.dumps(_json_ready(scores), indent=2))
+    write_json_atomic(run_dir / "scores.json", scores)
     manifest = run_manifest(config, data, names, fitted, cv.fold_hash(data.ids, folds))
     manifest["reports"] = write_reports(
         run_dir, target.task, target.classes, target.y, fitted.oof, scores, fitted.threshold
     )
     if config.limit is not None:
         manifest["limit"] = config.limit
-    (run_dir / RUN_MANIFEST).write_text(json.dumps(_json_ready(manifest), indent=2))
+    # SHA-256 of every model and transform file: predict refuses one changed or cut short since.
+    model_names = [name for model in fitted.model_files for name in model_companions(run_dir, model)]
+    manifest["files_sha256"] = files_sha256(run_dir, model_names + list(fitted.transform_files or []))
+    write_json_atomic(run_dir / RUN_MANIFEST, manifest)
+    (run_dir / RUN_MARKER).unlink(missing_ok=True)
+    for k in range(config.folds):
+        (run_dir / _done_file(k)).unlink(missing_ok=True)
 
     return TrainResult(
         run_dir=run_dir, task=target.task, task_reason=target.reason, classes=target.classes,
@@ -606,19 +812,67 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     )
 
 
+REBUILD = "re-run olymp train-head with --overwrite to rebuild the run"
+
+
 def load_run(run_dir: str | Path) -> dict:
-    """A run's manifest.json, checked to be one."""
+    """A run's manifest.json, checked to be one whose files all lie inside the run dir."""
     path = Path(run_dir) / RUN_MANIFEST
     if not path.is_file():
+        interrupted = (Path(run_dir) / RUN_MARKER).is_file()
         raise InputError(
+            f"{run_dir} is an interrupted train-head run (no {RUN_MANIFEST}); re-run the same olymp train-head command to finish it"
+            if interrupted else
             f"{run_dir} is not a train-head run (no {RUN_MANIFEST}); "
             "create one with: olymp train-head EMBEDDINGS --labels labels.csv -o RUN_DIR"
         )
     try:
         manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(f"{path} is not valid JSON (cut short?); re-run train-head into {run_dir} with --overwrite") from None
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise InputError(f"{path} is not valid JSON (cut short?); {REBUILD}") from None
     if not isinstance(manifest, dict) or manifest.get("kind") != "head_run":
         kind = manifest.get("kind") if isinstance(manifest, dict) else type(manifest).__name__
         raise InputError(f"{path} is not a train-head manifest (kind {kind!r}); pass a train-head -o directory")
+    check_run_manifest(Path(run_dir), manifest)
     return manifest
+
+
+def _inside(run_dir: Path, name, path: Path, field: str) -> None:
+    if not isinstance(name, str) or not name:
+        raise InputError(f"{path} lists {field} {name!r}, not a file name; {REBUILD}")
+    root = run_dir.resolve()
+    target = (root / name).resolve()
+    if Path(name).is_absolute() or (target != root and root not in target.parents):
+        raise InputError(f"{path} points {field} at {name}, outside the run folder {run_dir}; refused ({REBUILD})")
+
+
+def check_run_manifest(run_dir: Path, manifest: dict) -> None:
+    """The fields predict reads are there, and every model/transform path stays inside the run dir."""
+    path = run_dir / RUN_MANIFEST
+    wanted = {"task": str, "models": list, "head": dict, "n_features": int, "embeddings": list}
+    for key, kind in wanted.items():
+        if not isinstance(manifest.get(key), kind):
+            raise InputError(f"{path} has no valid '{key}'; {REBUILD}")
+    if not manifest["models"]:
+        raise InputError(f"{path} lists no models; {REBUILD}")
+    for name in manifest["models"]:
+        _inside(run_dir, name, path, "a model")
+    transforms = (manifest.get("features") or {}).get("transforms") if isinstance(manifest.get("features"), dict) else None
+    for name in transforms or []:
+        _inside(run_dir, name, path, "a transform")
+    for name in manifest.get("files_sha256") or {}:
+        _inside(run_dir, name, path, "a file")
+
+
+def check_run_files(run_dir: Path, manifest: dict) -> None:
+    """Refuse a model or transform file that is missing or differs from what train-head wrote
+    (SHA-256 in the manifest; runs from before it are only checked for presence)."""
+    for name in manifest["models"]:
+        if not (run_dir / name).is_file():
+            raise InputError(f"{run_dir / name} is missing; {REBUILD}")
+    for name, sha in (manifest.get("files_sha256") or {}).items():
+        file = run_dir / name
+        if not file.is_file():
+            raise InputError(f"{file} is missing; {REBUILD}")
+        if file_sha256(file) != sha:
+            raise InputError(f"{file} differs from what train-head wrote (changed or cut short); {REBUILD}")

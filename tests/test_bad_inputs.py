@@ -236,7 +236,7 @@ LABEL_REFUSALS = {
     "duplicate ids": ("id,label\ns00,c0\ns00,c1\ns01,c2\n", ["duplicate"]),
     "empty id": ("id,label\n,c0\ns01,c1\n", ["empty 'id'"]),
     "semicolon separator": ("id;label\ns00;c0\ns01;c1\n", ["comma-separated"]),
-    "ids not matching": ("id,label\n" + "".join(f"x{i},c{i % 3}\n" for i in range(30)), ["no id of the labels"]),
+    "ids not matching": ("id,label\n" + "".join(f"x{i},c{i % 3}\n" for i in range(30)), ["matches a file in"]),
     "every target missing": ("id,label\n" + "".join(f"s{i:02d},\n" for i in range(30)), ["no row"]),
     "ragged rows": ("id,label\ns00,c0,extra,more\ns01\n" + 'x,"unclosed\n', []),
     "binary file": (bytes(range(256)) * 8, []),

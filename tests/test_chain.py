@@ -141,6 +141,14 @@ def test_smoke_runs_the_whole_chain_on_a_subsample_beside_the_real_output(tmp_pa
     assert set(statuses(invoke("run", config, "--smoke", "--json")).values()) == {"skipped"}
 
 
+def test_dry_run_of_a_smoke_run_writes_nothing_and_agrees_with_the_real_run(tmp_path, colour_data):
+    config = write_config(tmp_path, colour_data)
+    assert set(statuses(invoke("run", config, "--smoke", "--dry-run", "--json")).values()) == {"would run"}
+    assert not (tmp_path / "out-smoke").exists()  # not even the subsample listing
+    invoke("run", config, "--smoke", "--quiet")
+    assert set(statuses(invoke("run", config, "--smoke", "--dry-run", "--json")).values()) == {"would skip"}
+
+
 # --------------------------------------------------------------------------- the config
 
 
@@ -194,6 +202,50 @@ def test_unknown_keys_and_bad_values_are_refused_by_name(tmp_path, colour_data, 
     assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
     with pytest.raises(ConfigError, match=expected.replace("[", r"\[")):
         run_chain(runconfig.load(config, overrides), dry_run=True)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["head.folds=1"], "'head.folds' in"),  # "... is 1, it must be ≥ 2"
+        (["extract.backbone=efficientnet_lite00"], "unknown backbone 'efficientnet_lite00': did you mean"),
+        (["head.name=xgboost"], "unknown head 'xgboost'"),
+        (["head.metric=auc"], "metric 'auc' does not fit a multiclass task"),
+        (["head.target_col=species"], "has no column 'species'"),
+        (["extract.precision=fp64"], "extract.precision = 'fp64' is not one of"),
+        (["extract.pool=median"], "extract.pool = 'median' is not one of"),
+        (["predict.threshold=2.0"], "'predict.threshold' in"),
+        (["extract.weights=nowhere.pt"], "extract.weights nowhere.pt is not a file"),
+        (["data.test=nowhere"], "data.test nowhere does not exist"),
+    ],
+)
+def test_dry_run_refuses_bad_values_and_names_before_any_work(tmp_path, colour_data, monkeypatch, overrides, expected):
+    """--dry-run checks every value and resolves the backbone/head/metric names; a real run
+    refuses the same before extracting anything (issue: folds=1 and a mistyped backbone used to
+    pass the dry run, then the real run extracted both splits before failing)."""
+    import pipelines.extract.runner as runner_module
+
+    def no_extraction(*args, **kwargs):
+        raise AssertionError("extraction started")
+
+    monkeypatch.setattr(runner_module, "run_extraction", no_extraction)
+    config = write_config(tmp_path, colour_data)
+    args = [f"--set={o}" for o in overrides]
+    for mode in (["--dry-run"], []):
+        result = invoke("run", config, *args, *mode, code=1)
+        assert expected in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_dry_run_shows_what_the_names_resolved_to(tmp_path, colour_data):
+    config = write_config(tmp_path, colour_data)
+    result = invoke("run", config, "--dry-run")
+    assert "ok extract-train: backbone test_resnet for image" in result.stdout
+    assert "ok train-head: logreg, 3 folds, multiclass task on 30 labelled rows" in result.stdout
+    assert not (tmp_path / "out").exists()
+    checks = json.loads(invoke("run", config, "--dry-run", "--json").stdout)["checks"]
+    assert checks[0].startswith("extract-train: backbone test_resnet")
 
 
 def test_config_from_stdin_and_a_missing_data_table(tmp_path, colour_data):
@@ -303,3 +355,75 @@ def test_contest_makefile_chains_features_cv_submit(tmp_path, colour_data):
                             capture_output=True, text=True, check=True)
     commands = [line.split()[3] for line in refold.stdout.splitlines() if " -m cli.app " in line]
     assert commands == ["train-head", "predict"]
+
+
+def test_a_test_file_replaced_by_another_of_the_same_size_re_runs_what_depends_on_it(tmp_path, colour_data):
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / "data"
+    shutil.copytree(colour_data / "train", data / "train")
+    shutil.copy(colour_data / "labels.csv", data / "labels.csv")
+    (data / "test").mkdir()
+
+    def write_bmp(name, channel):  # uncompressed: the size depends only on the picture's shape
+        pixels = np.full((32, 32, 3), 30, dtype=np.uint8)
+        pixels[..., channel] = 220
+        Image.fromarray(pixels).save(data / "test" / f"{name}.bmp")
+
+    for index in range(6):
+        write_bmp(f"t{index}", index % 3)
+    config = write_config(tmp_path, data)
+    first = invoke("run", config, "--json")
+    assert set(statuses(first).values()) == {"ran"}
+    before = pd.read_csv(tmp_path / "out" / "submission.csv", dtype=str).set_index("id")["label"]
+
+    target = data / "test" / "t0.bmp"
+    stat = target.stat()
+    write_bmp("t0", 2)  # red becomes blue: same name, same size, same mtime
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert target.stat().st_size == stat.st_size and target.stat().st_mtime_ns == stat.st_mtime_ns
+
+    dry = invoke("run", config, "--dry-run", "--json")
+    assert statuses(dry) == {
+        "extract-train": "would skip", "extract-test": "would run", "train-head": "would skip", "predict": "would run",
+    }
+    again = invoke("run", config, "--json")
+    assert statuses(again) == {"extract-train": "skipped", "extract-test": "ran", "train-head": "skipped", "predict": "ran"}
+    after = pd.read_csv(tmp_path / "out" / "submission.csv", dtype=str).set_index("id")["label"]
+    assert after["t0"] == before["t2"] and (after.drop("t0") == before.drop("t0")).all()
+
+
+# --------------------------------------------------------------------------- the examples beside make demo
+
+
+def test_example_configs_write_beside_make_demos_run_and_reuse_its_embeddings(tmp_path, colour_data, monkeypatch):
+    """`olymp run configs/examples/digits.toml` after `make demo` must not write into make demo's
+    train-head run, and must find make demo's extraction where its own extract steps write."""
+    makefile = (ROOT / "Makefile").read_text()
+    for name in ("digits", "sounds"):
+        config = runconfig.load(ROOT / "configs" / "examples" / f"{name}.toml")
+        demo_root = Path(config.data.labels).parent  # demo_data, demo_data/sounds
+        assert Path(config.data.output) != demo_root / "run"
+    digits = runconfig.load(ROOT / "configs" / "examples" / "digits.toml")
+    for split in ("train", "test"):
+        assert f"olymp extract $(DEMO)/{split} -o $(DEMO)/{Path(digits.data.output).name}/emb/{split}" in makefile
+
+    # ... and the chain resumes such an extraction (made by plain olymp extract) instead of redoing it
+    config = write_config(tmp_path, colour_data)
+    invoke("extract", colour_data / "train", "-o", tmp_path / "out" / "emb" / "train", "--backbone", "test_resnet",
+           "--weights", "random", "--device", "cpu", "--workers", "0", "--quiet")
+    import pipelines.extract.runner as runner_module
+
+    real, processed = runner_module.run_extraction, []
+
+    def counting(extract_config, on_progress=None):
+        summary = real(extract_config, on_progress)
+        processed.append((Path(extract_config.output).name, summary.processed, summary.resumed))
+        return summary
+
+    monkeypatch.setattr(runner_module, "run_extraction", counting)
+    invoke("run", config, "--quiet")
+    assert processed == [("train", 0, 30), ("test", 9, 0)]  # train resumed whole, test extracted

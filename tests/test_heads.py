@@ -162,7 +162,9 @@ def test_multilabel_predict_follows_the_sample_submission(tmp_path, tagged, make
     assert list(decisions.columns) == ["clip", "car", "bark", "rain", "dog"]
     assert set(np.unique(decisions[["car", "bark", "rain", "dog"]])) == {0, 1}
     result = cli("predict", run, tagged["test"], "-o", tmp_path / "sub3.csv", "--sample-submission", one_column, "--proba")
-    assert result.exit_code == 1 and "--proba needs one sample column per label" in flat(result.stderr)
+    assert result.exit_code == 0, result.output  # an id,labels sample with --proba: one column per label
+    probabilities = pd.read_csv(tmp_path / "sub3.csv", dtype={"clip": str})
+    assert list(probabilities["clip"]) == test_ids[::-1] and set(probabilities.columns) == {"clip", *LABELS}
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ failed ids, fingerprint refusals and raw inputs (with a fake extraction)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -145,6 +146,8 @@ def test_raw_input_is_extracted_with_the_training_backbone(tmp_path, trained, ma
     monkeypatch.setattr(runner_module, "run_extraction", fake_run_extraction)
     images = tmp_path / "test_images"
     images.mkdir()
+    for name in trained["test_ids"][:3]:
+        (images / f"{name}.png").write_bytes(b"not decoded by the fake extraction")
     result = predict_cli(trained["run"], images, "-o", tmp_path / "sub.csv", "--device", "cpu")
     assert result.exit_code == 0, result.output
     (config,) = calls
@@ -230,3 +233,178 @@ def test_two_embedding_sets_in_training_order(tmp_path, make_embeddings, make_cs
     assert result.exit_code == 0, result.output
     assert backbones == ["test_resnet", "second_net"]
     assert pd.read_csv(tmp_path / "raw.csv", dtype=str).equals(sub)
+
+
+# --------------------------------------------------------------------------- raw-input cache, atomic output
+
+def fake_extraction(calls, bank, make_embeddings):
+    """Stands in for run_extraction: embeds each listed file as the bank row its bytes name, and
+    like a resumed extract embeds nothing into an output that already has a manifest."""
+    from pipelines.extract.inputs import list_inputs
+
+    def run_extraction(config, on_progress=None):
+        calls.append(config.output)
+        if (Path(config.output) / "_manifest.json").is_file():
+            return None
+        items = list_inputs(config.inputs)
+        rows = [int(Path(item.path).read_text()) for item in items]
+        make_embeddings(config.output, [item.id for item in items], bank[rows])
+        return None
+
+    return run_extraction
+
+
+def write_test_folder(folder, names, rows):
+    folder.mkdir(parents=True)
+    for name, row in zip(names, rows):
+        (folder / f"{name}.png").write_text(f"{row:03d}")  # same size whatever the row
+    return folder
+
+
+@pytest.fixture
+def fake_extract(trained, make_embeddings, monkeypatch):
+    import pipelines.extract.runner as runner_module
+
+    calls = []
+    monkeypatch.setattr(runner_module, "run_extraction", fake_extraction(calls, trained["X_test"], make_embeddings))
+    yield calls
+    import shutil
+
+    shutil.rmtree(trained["run"] / "test_embeddings", ignore_errors=True)  # the module's run stays as it was
+
+
+def test_two_test_folders_with_the_same_names_give_their_own_submissions(tmp_path, trained, fake_extract):
+    names = [f"t{i}" for i in range(12)]
+    y_test = trained["y_test"]
+    rows_x = [i for i in range(60) if y_test[i] == "cat"][:12]
+    rows_y = [i for i in range(60) if y_test[i] == "owl"][:12]
+    x = write_test_folder(tmp_path / "x" / "test", names, rows_x)
+    y = write_test_folder(tmp_path / "y" / "test", names, rows_y)
+    assert predict_cli(trained["run"], x, "-o", tmp_path / "x.csv").exit_code == 0
+    result = predict_cli(trained["run"], y, "-o", tmp_path / "y.csv")
+    assert result.exit_code == 0, result.output
+    sub_x = pd.read_csv(tmp_path / "x.csv", dtype=str).set_index("image_id")["species"]
+    sub_y = pd.read_csv(tmp_path / "y.csv", dtype=str).set_index("image_id")["species"]
+    assert (sub_x.loc[names] == "cat").mean() > 0.8 and (sub_y.loc[names] == "owl").mean() > 0.8
+    assert len(set(fake_extract)) == 2  # two caches, one per content
+
+
+def test_stdin_listing_of_the_same_files_reuses_its_extraction(tmp_path, trained, fake_extract):
+    names = [f"s{i}" for i in range(6)]
+    folder = write_test_folder(tmp_path / "test", names, range(6))
+    listing = "\n".join(str(folder / f"{name}.png") for name in names) + "\n"
+    first = runner.invoke(app, ["predict", str(trained["run"]), "-", "-o", str(tmp_path / "a.csv")], input=listing)
+    second = runner.invoke(app, ["predict", str(trained["run"]), "-", "-o", str(tmp_path / "b.csv")], input=listing)
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    assert len(fake_extract) == 1 and "reusing" in flat(second.output)
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+
+    (folder / "s0.png").write_text("059")  # other content, same size and name: extracted again
+    third = runner.invoke(app, ["predict", str(trained["run"]), "-", "-o", str(tmp_path / "c.csv"), "--proba"],
+                          input=listing)
+    assert third.exit_code == 0, third.output
+    assert len(fake_extract) == 2 and fake_extract[1] != fake_extract[0]
+    proba = pd.read_csv(tmp_path / "c.csv", dtype={"image_id": str}).set_index("image_id")
+    expected = predict(PredictConfig(run_dir=str(trained["run"]), inputs=[str(trained["test"])], proba=True)).frame
+    np.testing.assert_allclose(proba.loc["s0", ["cat", "dog", "owl"]].to_numpy(dtype=float),
+                               expected.set_index("image_id").loc["0259", ["cat", "dog", "owl"]].to_numpy(dtype=float))
+
+
+def test_old_raw_input_caches_are_pruned(tmp_path, trained, fake_extract):
+    from pipelines.predict import KEEP_CACHES
+
+    for n in range(KEEP_CACHES + 2):
+        folder = write_test_folder(tmp_path / f"set{n}", ["a", "b"], [n, n + 1])
+        assert predict_cli(trained["run"], folder, "-o", tmp_path / "sub.csv").exit_code == 0
+    caches = sorted(p.name for p in (trained["run"] / "test_embeddings").iterdir() if p.is_dir() and p.name != "listings")
+    assert len(caches) == KEEP_CACHES
+    assert any(name.startswith(f"set{KEEP_CACHES + 1}-") for name in caches)  # the one just used stays
+
+
+def test_a_failed_write_leaves_the_previous_submission(tmp_path, trained, monkeypatch):
+    output = tmp_path / "submission.csv"
+    assert predict_cli(trained["run"], trained["test"], "-o", output).exit_code == 0
+    good = output.read_bytes()
+
+    def dies_half_way(self, path=None, *args, **kwargs):  # a kill or a full disk in the middle of the CSV
+        Path(path).write_text("image_id,species\n0200,c")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", dies_half_way)
+    result = predict_cli(trained["run"], trained["test"], "-o", output, "--proba")
+    assert result.exit_code != 0
+    assert output.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["submission.csv"]  # no temp file left either
+
+
+# --------------------------------------------------------------------------- damaged run folders
+
+@pytest.fixture(scope="module")
+def head_runs(tmp_path_factory, trained):
+    """One small run per model format: lgbm text, logreg JSON with a fitted transform, mlp safetensors."""
+    root = trained["root"]
+    out = tmp_path_factory.mktemp("heads")
+    common = dict(embeddings=[str(root / "train_emb")], labels=str(root / "labels.csv"), id_col="image_id",
+                  target_col="species", folds=2)
+    train(TrainConfig(**common, output=str(out / "logreg"), head="logreg", normalize="standard"))
+    train(TrainConfig(**common, output=str(out / "mlp"), head="mlp", head_params={"epochs": 2, "hidden": [8]}))
+    return {"lgbm": trained["run"], "logreg": out / "logreg", "mlp": out / "mlp"}
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _garbage(path):
+    path.write_bytes(b"\x00garbage\xff" * 40)
+
+
+def _edit_manifest(run, change):
+    manifest = json.loads((run / "manifest.json").read_text())
+    change(manifest)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+
+
+DAMAGE = [  # (run, what is done to its copy, words of the one-line error, drop the manifest's SHA-256s)
+    ("lgbm", lambda run: _truncate(run / "models" / "fold-1.txt"), "fold-1.txt differs from what train-head wrote", False),
+    ("lgbm", lambda run: _truncate(run / "models" / "fold-1.txt"), "fold-1.txt cannot be read", True),
+    ("lgbm", lambda run: (run / "models" / "fold-2.txt").unlink(), "fold-2.txt is missing", False),
+    ("logreg", lambda run: _garbage(run / "models" / "fold-0.json"), "fold-0.json cannot be read", True),
+    ("logreg", lambda run: _garbage(run / "transforms" / "fold-1.npz"), "fold-1.npz cannot be read", True),
+    ("logreg", lambda run: _garbage(run / "transforms" / "fold-1.npz"), "fold-1.npz differs", False),
+    ("mlp", lambda run: _garbage(run / "models" / "fold-0.safetensors"), "fold-0.safetensors or fold-0.json cannot be read", True),
+    ("mlp", lambda run: _garbage(run / "models" / "fold-1.json"), "fold-1.safetensors or fold-1.json cannot be read", True),
+    ("lgbm", lambda run: (run / "manifest.json").write_text('{"kind": "head_run", "models": ['), "manifest.json is not valid JSON", False),
+    ("lgbm", lambda run: _edit_manifest(run, lambda m: m["models"].__setitem__(0, "../../x.txt")), "outside the run folder", False),
+    ("logreg", lambda run: _edit_manifest(run, lambda m: m["features"]["transforms"].__setitem__(0, "/etc/passwd")), "outside the run folder", False),
+    ("lgbm", lambda run: _edit_manifest(run, lambda m: m.pop("models")), "has no valid 'models'", False),
+]
+
+
+@pytest.mark.parametrize(("kind", "damage", "expected", "unhashed"), DAMAGE)
+def test_a_damaged_run_folder_is_one_line_naming_the_file(tmp_path, head_runs, trained, kind, damage, expected, unhashed):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(head_runs[kind], run)
+    if unhashed:  # a run from before the manifest recorded its files' SHA-256: the readers' own errors
+        _edit_manifest(run, lambda m: m.pop("files_sha256", None))
+    damage(run)
+    result = predict_cli(run, trained["test"], "-o", tmp_path / "sub.csv")
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error:") and expected in flat(result.stderr), result.stderr
+    assert "Traceback" not in result.output and len(flat(result.stderr.split("error:")[-1])) > 0
+    assert not (tmp_path / "sub.csv").exists()
+
+
+def test_the_same_files_piped_after_their_folder_reuse_its_extraction(tmp_path, trained, fake_extract):
+    folder = write_test_folder(tmp_path / "test", ["a", "b", "c"], [3, 4, 5])
+    assert predict_cli(trained["run"], folder, "-o", tmp_path / "a.csv").exit_code == 0
+    listing = "\n".join(str(p) for p in sorted(folder.iterdir()))
+    piped = runner.invoke(app, ["predict", str(trained["run"]), "-", "-o", str(tmp_path / "b.csv")], input=listing)
+    assert piped.exit_code == 0, piped.output
+    assert len(fake_extract) == 1
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()

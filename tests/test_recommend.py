@@ -277,7 +277,7 @@ def test_json_schema(tmp_path, fake_catalog, hf_cache):
     for candidate in data["candidates"]:
         assert set(candidate) >= {"rank", "name", "score", "reasons", "estimated_seconds", "time_source",
                                   "embedding_dim", "weights_offline", "fits_budget"}
-        assert candidate["time_source"] == "estimate" and isinstance(candidate["reasons"], list)
+        assert candidate["time_source"] == rec.ROUGH and isinstance(candidate["reasons"], list)
     assert [c["rank"] for c in data["candidates"]] == list(range(1, len(data["candidates"]) + 1))
     top = data["candidates"][0]
     assert data["command"] == f"olymp extract {tmp_path / 'data'} -o emb/train --backbone {top['name']}"
@@ -299,7 +299,8 @@ def test_table_output_has_the_command_to_paste(fake_catalog):
     result = runner.invoke(app, ["recommend", "--modality", "audio", "--n-items", "5000", "--task", "detection"])
     assert result.exit_code == 0, result.output
     assert "olymp extract DATA_PATH -o emb/train --backbone" in result.stdout and "--modality audio" in result.stdout
-    assert "estimate" in result.stdout and "weights offline" in result.stdout
+    assert "(rough)" in result.stdout and "weights offline" in result.stdout
+    assert "time: rough = not measured" in result.stdout  # the legend says what "rough" means
 
 
 # --------------------------------------------------------------------------- --measure and --trial
@@ -358,8 +359,39 @@ def test_stratified_sample_keeps_every_class():
 def test_measure_times_candidates_on_this_machine(monkeypatch):
     monkeypatch.setattr(pipelines.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
     out = invoke_json("--modality", "image", "--n-items", "1000", "--measure", "--device", "cpu", "--top", "2")
-    assert [c["time_source"] for c in out["candidates"]] == ["measured", "measured"]
+    assert [c["time_source"] for c in out["candidates"]] == [rec.MEASURED_FORWARD] * 2  # no files to decode
     assert all(c["estimated_seconds"] > rec.STARTUP_SECONDS for c in out["candidates"])
+
+
+def test_table_marks_each_time_measured_calibrated_or_rough(tmp_path, monkeypatch):
+    """--measure times the top candidates (forward + decoding a sample of the user's files) and
+    calibrates the rest to that speed; without it every time is labelled rough."""
+    monkeypatch.setattr(pipelines.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
+    write_images(tmp_path / "data", 6)
+    args = [str(tmp_path / "data"), "--device", "cpu", "--all"]
+    rough = invoke_json(*args)
+    assert {c["time_source"] for c in rough["candidates"]} == {rec.ROUGH}
+    out = invoke_json(*args, "--measure", "--measure-top", "2")
+    sources = {c["name"]: c["time_source"] for c in out["candidates"] if not c.get("avoid")}
+    assert sorted(sources.values()) == [rec.CALIBRATED, rec.MEASURED, rec.MEASURED]
+    result = runner.invoke(app, ["recommend", *args, "--measure", "--measure-top", "2"])
+    assert result.exit_code == 0, result.output
+    assert "(measured)" in result.stdout and "(calibrated)" in result.stdout and "(rough)" not in result.stdout
+    assert "time: measured = " in result.stdout and "time: calibrated = " in result.stdout
+
+
+def test_measured_time_includes_decoding_the_users_files(tmp_path):
+    c = constraints(modality="image", n_items=1000, device="cpu", cpu_cores=1)
+    paths = [str(p) for p in write_images(tmp_path, 4, size=(640, 480))]
+    decode_s = rec.measure_decode_seconds(paths, c, {"input_size": (3, 32, 32), "interpolation": "bilinear",
+                                                      "crop_pct": 1.0, "crop_mode": "center",
+                                                      "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)})
+    assert decode_s > 0
+    forward_only = rec.Timing(forward_s=0.01, build_s=1.0, decode_s=None)
+    with_decode = rec.Timing(forward_s=0.01, build_s=1.0, decode_s=decode_s)
+    # on CPU decoding shares the cores with the model: the costs add up
+    assert rec.timing_seconds(with_decode, c) - rec.STARTUP_SECONDS - 1.0 == pytest.approx(1000 * (0.01 + decode_s))
+    assert rec.timing_seconds(forward_only, c) > rec.STARTUP_SECONDS + 1.0 + 1000 * 0.01  # table decode added
 
 
 def test_measure_audio_with_a_weight_free_backbone():
@@ -443,3 +475,19 @@ def test_domain_rule_prefers_audio_trained_networks_for_sound():
     assert rec.domain_rule(BOTH, audio).points == 0  # an ImageNet CNN on log-mel images
     assert rec.domain_rule(STATS, audio).points == 0  # no learned weights
     assert rec.domain_rule(CNN, constraints()).points == 0
+
+
+def test_calibration_uses_the_speed_of_the_candidates_family():
+    c = constraints(modality="image", n_items=1000, device="cpu")
+    dense = Entry("dense_a", "resnet", timm_name="x", gflops=4.0, imagenet_top1=70.0, embedding_dim=8)
+    light = Entry("light_a", "efficientnet", timm_name="y", gflops=0.4, imagenet_top1=70.0, embedding_dim=8)
+    # this machine: the dense family runs 40 GFLOP/s, the depthwise one 4 GFLOP/s
+    timings = {"dense_a": (dense, rec.Timing(forward_s=0.1, build_s=1.0, decode_s=0.0)),
+               "light_a": (light, rec.Timing(forward_s=0.1, build_s=1.0, decode_s=0.0))}
+    light_b = replace(light, name="light_b", gflops=0.8)
+    dense_b = replace(dense, name="dense_b", gflops=8.0)
+    overhead = rec.STARTUP_SECONDS + 1.0
+    assert rec.calibrated_seconds(light_b, c, timings) - overhead == pytest.approx(1000 * 0.2)
+    assert rec.calibrated_seconds(dense_b, c, timings) - overhead == pytest.approx(1000 * 0.2)
+    other = replace(dense, name="vit_a", family="vit", gflops=8.0)  # no vit timed: the median of all
+    assert rec.calibrated_seconds(other, c, timings) - overhead == pytest.approx(1000 * 8.0 / 22.0)

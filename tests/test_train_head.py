@@ -258,7 +258,7 @@ def test_input_refusals(tmp_path, multiclass, make_csv, make_embeddings):
 
     other = make_csv(tmp_path / "other.csv", id=[f"x{i}" for i in range(10)], label=["a", "b"] * 5)
     result = train_cli(emb, "--labels", other, "-o", tmp_path / "run2")
-    assert result.exit_code == 1 and "no id of the labels is in" in result.stderr
+    assert result.exit_code == 1 and "no id of other.csv matches a file in" in result.stderr
 
     dup = make_csv(tmp_path / "dup.csv", id=ids + ids[:2], label=list(CLASSES[y]) + ["cat", "cat"])
     result = train_cli(emb, "--labels", dup, "-o", tmp_path / "run3")
@@ -289,3 +289,128 @@ def test_lgbm_params_are_one_plain_recipe():
     merged = LGBMHead.resolve_params("binary", 2, {"n_estimators": 50, "colsample_bytree": 0.9}, None, 0)
     assert merged["n_estimators"] == 50 and "num_iterations" not in merged
     assert merged["colsample_bytree"] == 0.9 and "feature_fraction" not in merged
+
+
+# --------------------------------------------------------------------------- run folders
+
+def tree(folder):
+    """Every path under `folder` with its bytes (None for folders)."""
+    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_run_and_touches_nothing(tmp_path, multiclass):
+    emb, labels, ids, y = multiclass
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    (project / "models" / "resnet.pt").write_bytes(b"the user's own checkpoint")
+    (project / "manifest.json").write_text('{"name": "my web app"}')
+    (project / "notes.txt").write_text("keep me")
+    before = tree(project)
+    for extra in (["--overwrite"], []):
+        result = train_cli(emb, "--labels", labels, "-o", project, *extra, *FAST_LOGREG, "--head", "logreg")
+        assert result.exit_code == 1, result.output
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "olymp did not write" in result.stderr and "choose a new folder" in flat(result.stderr)
+        assert tree(project) == before
+
+    plain = tmp_path / "plain"  # a folder with other files only: --overwrite still refuses it
+    plain.mkdir()
+    (plain / "data.csv").write_text("a,b\n")
+    result = train_cli(emb, "--labels", labels, "-o", plain, "--overwrite", *FAST_LOGREG, "--head", "logreg")
+    assert result.exit_code == 1 and "is not an olymp run" in result.stderr
+    assert tree(plain) == {"data.csv": b"a,b\n"}
+
+
+def flat(text):
+    return " ".join(text.split())
+
+
+def interrupt_fold(monkeypatch, at_call):
+    """train-head dies (like a kill) as the logreg head's fit is called for the `at_call`-th time
+    (never with None); returns the list that counts the calls."""
+    from pipelines.heads.logreg import LogRegHead
+
+    fit, calls = LogRegHead.fit, []
+
+    def dying_fit(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == at_call:
+            raise KeyboardInterrupt
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogRegHead, "fit", dying_fit)
+    return calls
+
+
+def test_an_interrupted_train_head_resumes_with_the_same_command(tmp_path, multiclass, monkeypatch):
+    emb, labels, ids, y = multiclass
+    args = [emb, "--labels", labels, "-o", tmp_path / "run", "--head", "logreg", "--folds", "4", "--normalize", "standard"]
+    calls = interrupt_fold(monkeypatch, at_call=3)
+    killed = train_cli(*args)
+    assert killed.exit_code == 130
+    assert not (tmp_path / "run" / "manifest.json").exists()
+    refused = runner.invoke(app, ["predict", str(tmp_path / "run"), str(emb), "-o", str(tmp_path / "sub.csv")])
+    assert refused.exit_code == 1 and "interrupted train-head run" in refused.stderr
+    assert "re-run the same olymp train-head command" in flat(refused.stderr)
+
+    monkeypatch.undo()
+    calls = interrupt_fold(monkeypatch, at_call=None)
+    resumed = train_cli(*args)
+    assert resumed.exit_code == 0, resumed.output
+    assert "fold 0: reused" in flat(resumed.stderr) and "fold 1: reused" in flat(resumed.stderr)
+    assert len(calls) == 2  # only folds 2 and 3 were fitted again
+    assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")) == []
+    assert not list((tmp_path / "run" / "models").glob("*.done.json"))
+
+    monkeypatch.undo()
+    fresh = train_cli(*args[:4], tmp_path / "fresh", *args[5:])
+    assert fresh.exit_code == 0, fresh.output
+    resumed_run, fresh_run = read_run(tmp_path / "run"), read_run(tmp_path / "fresh")
+    pd.testing.assert_frame_equal(resumed_run[2], fresh_run[2], check_exact=False, rtol=1e-9)
+    assert resumed_run[3]["oof"] == pytest.approx(fresh_run[3]["oof"])
+    predicted = runner.invoke(app, ["predict", str(tmp_path / "run"), str(emb), "-o", str(tmp_path / "sub.csv")])
+    assert predicted.exit_code == 0, predicted.output
+
+
+def test_an_interrupted_run_is_refitted_when_the_settings_changed_and_replaced_with_overwrite(tmp_path, multiclass, monkeypatch):
+    emb, labels, ids, y = multiclass
+    args = [emb, "--labels", labels, "-o", tmp_path / "run", "--head", "logreg", "--folds", "3"]
+    interrupt_fold(monkeypatch, at_call=2)
+    assert train_cli(*args).exit_code == 130
+    monkeypatch.undo()
+    calls = interrupt_fold(monkeypatch, at_call=None)  # counts only
+    changed = train_cli(*args, "--param", "C=0.5")  # another head setting: fold 0 is not reused
+    assert changed.exit_code == 0, changed.output
+    assert "fold 0: reused" not in flat(changed.stderr) and len(calls) == 3
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["head"]["params"]["C"] == 0.5
+
+    monkeypatch.undo()
+    interrupt_fold(monkeypatch, at_call=2)
+    assert train_cli(*args, "--overwrite").exit_code == 130  # killed while replacing it
+    monkeypatch.undo()
+    replaced = train_cli(*args, "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert "fold 0: reused" not in flat(replaced.stderr) and "interrupted" not in replaced.stderr
+
+
+def test_a_kill_while_writing_the_manifest_leaves_a_run_that_resumes(tmp_path, multiclass, monkeypatch):
+    from pathlib import Path
+
+    emb, labels, ids, y = multiclass
+    args = [emb, "--labels", labels, "-o", tmp_path / "run", "--head", "logreg", *FAST_LOGREG]
+    write_text = Path.write_text
+
+    def dies_in_manifest(self, text, *a, **k):
+        if "manifest" in self.name:
+            write_text(self, text[: len(text) // 2])
+            raise KeyboardInterrupt
+        return write_text(self, text, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", dies_in_manifest)
+    assert train_cli(*args).exit_code == 130
+    monkeypatch.undo()
+    assert not (tmp_path / "run" / "manifest.json").exists()  # never half a manifest
+    again = train_cli(*args)
+    assert again.exit_code == 0, again.output
+    assert "fold 2: reused" in flat(again.stderr)
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["kind"] == "head_run"
