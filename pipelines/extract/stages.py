@@ -128,7 +128,9 @@ def image_stage(config: ExtractConfig, device: torch.device) -> Stage:
     requested_batch = parse_batch_size(config.batch_size)
     if config.decode not in ("cpu", "gpu"):
         raise ConfigError(f"unknown --decode {config.decode!r}; use cpu or gpu")
-    backbone = load_backbone(config.backbone or "efficientnet_lite0", config.weights).with_layers(config.layers)
+    backbone = load_backbone(config.backbone or "efficientnet_lite0", config.weights)
+    if config.layers is not None:
+        backbone = backbone.with_layers(config.layers)
     mapper = ImageMapper(backbone, device, config.precision, tta=config.tta)
 
     if requested_batch == "auto" and device.type == "cuda":
@@ -179,7 +181,7 @@ def image_stage(config: ExtractConfig, device: torch.device) -> Stage:
         yield from pipelined(on_device, submit, finish)
 
     preprocessing = dict(backbone.data_config)
-    if backbone.layers is not None:  # part of the fingerprint: stage features differ from pre-logits
+    if getattr(backbone, "layers", None) is not None:  # part of the fingerprint: stage features differ from pre-logits
         preprocessing["layers"] = list(backbone.layers)
     return Stage("image", backbone.name, backbone.timm_name, backbone.weights_source, backbone.weights_sha256,
                  preprocessing, backbone.embedding_dim, mapper.precision, batch_size, rows,
