@@ -11,7 +11,7 @@ a hand-written probe computed here, the bar any route must clear:
         log(x + 1e-6), per-band mean and std over time, StandardScaler + LogisticRegression.
 
 Prints one plain-text table per dataset (route, head, OOF accuracy, seconds: extraction once per
-route, then each head's fit) and writes them all to .bench/eval/results.csv.
+route, "cached" when resume found it all done, then each head's fit) and writes them all to .bench/eval/results.csv.
 
     python scripts/eval.py [--devdata ../shared/devdata] [--heads logreg,mlp] [--only cifar10|esc10]
 
@@ -153,7 +153,7 @@ def evaluate(dataset: Dataset, heads: list[str], log) -> list[dict]:
             results.append({
                 "dataset": dataset.name, "route": route.name, "head": head, "metric": "accuracy",
                 "oof": round(float(result.oof["accuracy"]), 4), "logloss": round(float(result.oof["logloss"]), 4), "dim": result.n_features,
-                "extract_s": round(extract_seconds, 1), "fit_s": round(time.perf_counter() - started, 1),
+                "extract_s": round(extract_seconds, 1) if summary.processed else "cached", "fit_s": round(time.perf_counter() - started, 1),
             })
             log(f"  {head}: accuracy {result.oof['accuracy']:.4f}")
     started = time.perf_counter()
