@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test smoke demo demo-images demo-audio bench eval clean
+.PHONY: help install test smoke faults demo demo-images demo-audio bench eval clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ install: $(STAMP) ## Create .venv and install olymp with the tested package set 
 test: $(STAMP) ## Run the test suite (CPU; GPU tests skip themselves), then `make smoke`
 	$(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory smoke
+
+faults: $(STAMP) ## Fault script: kill -9 at many points of extract/train-head/predict/run, a full disk; prints its counts (minutes)
+	OLYMP_FAULTS=1 $(BIN)/python -m pytest -m faults -s -q -p no:cacheprovider tests/test_faults.py
 
 smoke: $(STAMP) ## The whole chain (olymp run --smoke) on the demo digits and sounds: tiny subsample, 2 folds, CPU
 	$(BIN)/python -m pipelines.demo $(DEMO)

@@ -1,4 +1,4 @@
-"""`olymp blend`: train-head runs on the same folds -> weighted blend dir, scored on OOF predictions."""
+"""`olymp blend`: train-head runs on the same folds -> weighted blend dir, scored cross-fitted on OOF predictions."""
 
 from __future__ import annotations
 
@@ -45,7 +45,10 @@ def blend(
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Blend runs that share folds: weights chosen on their out-of-fold predictions; never below the best run.
+    """Blend runs that share folds: weights chosen on their out-of-fold predictions, scored honestly.
+
+    The blend's score is cross-fitted: each fold's rows are blended with weights chosen on the
+    other folds, so it is out-of-sample; the saved weights are chosen on all OOF rows.
 
     Example:  olymp blend runs/lgbm runs/lr -o runs/blend && olymp predict runs/blend emb/test -o submission.csv
     """
@@ -95,5 +98,5 @@ def blend_table(result) -> Table:
     for member in result.members:
         table.add_row(member["run"], member["head"], f"{member['weight']:.3f}", *(score_text(member["oof"][n]) for n in result.metrics))
     table.add_section()
-    table.add_row("blend", "", "1.000", *(score_text(result.oof[n]) for n in result.metrics))
+    table.add_row("blend (cross-fitted)", "", "1.000", *(score_text(result.oof[n]) for n in result.metrics))
     return table

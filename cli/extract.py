@@ -47,16 +47,16 @@ def extract(
 
     GPUs:     torchrun --nproc-per-node 4 -m cli extract data/train -o emb/train --decode gpu --batch-size auto
     """
-    config = ExtractConfig(
-        inputs=str(inputs), output=str(output), modality=modality, backbone=backbone, weights=weights, layers=layers,
-        window=window, hop=hop, pool=pool, device=device, precision=precision,
-        batch_size=batch_size, workers=workers, part_size=part_size, max_error_rate=max_error_rate,
-        limit=limit, overwrite=overwrite, decode=decode, compile=compile, tta=tta,
-        num_shards=num_shards, shard_index=shard_index,
-    )
     from pipelines.extract.runner import run_extraction  # torch: imported only when extracting
 
     with exit_on_error(), quiet_output(quiet), ExtractView() as view:
+        config = ExtractConfig(  # range-checks its values (one-line error)
+            inputs=str(inputs), output=str(output), modality=modality, backbone=backbone, weights=weights, layers=layers,
+            window=window, hop=hop, pool=pool, device=device, precision=precision,
+            batch_size=batch_size, workers=workers, part_size=part_size, max_error_rate=max_error_rate,
+            limit=limit, overwrite=overwrite, decode=decode, compile=compile, tta=tta,
+            num_shards=num_shards, shard_index=shard_index,
+        )
         summary = run_extraction(config, on_progress=None if quiet else view.update)
     if json_out:
         typer.echo(json.dumps(asdict(summary), indent=2))

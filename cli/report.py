@@ -1,4 +1,4 @@
-"""`olymp report`: a train-head run's score tables again, and where its pictures are."""
+"""`olymp report`: a train-head run's (or a blend's) score tables again, how they were obtained, and where its pictures are."""
 
 from __future__ import annotations
 
@@ -14,7 +14,11 @@ from cli.console import JsonOption, QuietOption, console, exit_on_error, quiet_o
 
 def report(
     run_dir: Annotated[
-        Path, typer.Argument(help="Run directory written by `olymp train-head`.", exists=True, file_okay=False, metavar="RUN_DIR")
+        Path,
+        typer.Argument(
+            help="Run directory written by `olymp train-head`, or a blend dir from `olymp blend`.",
+            exists=True, file_okay=False, metavar="RUN_DIR",
+        ),
     ],
     json_out: JsonOption = False,
     quiet: QuietOption = False,
@@ -34,6 +38,10 @@ def report(
     if quiet:
         return
     console.print(scores_table(loaded))
+    if loaded.provenance:  # how the numbers above were obtained, in one line
+        from pipelines.metrics import provenance_line
+
+        console.print(f"how: {provenance_line(loaded.provenance)}", highlight=False, soft_wrap=True)
     if loaded.per_class is not None:
         table = Table(title="per class (out-of-fold)", title_justify="left")
         for column in loaded.per_class.columns:

@@ -67,6 +67,8 @@ def run(
             # extraction draws its own bar (ExtractView); the other steps get a spinner with the time
             if live and "running" in message and not name.startswith("extract"):
                 spinner.start(f"{name} running")
+        elif kind == "round":  # inside a train-head fold: the spinner only, no line per round
+            spinner.update(f"{current['step']}: {message}")
         else:
             shown.print(f"  [dim]{message}[/]", highlight=False, soft_wrap=True)
             spinner.update(f"{current['step']}: {message}")

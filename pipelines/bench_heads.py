@@ -43,7 +43,7 @@ def hand_written_loop(embeddings: Path, labels: Path, folds: int, seed: int) -> 
     import pandas as pd
     from sklearn.model_selection import StratifiedKFold
 
-    from pipelines.heads.lgbm import default_lgbm_params, threads_for
+    from pipelines.heads.lgbm import default_lgbm_params, feature_fraction_for, patience_for, threads_for
 
     frame = pd.read_parquet(embeddings).merge(pd.read_csv(labels, dtype=str), on="id")
     X = np.stack(frame["embedding"].to_numpy()).astype(np.float32)
@@ -51,11 +51,18 @@ def hand_written_loop(embeddings: Path, labels: Path, folds: int, seed: int) -> 
     oof = np.zeros((len(y), len(classes)))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for train_index, valid_index in splitter.split(X, y):
+        # honest early stopping, as train-head does: on a held-out fifth of the training part,
+        # then a refit on all of it for the best number of rounds scaled to its size
+        inner, held = next(StratifiedKFold(5, shuffle=True, random_state=seed).split(train_index, y[train_index]))
+        inner, held = train_index[inner], train_index[held]
         params = default_lgbm_params("multiclass", len(classes), seed=seed,
                                      n_jobs=threads_for(len(train_index), X.shape[1]))
-        booster = lgb.train(params, lgb.Dataset(X[train_index], y[train_index]),
-                            valid_sets=[lgb.Dataset(X[valid_index], y[valid_index])])
-        oof[valid_index] = booster.predict(X[valid_index], num_iteration=booster.best_iteration)
+        params.update(feature_fraction=feature_fraction_for(X.shape[1]), early_stopping_round=patience_for(len(inner)))
+        booster = lgb.train(params, lgb.Dataset(X[inner], y[inner]), valid_sets=[lgb.Dataset(X[held], y[held])])
+        rounds = max(1, round(booster.best_iteration * len(train_index) / len(inner)))
+        params.pop("early_stopping_round")
+        booster = lgb.train({**params, "num_iterations": rounds}, lgb.Dataset(X[train_index], y[train_index]))
+        oof[valid_index] = booster.predict(X[valid_index])
     return float((oof.argmax(1) == y).mean())
 
 

@@ -1,20 +1,29 @@
 """`blend`: train-head runs on the same folds -> weights chosen on their out-of-fold predictions.
 
 Steps: load the runs and refuse any that differs from the first (task, class order, ids, fold
-assignment, labels) -> read the truth from the labels CSV -> choose weights on the OOF
-predictions -> write the blend directory, which `olymp predict` uses like a run directory:
+assignment, labels) -> read the truth from the labels CSV -> cross-fit the weights on the OOF
+predictions -> choose the final weights on all OOF rows -> write the blend directory, which
+`olymp predict` uses like a run directory:
 
     BLEND_DIR/
-      manifest.json   kind "blend": members (run paths, weights, OOF scores), method, task, classes
-      oof.csv         id, fold, the blended columns (as the members' oof.csv)
-      scores.json     the blend's metrics (per fold, mean, std, all OOF) and each member's
+      manifest.json   kind "blend": members (run paths, final weights, OOF scores), per-fold weights,
+                      method, task, classes, provenance
+      oof.csv         id, fold, the cross-fitted blended columns (as the members' oof.csv)
+      scores.json     the blend's metrics (per fold, mean, std, all OOF), each member's, provenance
 
 Methods: `greedy` is ensemble selection with replacement (Caruana et al., 2004): start from
 the best single run, repeatedly add the run (again, possibly) that most improves the blended
 OOF score, keep the best prefix; weights are the counts. `nnls` fits non-negative least
 squares of the members' predictions on the truth (one-hot for classes), weights rescaled to
-sum to 1 for probabilities. Either way the blend is never worse on OOF than the best input:
-a combination that scores lower falls back to the best single run, with a note.
+sum to 1 for probabilities. Either way, a combination that scores below the best single run on
+the rows it was fitted on falls back to that run.
+
+Cross-fitting: weights chosen and scored on the same rows flatter the blend. So for each fold k,
+the weights (and the fallback decision, and for multilabel the threshold) are chosen on the other
+folds' OOF rows and applied to fold k's rows; every reported blend score is computed on these
+cross-fitted predictions, which is out-of-sample. The weights saved for predict are chosen the
+same way on all OOF rows. When the cross-fitted blend scores below the best single run, a
+warning says so (out of sample, the blend does not beat that run).
 """
 
 from __future__ import annotations
@@ -32,13 +41,19 @@ import pandas as pd
 
 from pipelines import cv, metrics
 from pipelines.errors import ConfigError, InputError, MismatchError
+from pipelines.fileio import json_ready, write_atomic, write_json_atomic
 from pipelines.hashing import file_sha256
 from pipelines.metrics import GREATER_IS_BETTER
-from pipelines.train import RUN_FORMAT, RUN_MANIFEST, _json_ready, load_run, read_labels, target_from_labels
+from pipelines.tasks import TASKS
+from pipelines.train import RUN_FORMAT, RUN_MANIFEST, read_labels, target_from_labels
 
 BLEND_KIND = "blend"
 METHODS = ("greedy", "nnls")
 BLEND_FILES = (RUN_MANIFEST, "oof.csv", "scores.json")
+PROVENANCE_BLEND = (
+    "weights cross-fitted over the folds (each fold's rows blended with weights chosen on the other folds' "
+    "OOF rows; the saved weights are chosen on all OOF rows)"
+)
 
 # on_progress(level, message): level is "info" or "warning".
 Progress = Callable[[str, str], None]
@@ -62,17 +77,21 @@ class BlendResult:
     method: str
     metric: str  # the metric the weights were chosen on (first in `metrics`)
     metrics: list[str]
-    members: list[dict]  # per input run: run, head, weight, oof (every metric)
-    oof: dict[str, float]  # every metric of the blended OOF predictions
+    members: list[dict]  # per input run: run, head, final weight, oof (every metric)
+    oof: dict[str, float]  # every metric of the cross-fitted blended OOF predictions
     n_rows: int
+    folds: list[dict] = field(default_factory=list)  # per fold: the weights (threshold) fitted on the other folds
+    provenance: dict[str, str] = field(default_factory=dict)  # how each number was obtained
+    threshold: float | None = None  # multilabel: the saved threshold (tuned on all OOF rows)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> dict:
         """JSON-ready digest (what `blend --json` prints)."""
-        return _json_ready({
+        return json_ready({
             "blend_dir": str(self.blend_dir), "task": self.task, "method": self.method, "metric": self.metric,
             "metrics": self.metrics, "members": self.members, "oof": self.oof, "n_rows": self.n_rows,
+            "cross_fit": self.folds, "threshold": self.threshold, "provenance": self.provenance,
             "warnings": self.warnings, "seconds": round(self.seconds, 3),
         })
 
@@ -87,11 +106,98 @@ class Member:
     fold_hash: str
 
 
-def _read_oof(path: Path) -> pd.DataFrame:
+def _read_json(path: Path, fix: str) -> dict:
+    """A JSON object from `path`, or one line naming the file and `fix`."""
+    if not path.is_file():
+        raise InputError(f"{path} is missing; {fix}")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        if isinstance(error, json.JSONDecodeError):
+            reason = f"not valid JSON ({error.msg}, line {error.lineno})"
+        else:
+            reason = "unreadable"
+        raise InputError(f"{path} is {reason}; {fix}") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{path} holds no JSON object; {fix}")
+    return value
+
+
+def _rebuild_run(path: Path) -> str:
+    return f"re-run olymp train-head with -o {path} --overwrite to rebuild the run"
+
+
+def _valid_labels_record(labels) -> bool:
+    """What a blend reads of a member's labels record: columns, and the CSV's path and SHA-256
+    unless the labels came from the folders (--labels-from-folders)."""
+    if not isinstance(labels, dict):
+        return False
+    keys = ("id_col", "target_col") if labels.get("from_folders") else ("path", "sha256", "id_col", "target_col")
+    return all(isinstance(labels.get(k), str) for k in keys)
+
+
+def read_run(path: Path) -> dict:
+    """A member's manifest.json, checked to hold what a blend reads from it."""
+    manifest_path = path / RUN_MANIFEST
+    if not manifest_path.is_file():
+        raise InputError(
+            f"{path} is not a train-head run (no {RUN_MANIFEST}); "
+            "create one with: olymp train-head EMBEDDINGS --labels labels.csv -o RUN_DIR"
+        )
+    run = _read_json(manifest_path, _rebuild_run(path))
+    if run.get("kind") == BLEND_KIND:
+        raise InputError(f"{path} is a blend; pass its member runs (listed in its manifest.json) instead")
+    if run.get("kind") != "head_run":
+        raise InputError(
+            f"{manifest_path} is not a train-head manifest (kind {run.get('kind')!r}); pass a train-head -o directory"
+        )
+    labels, head = run.get("labels"), run.get("head")
+    problems = [
+        run.get("task") not in TASKS and "task",
+        not isinstance(run.get("metric"), str) and "metric",
+        not _valid_labels_record(labels) and "labels",
+        not (isinstance(head, dict) and isinstance(head.get("name"), str)) and "head",
+        "prior" not in run and "prior",
+        run.get("task") != "regression" and not isinstance(run.get("classes"), list) and "classes",
+    ]
+    problems = [p for p in problems if p]
+    if problems:
+        raise InputError(f"{manifest_path} lacks a valid {', '.join(problems)}; {_rebuild_run(path)}")
+    return run
+
+
+def _read_oof(path: Path, run: dict) -> pd.DataFrame:
+    """The run's oof.csv: unique ids, integer folds, finite numbers in the columns its task makes."""
     oof_path = path / "oof.csv"
+    fix = _rebuild_run(path)
     if not oof_path.is_file():
-        raise InputError(f"{path} has no oof.csv; re-run olymp train-head to rebuild the run")
-    return pd.read_csv(oof_path, dtype={"id": str}, keep_default_na=False)
+        raise InputError(f"{path} has no oof.csv; {fix}")
+    try:
+        oof = pd.read_csv(oof_path, dtype={"id": str}, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
+        reason = "empty" if isinstance(error, pd.errors.EmptyDataError) else "not a readable CSV"
+        raise InputError(f"{oof_path} is {reason}; {fix}") from None
+    expected = run["classes"] if run["task"] != "regression" else ["prediction"]
+    if list(oof.columns) != ["id", "fold", *expected]:
+        raise InputError(f"{oof_path} has columns {list(oof.columns)}, not id, fold, {', '.join(expected)}; {fix}")
+    if not len(oof):
+        raise InputError(f"{oof_path} has no rows; {fix}")
+    if oof["id"].duplicated().any():
+        raise InputError(f"{oof_path} repeats id {oof['id'][oof['id'].duplicated()].iloc[0]!r}; {fix}")
+    try:
+        folds = pd.to_numeric(oof["fold"], errors="raise").to_numpy(dtype=np.float64)
+        values = oof[expected].apply(pd.to_numeric, errors="raise").to_numpy(dtype=np.float64)
+    except (ValueError, TypeError):
+        raise InputError(f"{oof_path} holds an empty, NaN or other non-numeric value; {fix}") from None
+    if not np.isfinite(values).all():
+        raise InputError(f"{oof_path} holds a NaN or infinite prediction; {fix}")
+    if not (np.isfinite(folds).all() and (folds >= 0).all() and (folds == np.round(folds)).all()):
+        raise InputError(f"{oof_path} has a fold that is not a whole number >= 0; {fix}")
+    if len(np.unique(folds)) < 2:
+        raise InputError(f"{oof_path} has one fold only, so nothing is out-of-fold; {fix}")
+    oof["fold"] = folds.astype(np.int64)
+    oof[expected] = values
+    return oof
 
 
 def _value_columns(oof: pd.DataFrame) -> list[str]:
@@ -101,11 +207,8 @@ def _value_columns(oof: pd.DataFrame) -> list[str]:
 
 def load_member(path: str | Path) -> Member:
     path = Path(path)
-    manifest_path = path / RUN_MANIFEST
-    if manifest_path.is_file() and json.loads(manifest_path.read_text()).get("kind") == BLEND_KIND:
-        raise InputError(f"{path} is a blend; pass its member runs (listed in its manifest.json) instead")
-    run = load_run(path)
-    oof = _read_oof(path)
+    run = read_run(path)
+    oof = _read_oof(path, run)
     ids = oof["id"].to_numpy(dtype=object)
     fold_hash = run.get("fold_hash") or cv.fold_hash(ids, oof["fold"].to_numpy(dtype=np.int64))  # older runs
     return Member(path, run, oof, fold_hash)
@@ -269,6 +372,55 @@ def choose_weights(
     return weights, None
 
 
+@dataclass
+class CrossFit:
+    blended: np.ndarray  # each fold's rows blended with the weights fitted on the other folds
+    folds: list[dict]  # per fold: fold, weights, fell_back_to (member index or None), threshold
+    decided_at: np.ndarray | None  # multilabel: each row's threshold (its fold's), else None
+
+
+def fit_blend(
+    method: str, preds: list[np.ndarray], y: np.ndarray, task: str, n_classes: int, metric: str, iterations: int
+) -> tuple[np.ndarray, int | None, float | None]:
+    """Everything a blend chooses from rows with known truth: weights, the fallback, and for
+    multilabel the threshold (tuned on the blended rows)."""
+    weights, fell_back = choose_weights(method, preds, y, task, n_classes, metric, iterations)
+    threshold = metrics.tune_threshold(y, combine(preds, weights)) if task == "multilabel" else None
+    return weights, fell_back, threshold
+
+
+def cross_fit(
+    method: str, preds: list[np.ndarray], y: np.ndarray, folds: np.ndarray, task: str, n_classes: int,
+    metric: str, iterations: int = 50,
+) -> CrossFit:
+    """For each fold k: fit_blend on the other folds' OOF rows, applied to fold k's rows, so no
+    row's blended prediction (or decision) depends on its own truth."""
+    blended = np.zeros(preds[0].shape, dtype=np.float64)
+    decided_at = np.zeros(len(y)) if task == "multilabel" else None
+    per_fold = []
+    for k in np.unique(folds):
+        fit, apply = folds != k, folds == k
+        weights, fell_back, threshold = fit_blend(
+            method, [p[fit] for p in preds], y[fit], task, n_classes, metric, iterations
+        )
+        blended[apply] = combine([p[apply] for p in preds], weights)
+        if decided_at is not None:
+            decided_at[apply] = threshold
+        per_fold.append({"fold": int(k), "weights": weights.tolist(), "fell_back_to": fell_back, "threshold": threshold})
+    return CrossFit(blended, per_fold, decided_at)
+
+
+def member_scores(task: str, y: np.ndarray, pred: np.ndarray, folds: np.ndarray, names: list[str], run: dict) -> dict:
+    """A member's OOF scores as the blend's are scored: multilabel F1 at its given threshold, or
+    at thresholds cross-fitted over the folds (like train-head) when the run tuned its own."""
+    if task != "multilabel":
+        return metrics.score(task, y, pred, names)
+    if run.get("threshold_source") == "given":
+        return metrics.score(task, y, pred, names, run.get("threshold"))
+    decided_at, _ = metrics.cross_fit_threshold(y, pred, folds)
+    return metrics.score(task, y, pred, names, decided_at)
+
+
 # --------------------------------------------------------------------------- the blend
 
 def _validate(config: BlendConfig) -> None:
@@ -290,7 +442,8 @@ def prepare_blend_dir(path: str | Path, overwrite: bool) -> Path:
     if (blend_dir / RUN_MANIFEST).exists():
         if not overwrite:
             raise InputError(f"{blend_dir} already holds a run or blend; pass --overwrite or choose another -o")
-        if json.loads((blend_dir / RUN_MANIFEST).read_text()).get("kind") != BLEND_KIND:
+        existing = _read_json(blend_dir / RUN_MANIFEST, "choose another -o for the blend (olymp replaces only its own blends)")
+        if existing.get("kind") != BLEND_KIND:
             raise InputError(f"{blend_dir} holds a train-head run; choose another -o for the blend")
         for name in BLEND_FILES:
             (blend_dir / name).unlink(missing_ok=True)
@@ -299,7 +452,8 @@ def prepare_blend_dir(path: str | Path, overwrite: bool) -> Path:
 
 
 def blend(config: BlendConfig, on_progress: Progress | None = None) -> BlendResult:
-    """Choose member weights on OOF predictions and write the blend directory."""
+    """Cross-fit member weights on OOF predictions, choose the final ones on all OOF rows, and
+    write the blend directory."""
     notify = on_progress or (lambda level, message: None)
     started = time.perf_counter()
     _validate(config)
@@ -319,41 +473,59 @@ def blend(config: BlendConfig, on_progress: Progress | None = None) -> BlendResu
         return values[:, 0] if task == "regression" else values
 
     preds = [as_pred(m) for m in members]
-    main = names[0]
-    # multilabel F1 is scored at each run's own threshold, the blend's at one tuned on its OOF
-    member_scores = [metrics.score(task, y, p, names, m.run.get("threshold")) for m, p in zip(members, preds)]
-    weights, fell_back = choose_weights(config.method, preds, y, task, len(classes or []), main, config.iterations)
+    main, n_classes = names[0], len(classes or [])
+    singles = [member_scores(task, y, p, folds, names, m.run) for m, p in zip(members, preds)]
+    crossed = cross_fit(config.method, preds, y, folds, task, n_classes, main, config.iterations)
+    weights, fell_back, threshold = fit_blend(config.method, preds, y, task, n_classes, main, config.iterations)
+
+    oof_scores = metrics.score(task, y, crossed.blended, names, crossed.decided_at)
+    fold_scores = []
+    for row in crossed.folds:
+        rows = folds == row["fold"]
+        at = None if crossed.decided_at is None else crossed.decided_at[rows]
+        fold = {"fold": row["fold"], "n_valid": int(rows.sum()),
+                **metrics.score(task, y[rows], crossed.blended[rows], names, at)}
+        fold_scores.append(fold if at is None else {**fold, "threshold": row["threshold"]})
+    mean, std = metrics.summarize(fold_scores, names)
+
     notes = []
     if fell_back is not None:
         notes.append(
             f"{config.method} weights scored below the best single run on OOF {main}; "
             f"the blend keeps {members[fell_back].path} alone"
         )
+    best = _best_index([s[main] for s in singles], GREATER_IS_BETTER[main])
+    if fell_back is None and _better(singles[best][main], oof_scores[main], GREATER_IS_BETTER[main]):
+        notes.append(
+            f"cross-fitted over the folds, the blend scores {main} {oof_scores[main]:.4f}, below the best single run "
+            f"{members[best].path} ({singles[best][main]:.4f}): out of sample the blend does not beat it; "
+            f"submit that run, or blend more diverse runs"
+        )
     for note in notes:
         notify("warning", note)
 
-    blended = combine(preds, weights)
-    blend_dir = prepare_blend_dir(config.output, config.overwrite)
-    threshold = metrics.tune_threshold(y, blended) if task == "multilabel" else None
-    oof_scores = metrics.score(task, y, blended, names, threshold)
-    fold_scores = [
-        {"fold": k, "n_valid": int((folds == k).sum()),
-         **metrics.score(task, y[folds == k], blended[folds == k], names, threshold)}
-        for k in np.unique(folds)
+    run_names = [str(m.path) for m in members]
+    cross_fit_rows = [
+        {**row, "fell_back_to": None if row["fell_back_to"] is None else run_names[row["fell_back_to"]]}
+        for row in crossed.folds
     ]
-    mean, std = metrics.summarize(fold_scores, names)
+    provenance = {"oof": metrics.PROVENANCE_OOF, "blend": PROVENANCE_BLEND}
+    if task == "multilabel":
+        provenance["threshold"] = metrics.PROVENANCE_THRESHOLD_CROSS_FITTED
     member_rows = [
         {"run": str(m.path), "head": m.run["head"]["name"], "weight": float(w), "oof": s}
-        for m, w, s in zip(members, weights, member_scores)
+        for m, w, s in zip(members, weights, singles)
     ]
 
+    blend_dir = prepare_blend_dir(config.output, config.overwrite)
     frame = pd.DataFrame({"id": ids, "fold": folds})
-    values = blended.reshape(len(ids), -1)
+    values = crossed.blended.reshape(len(ids), -1)
     frame = pd.concat([frame, pd.DataFrame(values, columns=columns)], axis=1)
-    frame.to_csv(blend_dir / "oof.csv", index=False)
+    write_atomic(blend_dir / "oof.csv", lambda tmp: frame.to_csv(tmp, index=False))
     scores = {"metric": main, "metrics": names, "method": config.method, "folds": fold_scores, "mean": mean,
-              "std": std, "oof": oof_scores, "members": member_rows}
-    (blend_dir / "scores.json").write_text(json.dumps(_json_ready(scores), indent=2))
+              "std": std, "oof": oof_scores, "members": member_rows, "weights": weights.tolist(),
+              "threshold": threshold, "cross_fit": cross_fit_rows, "provenance": provenance}
+    write_json_atomic(blend_dir / "scores.json", scores)
     manifest = {
         "olymp_format": RUN_FORMAT,
         "kind": BLEND_KIND,
@@ -366,7 +538,7 @@ def blend(config: BlendConfig, on_progress: Progress | None = None) -> BlendResu
         "classes": classes,
         "prior": first["prior"],
         "labels": first["labels"],
-        # multilabel: predict decides labels like the members (their shared threshold, top-1 fallback)
+        # multilabel: predict decides labels like the members (tuned on all OOF rows, top-1 fallback)
         "threshold": threshold,
         "at_least_one_label": first.get("at_least_one_label"),
         "fold_hash": members[0].fold_hash,
@@ -381,23 +553,51 @@ def blend(config: BlendConfig, on_progress: Progress | None = None) -> BlendResu
                 "head": m.run["head"]["name"],
                 "oof": s,
             }
-            for m, w, s in zip(members, weights, member_scores)
+            for m, w, s in zip(members, weights, singles)
         ],
+        "cross_fit": cross_fit_rows,  # the weights each fold's reported rows were blended with
+        "provenance": provenance,
     }
-    (blend_dir / RUN_MANIFEST).write_text(json.dumps(_json_ready(manifest), indent=2))
+    write_json_atomic(blend_dir / RUN_MANIFEST, manifest)  # last: a blend dir without it is unfinished
     return BlendResult(
         blend_dir=blend_dir, task=task, method=config.method, metric=main, metrics=names, members=member_rows,
-        oof=oof_scores, n_rows=len(ids), warnings=notes, seconds=time.perf_counter() - started,
+        oof=oof_scores, n_rows=len(ids), folds=cross_fit_rows, provenance=provenance, threshold=threshold,
+        warnings=notes, seconds=time.perf_counter() - started,
     )
 
 
+def manifest_kind(run_dir: str | Path) -> str | None:
+    """The kind recorded in a run or blend directory's manifest.json (None when it has none)."""
+    path = Path(run_dir) / RUN_MANIFEST
+    if not path.is_file():
+        return None
+    return _read_json(path, "re-run the olymp command that wrote this directory with --overwrite").get("kind")
+
+
 def load_blend(blend_dir: str | Path) -> dict:
+    """A blend's manifest.json, checked to hold what predict reads from it."""
     path = Path(blend_dir) / RUN_MANIFEST
     if not path.is_file():
         raise InputError(f"{blend_dir} is not a blend (no {RUN_MANIFEST}); create one with: olymp blend RUN_DIR... -o BLEND_DIR")
-    manifest = json.loads(path.read_text())
+    fix = f"re-run olymp blend MEMBER_RUNS... -o {blend_dir} --overwrite"
+    manifest = _read_json(path, fix)
     if manifest.get("kind") != BLEND_KIND:
         raise InputError(f"{path} is not a blend manifest (kind {manifest.get('kind')!r}); pass an olymp blend -o directory")
+    members = manifest.get("members")
+
+    def valid(member) -> bool:
+        weight = member.get("weight") if isinstance(member, dict) else None
+        return (
+            isinstance(member, dict) and isinstance(member.get("path"), str) and isinstance(member.get("absolute_path"), str)
+            and isinstance(weight, (int, float)) and not isinstance(weight, bool) and np.isfinite(weight) and weight >= 0
+        )
+
+    if not isinstance(members, list) or not members or not all(valid(m) for m in members):
+        raise InputError(f"{path} has no valid members list (path, absolute_path, a weight >= 0 each); {fix}")
+    if not any(m["weight"] > 0 for m in members):
+        raise InputError(f"{path} gives every member weight 0; {fix}")
+    if manifest.get("task") not in TASKS or "prior" not in manifest:
+        raise InputError(f"{path} lacks a valid task or prior; {fix}")
     return manifest
 
 
@@ -454,7 +654,7 @@ def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress, extrac
     from pipelines.predict import RunPrediction, _prior_rows, extract_raw, is_embedding_dir, predict_run
 
     members = [(member_dir(blend_dir, m), m["weight"]) for m in blend["members"] if m["weight"] > 0]
-    runs = [load_run(path) for path, _ in members]
+    runs = [read_run(path) for path, _ in members]
     inputs = [str(p) for p in config.inputs]  # checked by predict (check_test_inputs)
     if len(inputs) == 1 and not is_embedding_dir(inputs[0]):
         extracted: dict[str, str] = {}  # one extraction per distinct training embedding

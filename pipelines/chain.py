@@ -44,7 +44,8 @@ SUBMISSION = "submission.csv"
 # ExtractConfig fields that change how fast extraction runs, not what it computes.
 EXTRACT_RUN_ONLY = frozenset({"device", "batch_size", "decode", "compile", "workers", "part_size", "max_error_rate"})
 
-# on_progress(kind, message): kind is "step" (a step starts or is skipped), "info" or "warning".
+# on_progress(kind, message): kind is "step" (a step starts or is skipped), "info", "warning" or
+# "round" (train-head's progress inside a fold: worth a spinner, not a line).
 Progress = Callable[[str, str], None]
 
 
@@ -323,7 +324,7 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
         # A finished run is replaced; an interrupted one (same key) resumes its finished folds.
         replace = overwrite or run_dir_state(Path(train_config.output)) == "complete"
         result = train(dataclasses.replace(train_config, overwrite=replace),
-                       on_progress=lambda kind, message: notify("warning" if kind == "warning" else "info", message))
+                       on_progress=lambda kind, message: notify(kind if kind in ("warning", "round") else "info", message))
         return result.summary()
 
     train_step = Step(

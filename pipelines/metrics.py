@@ -4,7 +4,9 @@ Classification predictions are probability matrices (N, K) in the global class o
 truth is class indices 0..K-1; regression predictions and truth are float vectors; multilabel
 predictions are per-label probabilities (N, L) and the truth an (N, L) 0/1 matrix. Multilabel
 F1 scores need a decision threshold: `tune_threshold` picks the one that maximizes micro-F1
-on the out-of-fold predictions.
+on the out-of-fold predictions. A threshold tuned on the rows it is scored on flatters F1, so
+reported F1 is cross-fitted (`cross_fit_threshold`): each fold's rows are decided at a threshold
+tuned on the other folds' rows.
 """
 
 from __future__ import annotations
@@ -49,11 +51,14 @@ THRESHOLD_METRICS = ("f1_micro", "f1_macro")
 
 
 def score(
-    task: str, y_true: np.ndarray, pred: np.ndarray, names: list[str], threshold: float | None = None
+    task: str, y_true: np.ndarray, pred: np.ndarray, names: list[str], threshold: float | np.ndarray | None = None
 ) -> dict[str, float]:
     """Each named metric of one set of predictions; NaN where it is undefined (one class only).
-    `threshold` turns multilabel probabilities into decisions for the F1 scores (None: the default)."""
+    `threshold` turns multilabel probabilities into decisions for the F1 scores (None: the default);
+    an array gives one threshold per row (cross-fitted: each row's fold has its own)."""
     at = DEFAULT_THRESHOLD if threshold is None else threshold
+    if isinstance(at, np.ndarray):
+        at = at.reshape(-1, 1)  # one per row, broadcast over the labels
     return {name: _one(name, task, y_true, pred, at) for name in names}
 
 
@@ -111,6 +116,28 @@ def tune_threshold(y_true: np.ndarray, proba: np.ndarray) -> float:
         if f1 > best_f1 + 1e-12:
             best, best_f1 = float(threshold), f1
     return best
+
+
+def cross_fit_threshold(y_true: np.ndarray, proba: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, dict[int, float]]:
+    """Per fold k: the threshold tuned on the other folds' rows, applied to fold k's rows.
+    Returns one threshold per row (to score with) and each fold's threshold."""
+    per_fold = {int(k): tune_threshold(y_true[folds != k], proba[folds != k]) for k in np.unique(folds)}
+    return np.array([per_fold[int(k)] for k in folds], dtype=np.float64), per_fold
+
+
+# How each reported number was obtained: scores.json and manifests record these under "provenance";
+# `olymp report` prints them in one line (the part before " (").
+PROVENANCE_OOF = "out-of-fold predictions of models that never saw the row"
+PROVENANCE_THRESHOLD_CROSS_FITTED = (
+    "cross-fitted over the folds (each fold's F1 at a threshold tuned on the other folds' OOF rows; "
+    "the saved threshold is tuned on all OOF rows)"
+)
+PROVENANCE_THRESHOLD_GIVEN = "given by --threshold (not tuned)"
+
+
+def provenance_line(provenance: dict[str, str]) -> str:
+    """The short form `olymp report` prints: 'oof: ...; threshold: ...'."""
+    return "; ".join(f"{key}: {how.split(' (')[0]}" for key, how in provenance.items())
 
 
 def _multilabel(name: str, y_true: np.ndarray, pred: np.ndarray, threshold: float) -> float:

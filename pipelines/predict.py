@@ -97,8 +97,13 @@ def _shaping(trained: dict) -> dict:
     """Everything that shapes the embedding as in training (modality, audio windows, pooling);
     device and batch size are this machine's business."""
     settings = trained.get("settings") or {}
-    return {key: settings[key] for key in ("modality", "window", "hop", "pool", "max_image_pixels", "tta", "layers")
-            if key in settings}
+    shaping = {key: settings[key] for key in ("modality", "window", "hop", "pool", "max_image_pixels", "tta", "layers")
+               if key in settings}
+    # The precision is part of the embeddings' fingerprint: the training one, as resolved then.
+    precision = (trained.get("fingerprint") or {}).get("precision")
+    if precision:
+        shaping["precision"] = precision
+    return shaping
 
 
 def cache_dir(source: str, trained: dict, run_dir: Path) -> Path:
@@ -556,16 +561,10 @@ def predict_run(
 
 def load_predictor(run_dir: Path) -> dict:
     """The manifest of a train-head run or of a blend (both predict the same way)."""
-    from pipelines.blend import BLEND_KIND, load_blend
+    from pipelines.blend import BLEND_KIND, load_blend, manifest_kind
 
-    path = run_dir / RUN_MANIFEST
-    if path.is_file():
-        try:
-            kind = json.loads(path.read_text()).get("kind")
-        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-            kind = None  # load_run names the problem
-        if kind == BLEND_KIND:
-            return load_blend(run_dir)
+    if manifest_kind(run_dir) == BLEND_KIND:  # a corrupt manifest.json: one line naming it
+        return load_blend(run_dir)
     return load_run(run_dir)
 
 

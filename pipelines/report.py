@@ -3,7 +3,7 @@ re-read by `olymp report`):
 
     RUN_DIR/
       per_class.csv       class, precision, recall, f1, support (classification; argmax of the OOF probabilities;
-                          multilabel: one row per label at the run's threshold, + average_precision)
+                          multilabel: one row per label at each fold's cross-fitted threshold or --threshold, + AP)
       confusion.png       row-normalised confusion matrix (classification)
       fold_scores.png     the main metric per fold, with the all-OOF score
       pred_vs_true.png    out-of-fold prediction against the truth (regression)
@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -193,6 +193,7 @@ class RunReport:
     n_rows: int
     per_class: pd.DataFrame | None
     pictures: dict[str, str]  # kind -> path
+    provenance: dict[str, str] = field(default_factory=dict)  # how each number was obtained (scores.json)
 
     def summary(self) -> dict:
         return {
@@ -200,15 +201,17 @@ class RunReport:
             "metric": self.metric, "n_rows": self.n_rows, "folds": self.fold_scores, "mean": self.mean,
             "std": self.std, "oof": self.oof,
             "per_class": None if self.per_class is None else self.per_class.to_dict(orient="records"),
-            "pictures": self.pictures,
+            "pictures": self.pictures, "provenance": self.provenance,
         }
 
 
 def load_report(run_dir: str | Path) -> RunReport:
+    from pipelines.blend import BLEND_KIND, load_blend, manifest_kind
     from pipelines.train import load_run
 
     run_dir = Path(run_dir)
-    manifest = load_run(run_dir)
+    is_blend = manifest_kind(run_dir) == BLEND_KIND
+    manifest = load_blend(run_dir) if is_blend else load_run(run_dir)
     scores_path = run_dir / "scores.json"
     if not scores_path.is_file():
         raise InputError(f"{run_dir} has no scores.json; re-run olymp train-head to rebuild the run")
@@ -221,7 +224,9 @@ def load_report(run_dir: str | Path) -> RunReport:
         if name.endswith(".png") and (run_dir / name).is_file()
     }
     return RunReport(
-        run_dir=run_dir, head=manifest["head"]["name"], task=manifest["task"], classes=manifest.get("classes"),
+        run_dir=run_dir, head=f"blend ({manifest.get('method')})" if is_blend else manifest["head"]["name"],
+        task=manifest["task"], classes=manifest.get("classes"),
         metric=scores["metric"], metrics=scores["metrics"], fold_scores=scores["folds"], mean=scores["mean"],
         std=scores["std"], oof=scores["oof"], n_rows=int(manifest["n_rows"]), per_class=per_class, pictures=pictures,
+        provenance=scores.get("provenance") or {},
     )

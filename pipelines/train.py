@@ -59,7 +59,8 @@ TEST_EMBEDDINGS_DIR = "test_embeddings"  # predict's extractions of raw test inp
 DONE_SUFFIX = ".done.json"  # models/fold-K.done.json: fold K's files are whole (their SHA-256) and what made them
 
 # on_progress(kind, message): kind is "task" (the inferred task and why), "fold" (a fold's main
-# score) or "warning"; the CLI decides how to show each.
+# score), "round" (a head's progress inside a fold: round/epoch, inner-validation score) or
+# "warning"; the CLI decides how to show each.
 Progress = Callable[[str, str], None]
 
 
@@ -78,7 +79,7 @@ class TrainConfig:
     task: str | None = None  # binary | multiclass | regression | multilabel; None: inferred from the target
     threshold: float | None = None  # multilabel decision threshold; None: tuned on the OOF for micro-F1
     metric: str | None = None  # reported first and watched for early stopping; None: task default
-    head: str = "lgbm"  # lgbm | logreg | mlp
+    head: str = "logreg"  # logreg | mlp | lgbm (logreg: never far from the best measured, deterministic; README)
     head_params: dict = field(default_factory=dict)  # overrides of the head's defaults
     # --- cross-validation
     folds: int = 5  # number of folds
@@ -517,6 +518,8 @@ class FoldResults:
     seed_oof: dict[int, np.ndarray] = field(default_factory=dict)  # per model seed, before averaging
     transform_files: list[str] | None = None  # per fold (--normalize/--pca), relative to the run dir
     threshold: float | None = None  # multilabel decision threshold, set by decide_threshold
+    decided_at: np.ndarray | None = None  # multilabel: each row's threshold for the reported F1 (cross-fitted)
+    threshold_source: str | None = None  # multilabel: "cross-fitted" (tuned) or "given" (--threshold)
 
 
 def model_seeds(config: TrainConfig) -> list[int]:
@@ -560,7 +563,8 @@ def fold_key(data: TrainingData, folds: np.ndarray, config: TrainConfig, params:
     """What a fold's models depend on: the features, targets and fold assignment themselves (not
     their file names) and every setting of the head. A resumed run reuses a fold only under it."""
     digest = hashlib.blake2b(digest_size=16)
-    for array in (data.X, np.asarray(data.target.y), np.asarray(folds)):
+    groups = () if data.groups is None else (data.groups,)  # they shape the heads' inner splits
+    for array in (data.X, np.asarray(data.target.y), np.asarray(folds), *groups):
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype}{array.shape}".encode())
         digest.update(array.tobytes() if array.dtype != object else json.dumps(array.tolist()).encode())
@@ -596,10 +600,12 @@ def _reusable_fold(run_dir: Path, k: int, key: str | None) -> dict | None:
 def fit_folds(
     head_cls, target: Target, X: np.ndarray, folds: np.ndarray, names: list[str], config: TrainConfig,
     run_dir: Path, notify: Progress, source_dims: list[int], key: str | None = None,
+    groups: np.ndarray | None = None,
 ) -> FoldResults:
     """Per fold: fit the feature transform and one head per seed on the other folds, predict
-    its own rows (mean over seeds), save transform and models. With `key`, a fold an interrupted
-    run finished under the same key is loaded instead of fitted again."""
+    its own rows (mean over seeds), save transform and models. A head sees the training part
+    only (early-stopping heads split it themselves); the fold's rows are only predicted. With
+    `key`, a fold an interrupted run finished under the same key is loaded instead of fitted again."""
     y = target.y
     oof = np.zeros((len(y), target.n_classes)) if target.classes else np.zeros(len(y))
     seeds = model_seeds(config)
@@ -633,7 +639,8 @@ def fit_folds(
             infos, fold_models = [], []
             for seed in seeds:
                 head = head_cls(target.task, target.n_classes, config.head_params, names[0], seed)
-                head.fit(X_train, y[train_idx], X_valid, y[valid_idx])
+                head.fit(X_train, y[train_idx], None if groups is None else groups[train_idx],
+                         lambda message, k=k: notify("round", f"fold {k}: {message}"))
                 seed_oof[seed][valid_idx] = head.predict(X_valid)
                 model_file = _model_file(k, seed, seeds, head.suffix)
                 head.save(run_dir / model_file)
@@ -723,19 +730,40 @@ def _decision(target: Target, fitted: FoldResults) -> dict:
     (when every training row has at least one, an empty prediction is never right)."""
     if not target.is_multilabel:
         return {}
-    return {"threshold": fitted.threshold, "at_least_one_label": bool((target.y.sum(axis=1) > 0).all())}
+    return {
+        "threshold": fitted.threshold, "threshold_source": fitted.threshold_source,
+        "at_least_one_label": bool((target.y.sum(axis=1) > 0).all()),
+    }
 
 
 def decide_threshold(target: Target, folds: np.ndarray, fitted: FoldResults, names: list[str], given: float | None) -> None:
-    """Multilabel: tune the decision threshold on all OOF rows (or take --threshold), then
-    re-score every fold's F1 at it, so fold and OOF F1 use the threshold predict will use."""
+    """Multilabel: the threshold predict uses is --threshold, or tuned on all OOF rows. The
+    reported F1 (per fold and on all OOF rows) is cross-fitted: fold k's rows are decided at a
+    threshold tuned on the other folds' OOF rows, so no F1 is measured on the rows that chose it."""
     if not target.is_multilabel:
         return
-    fitted.threshold = metrics.tune_threshold(target.y, fitted.oof) if given is None else given
+    if given is None:
+        fitted.threshold = metrics.tune_threshold(target.y, fitted.oof)
+        fitted.decided_at, fold_thresholds = metrics.cross_fit_threshold(target.y, fitted.oof, folds)
+        fitted.threshold_source = "cross-fitted"
+    else:
+        fitted.threshold, fitted.threshold_source = given, "given"
+        fitted.decided_at, fold_thresholds = np.full(len(folds), float(given)), {}
+    at_threshold = [name for name in names if name in metrics.THRESHOLD_METRICS]
     for fold in fitted.scores:
         rows = folds == fold["fold"]
-        at_threshold = [name for name in names if name in metrics.THRESHOLD_METRICS]
-        fold.update(metrics.score(target.task, target.y[rows], fitted.oof[rows], at_threshold, fitted.threshold))
+        fold.update(metrics.score(target.task, target.y[rows], fitted.oof[rows], at_threshold, fitted.decided_at[rows]))
+        fold["threshold"] = fold_thresholds.get(fold["fold"], fitted.threshold)
+
+
+def score_provenance(fitted: FoldResults) -> dict[str, str]:
+    """How the run's reported numbers were obtained (scores.json "provenance")."""
+    how = {"oof": metrics.PROVENANCE_OOF}
+    if fitted.threshold_source == "cross-fitted":
+        how["threshold"] = metrics.PROVENANCE_THRESHOLD_CROSS_FITTED
+    elif fitted.threshold_source == "given":
+        how["threshold"] = metrics.PROVENANCE_THRESHOLD_GIVEN
+    return how
 
 
 def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResult:
@@ -773,17 +801,18 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     run_dir = prepare_run_dir(config.output, config.overwrite, notify)
     source_dims = [emb.dim for emb in data.sets]
     key = fold_key(data, folds, config, params, names)
-    fitted = fit_folds(head_cls, target, data.X, folds, names, config, run_dir, notify, source_dims, key)
+    fitted = fit_folds(head_cls, target, data.X, folds, names, config, run_dir, notify, source_dims, key, data.groups)
     decide_threshold(target, folds, fitted, names, config.threshold)
     mean, std = metrics.summarize(fitted.scores, names)
-    oof_scores = metrics.score(target.task, target.y, fitted.oof, names, fitted.threshold)
+    oof_scores = metrics.score(target.task, target.y, fitted.oof, names, fitted.decided_at)
 
     # Every file is written whole (temp + rename); manifest.json last: it marks the run complete.
     _write_csv(run_dir / "folds.csv", pd.DataFrame({"id": data.ids, "fold": folds}))
     _write_csv(run_dir / "oof.csv", _oof_frame(data.ids, folds, fitted.oof, target))
-    scores = {"metric": names[0], "metrics": names, "folds": fitted.scores, "mean": mean, "std": std, "oof": oof_scores}
+    scores = {"metric": names[0], "metrics": names, "folds": fitted.scores, "mean": mean, "std": std, "oof": oof_scores,
+              "threshold": fitted.threshold, "provenance": score_provenance(fitted)}
     seed_scores = [
-        {"seed": seed, **metrics.score(target.task, target.y, pred, names, fitted.threshold)}
+        {"seed": seed, **metrics.score(target.task, target.y, pred, names, fitted.decided_at)}
         for seed, pred in fitted.seed_oof.items()
     ] if len(fitted.seed_oof) > 1 else []
     if seed_scores:  # what each seed alone scores, next to their mean in "oof"
@@ -791,10 +820,12 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     write_json_atomic(run_dir / "scores.json", scores)
     manifest = run_manifest(config, data, names, fitted, cv.fold_hash(data.ids, folds))
     manifest["reports"] = write_reports(
-        run_dir, target.task, target.classes, target.y, fitted.oof, scores, fitted.threshold
+        run_dir, target.task, target.classes, target.y, fitted.oof, scores,
+        None if fitted.decided_at is None else fitted.decided_at[:, None],  # per-label F1 cross-fitted too
     )
     if config.limit is not None:
         manifest["limit"] = config.limit
+    manifest["provenance"] = scores["provenance"]
     # SHA-256 of every model and transform file: predict refuses one changed or cut short since.
     model_names = [name for model in fitted.model_files for name in model_companions(run_dir, model)]
     manifest["files_sha256"] = files_sha256(run_dir, model_names + list(fitted.transform_files or []))

@@ -45,7 +45,7 @@ def runs(tmp_path_factory, make_embeddings, make_csv, make_separable):
     for args in (
         [root / "a_train", "-o", root / "lr_a", "--head", "logreg"],
         [root / "b_train", "-o", root / "lr_b", "--head", "logreg", "--folds-from", root / "lr_a"],
-        [root / "a_train", root / "b_train", "-o", root / "lgbm", "--folds-from", root / "lr_a",
+        [root / "a_train", root / "b_train", "-o", root / "lgbm", "--head", "lgbm", "--folds-from", root / "lr_a",
          "--param", "learning_rate=0.3"],
         [root / "b_train", "-o", root / "other_folds", "--head", "logreg", "--seed", "7"],
     ):
@@ -58,8 +58,84 @@ def oof_values(run_dir):
     return pd.read_csv(run_dir / "oof.csv", dtype={"id": str}).set_index("id")[list(CLASSES)]
 
 
+# --------------------------------------------------------------------------- an independent cross-fit
+
+def score_of(metric, y, pred):
+    """The metric, written from scikit-learn (not pipelines.metrics)."""
+    from sklearn.metrics import accuracy_score, log_loss
+
+    if metric == "logloss":
+        proba = np.clip(pred, 1e-15, 1.0)
+        return log_loss(y, proba / proba.sum(axis=1, keepdims=True), labels=np.arange(pred.shape[1]))
+    return accuracy_score(y, pred.argmax(axis=1))
+
+
+def weights_on(method, preds, y, metric, iterations=50):
+    """Greedy ensemble selection with replacement (best prefix) or NNLS on one-hot truth, then the
+    fallback to the best single member when the combination scores below it, all on these rows."""
+    from scipy.optimize import nnls
+
+    greater = metric == "accuracy"
+    better = (lambda a, b: a > b) if greater else (lambda a, b: a < b)
+    singles = [score_of(metric, y, p) for p in preds]
+    best = int(np.argmax(singles) if greater else np.argmin(singles))
+    if method == "greedy":
+        counts = np.zeros(len(preds))
+        counts[best] = 1
+        total, best_score, best_counts = preds[best].copy(), singles[best], counts.copy()
+        for _ in range(iterations - 1):
+            candidates = [score_of(metric, y, (total + p) / (counts.sum() + 1)) for p in preds]
+            choice = int(np.argmax(candidates) if greater else np.argmin(candidates))  # first among equals
+            total, counts[choice] = total + preds[choice], counts[choice] + 1
+            if better(candidates[choice], best_score):
+                best_score, best_counts = candidates[choice], counts.copy()
+        weights = best_counts / best_counts.sum()
+    else:
+        A = np.column_stack([p.reshape(-1) for p in preds])
+        weights, _ = nnls(A, np.eye(preds[0].shape[1])[y].reshape(-1))
+        weights = weights / weights.sum()
+    if better(singles[best], score_of(metric, y, sum(w * p for w, p in zip(weights, preds)))):
+        weights = np.eye(len(preds))[best]
+    return weights
+
+
+def cross_fitted(method, preds, y, folds, metric):
+    """Fold k's rows blended with weights chosen on the other folds' rows; and those weights."""
+    blended, per_fold = np.zeros_like(preds[0]), []
+    for k in np.unique(folds):
+        fit = folds != k
+        weights = weights_on(method, [p[fit] for p in preds], y[fit], metric)
+        blended[folds == k] = sum(w * p[folds == k] for w, p in zip(weights, preds))
+        per_fold.append(weights)
+    return blended, per_fold
+
+
+def member_arrays(members, labels_csv):
+    """Members' OOF probabilities in one id order, the folds and the encoded truth."""
+    frames = [pd.read_csv(m / "oof.csv", dtype={"id": str}).set_index("id") for m in members]
+    order = frames[0].index
+    truth = pd.read_csv(labels_csv, dtype={"id": str}).set_index("id").loc[order, "label"]
+    y = np.searchsorted(CLASSES, truth.to_numpy(dtype=object).astype(str))
+    return [f.loc[order, list(CLASSES)].to_numpy() for f in frames], frames[0]["fold"].to_numpy(), y, order
+
+
+def noise_runs(run, where, n, seed):
+    """`n` copies of `run` whose OOF probabilities are pure noise (same ids, folds, labels)."""
+    rng = np.random.default_rng(seed)
+    made = []
+    for i in range(n):
+        noise = where / f"noise_{i}"
+        noise.mkdir()
+        (noise / "manifest.json").write_text((run / "manifest.json").read_text())
+        oof = pd.read_csv(run / "oof.csv", dtype={"id": str})
+        oof[list(CLASSES)] = rng.dirichlet(np.ones(3) * 0.5, size=len(oof))
+        oof.to_csv(noise / "oof.csv", index=False)
+        made.append(noise)
+    return made
+
+
 @pytest.mark.parametrize("method", ["greedy", "nnls"])
-def test_blend_scores_at_least_the_best_input(tmp_path, runs, method):
+def test_blend_reports_the_cross_fitted_score_never_claiming_to_beat_the_best_input(tmp_path, runs, method):
     root = runs["root"]
     members = [root / "lr_a", root / "lr_b", root / "lgbm"]
     result = cli("blend", *members, "-o", tmp_path / "blend", "--method", method, "--json")
@@ -67,23 +143,68 @@ def test_blend_scores_at_least_the_best_input(tmp_path, runs, method):
     summary = json.loads(result.stdout)
     metric = summary["metric"]
     assert metric == "logloss" and not GREATER_IS_BETTER[metric]
+
+    preds, folds, y, order = member_arrays(members, root / "labels.csv")
+    blended, fold_weights = cross_fitted(method, preds, y, folds, metric)
+    assert summary["oof"][metric] == pytest.approx(score_of(metric, y, blended), rel=1e-9)
+    assert summary["oof"]["accuracy"] == pytest.approx(score_of("accuracy", y, blended), rel=1e-9)
+    # judged cross-fitted, the blend beats every input, or the warning names the run to submit instead
     best_input = min(member["oof"][metric] for member in summary["members"])
-    assert summary["oof"][metric] <= best_input + 1e-12
+    if summary["oof"][metric] >= best_input:
+        best_run = min(summary["members"], key=lambda member: member["oof"][metric])["run"]
+        assert any("out of sample the blend does not beat it" in w and best_run in w for w in summary["warnings"])
+    np.testing.assert_allclose([row["weights"] for row in summary["cross_fit"]], fold_weights, atol=1e-9)
     weights = np.array([member["weight"] for member in summary["members"]])
+    np.testing.assert_allclose(weights, weights_on(method, preds, y, metric), atol=1e-9)  # saved: fitted on all rows
     assert weights.min() >= 0 and weights.sum() == pytest.approx(1.0)
-    assert (weights > 0).sum() >= 2  # the sources are complementary: a real blend, not one run
+    assert (weights > 0).sum() >= 2  # a real blend, not one run
 
     blend_dir = tmp_path / "blend"
     manifest = json.loads((blend_dir / "manifest.json").read_text())
     assert manifest["kind"] == "blend" and manifest["method"] == method
     assert [m["absolute_path"] for m in manifest["members"]] == [str(p.resolve()) for p in members]
     assert [m["weight"] for m in manifest["members"]] == pytest.approx(weights.tolist())
-    # oof.csv is the weighted sum of the members' OOF rows (member rows matched by id)
-    blended = oof_values(blend_dir)
-    expected = sum(w * oof_values(p).loc[blended.index] for w, p in zip(weights, members))
-    np.testing.assert_allclose(blended.to_numpy(), expected.to_numpy(), atol=1e-9)
+    np.testing.assert_allclose([row["weights"] for row in manifest["cross_fit"]], fold_weights, atol=1e-9)
+    assert "cross-fitted" in manifest["provenance"]["blend"]
+    # oof.csv holds the cross-fitted blend (member rows matched by id)
+    np.testing.assert_allclose(oof_values(blend_dir).loc[order].to_numpy(), blended, atol=1e-9)
     scores = json.loads((blend_dir / "scores.json").read_text())
     assert scores["oof"][metric] == pytest.approx(summary["oof"][metric]) and len(scores["folds"]) == 4
+    for fold in scores["folds"]:
+        rows = folds == fold["fold"]
+        assert fold[metric] == pytest.approx(score_of(metric, y[rows], blended[rows]), rel=1e-9)
+    assert scores["provenance"] == manifest["provenance"]
+
+
+@pytest.mark.parametrize(("method", "metric"), [("greedy", "accuracy"), ("nnls", "logloss")])
+def test_blend_score_is_not_measured_on_the_rows_that_chose_the_weights(tmp_path, runs, method, metric):
+    """Eight runs of pure noise next to one real run: weights fitted on the scored rows find
+    'signal' in the noise; the reported (cross-fitted) score does not."""
+    root = runs["root"]
+    members = [root / "lr_a", *noise_runs(root / "lr_a", tmp_path, 8, seed=5)]
+    result = cli("blend", *members, "-o", tmp_path / "blend", "--method", method, "--metric", metric, "--json")
+    assert result.exit_code == 0, result.output
+    reported = json.loads(result.stdout)["oof"][metric]
+
+    preds, folds, y, _ = member_arrays(members, root / "labels.csv")
+    in_sample = score_of(metric, y, sum(w * p for w, p in zip(weights_on(method, preds, y, metric), preds)))
+    blended, _ = cross_fitted(method, preds, y, folds, metric)
+    assert reported == pytest.approx(score_of(metric, y, blended), rel=1e-9)
+    # the old, in-sample number flattered the blend
+    assert reported < in_sample if GREATER_IS_BETTER[metric] else reported > in_sample
+
+
+def test_blend_warns_when_out_of_sample_it_does_not_beat_the_best_run(tmp_path, runs):
+    root = runs["root"]
+    members = [root / "lr_a", *noise_runs(root / "lr_a", tmp_path, 6, seed=11)]
+    result = cli("blend", *members, "-o", tmp_path / "blend", "--metric", "accuracy", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    best = max(member["oof"]["accuracy"] for member in summary["members"])
+    # six noise runs: fitted on 3/4 of the rows, greedy picks some and loses on the last quarter
+    assert summary["oof"]["accuracy"] < best
+    warning = " ".join(summary["warnings"])
+    assert "out of sample the blend does not beat it" in warning and str(root / "lr_a") in warning
 
 
 def test_blend_table_names_every_run(tmp_path, runs, monkeypatch):
@@ -243,3 +364,254 @@ def test_regression_weights_average_independent_errors(method):
 
 def metrics_rmse(y, pred):
     return float(np.sqrt(np.mean((y - pred) ** 2)))
+
+
+# --------------------------------------------------------------------------- multilabel thresholds
+
+TAGS = np.array(["bird", "car", "dog", "rain"])
+GRID = np.round(np.arange(0.02, 0.981, 0.01), 2)  # the candidates olymp tries (metrics.THRESHOLD_GRID)
+
+
+def tuned(Y, proba):
+    """The grid threshold with the best micro-F1 = 2 TP / (predicted + true positives), the lowest among equals."""
+    decided = proba[None] >= GRID[:, None, None]  # (thresholds, rows, labels)
+    tp = (decided & (Y[None] > 0)).sum(axis=(1, 2))
+    f1 = 2 * tp / (decided.sum(axis=(1, 2)) + Y.sum())
+    return float(GRID[int(np.argmax(f1))])
+
+
+def f1s(Y, proba, at):
+    from sklearn.metrics import f1_score
+
+    decided = (proba >= np.asarray(at).reshape(-1, 1)).astype(int)
+    return {f"f1_{avg}": f1_score(Y, decided, average=avg, zero_division=0) for avg in ("micro", "macro")}
+
+
+def cross_fitted_thresholds(Y, proba, folds):
+    return np.array([tuned(Y[folds != k], proba[folds != k]) for k in folds])
+
+
+@pytest.fixture(scope="module")
+def tag_runs(tmp_path_factory, make_embeddings, make_csv):
+    """Two logreg multilabel runs (3 folds) on halves of noisy features, space-separated tags."""
+    root = tmp_path_factory.mktemp("tags")
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(150, 8)).astype(np.float32)
+    Y = (X[:, :4] + X[:, 4:] + rng.normal(scale=1.0, size=(150, 4)) > 0.6).astype(int)
+    ids = [f"clip{i:03d}" for i in range(150)]
+    make_embeddings(root / "a", ids, X[:, :4] + X[:, 4:] * 0.3)
+    make_embeddings(root / "b", ids, X[:, 4:] + X[:, :4] * 0.3, backbone="b_net")
+    make_csv(root / "tags.csv", fname=ids, tags=[" ".join(TAGS[row.astype(bool)]) for row in Y])
+    base = ["--labels", root / "tags.csv", "--id-col", "fname", "--target-col", "tags", "--label-sep", " ",
+            "--folds", "3", "--head", "logreg"]
+    for args in ([root / "a", "-o", root / "lr_a"], [root / "b", "-o", root / "lr_b", "--folds-from", root / "lr_a"]):
+        result = cli("train-head", *args, *base)
+        assert result.exit_code == 0, result.output
+    return {"root": root, "Y": Y, "ids": ids}
+
+
+def tag_arrays(run_dir, tag_runs, order=None):
+    oof = pd.read_csv(run_dir / "oof.csv", dtype={"id": str}).set_index("id")
+    order = oof.index if order is None else order
+    Y = pd.DataFrame(tag_runs["Y"], index=tag_runs["ids"], columns=TAGS).loc[order].to_numpy()
+    return oof.loc[order, list(TAGS)].to_numpy(), oof.loc[order, "fold"].to_numpy(), Y, order
+
+
+def test_train_head_multilabel_f1_is_cross_fitted_and_the_saved_threshold_uses_every_row(tag_runs):
+    run = tag_runs["root"] / "lr_a"
+    proba, folds, Y, _ = tag_arrays(run, tag_runs)
+    scores = json.loads((run / "scores.json").read_text())
+    manifest = json.loads((run / "manifest.json").read_text())
+    at = cross_fitted_thresholds(Y, proba, folds)
+    for name, value in f1s(Y, proba, at).items():
+        assert scores["oof"][name] == pytest.approx(value, rel=1e-9)
+    for fold in scores["folds"]:
+        rows = folds == fold["fold"]
+        assert fold["threshold"] == tuned(Y[~rows], proba[~rows])
+        for name, value in f1s(Y[rows], proba[rows], at[rows]).items():
+            assert fold[name] == pytest.approx(value, rel=1e-9)
+    assert manifest["threshold"] == scores["threshold"] == tuned(Y, proba)  # what predict uses: all OOF rows
+    assert manifest["threshold_source"] == "cross-fitted" and "cross-fitted" in scores["provenance"]["threshold"]
+    assert "never saw the row" in scores["provenance"]["oof"]
+    assert manifest["provenance"] == scores["provenance"]
+    # in-sample, the tuned threshold would score at least as well (it is the best on those very rows)
+    assert f1s(Y, proba, tuned(Y, proba))["f1_micro"] >= scores["oof"]["f1_micro"]
+
+    shown = cli("report", run)
+    assert shown.exit_code == 0, shown.output
+    how = "how: oof: out-of-fold predictions of models that never saw the row; threshold: cross-fitted over the folds"
+    assert how in flat(shown.output)
+
+
+def test_a_given_threshold_is_used_for_every_fold(tmp_path, tag_runs):
+    root = tag_runs["root"]
+    result = cli("train-head", root / "a", "-o", tmp_path / "given", "--labels", root / "tags.csv", "--id-col", "fname",
+                 "--target-col", "tags", "--label-sep", " ", "--head", "logreg", "--folds-from", root / "lr_a",
+                 "--threshold", "0.4")
+    assert result.exit_code == 0, result.output
+    proba, folds, Y, _ = tag_arrays(tmp_path / "given", tag_runs)
+    scores = json.loads((tmp_path / "given" / "scores.json").read_text())
+    assert scores["oof"]["f1_micro"] == pytest.approx(f1s(Y, proba, np.full(len(Y), 0.4))["f1_micro"], rel=1e-9)
+    assert all(fold["threshold"] == 0.4 for fold in scores["folds"]) and "--threshold" in scores["provenance"]["threshold"]
+
+
+def test_multilabel_blend_threshold_and_weights_are_cross_fitted(tmp_path, tag_runs):
+    from scipy.optimize import nnls
+    from sklearn.metrics import label_ranking_average_precision_score
+
+    root = tag_runs["root"]
+    members = [root / "lr_a", root / "lr_b"]
+    result = cli("blend", *members, "-o", tmp_path / "blend", "--method", "nnls", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["metric"] == "lwlrap"
+    first, folds, Y, order = tag_arrays(members[0], tag_runs)
+    preds = [first, tag_arrays(members[1], tag_runs, order)[0]]
+
+    def lwlrap(Y, proba):
+        return label_ranking_average_precision_score(Y, proba, sample_weight=Y.sum(axis=1))
+
+    def fit(rows):
+        weights, _ = nnls(np.column_stack([p[rows].reshape(-1) for p in preds]), Y[rows].reshape(-1).astype(float))
+        weights = weights / weights.sum()
+        singles = [lwlrap(Y[rows], p[rows]) for p in preds]
+        if max(singles) > lwlrap(Y[rows], sum(w * p[rows] for w, p in zip(weights, preds))):
+            weights = np.eye(2)[int(np.argmax(singles))]
+        return weights, tuned(Y[rows], sum(w * p[rows] for w, p in zip(weights, preds)))
+
+    blended, at = np.zeros_like(first), np.zeros(len(Y))
+    for k in np.unique(folds):
+        weights, threshold = fit(folds != k)
+        blended[folds == k] = sum(w * p[folds == k] for w, p in zip(weights, preds))
+        at[folds == k] = threshold
+    assert summary["oof"]["lwlrap"] == pytest.approx(lwlrap(Y, blended), rel=1e-9)
+    for name, value in f1s(Y, blended, at).items():
+        assert summary["oof"][name] == pytest.approx(value, rel=1e-9)
+    assert [row["threshold"] for row in summary["cross_fit"]] == [at[folds == k][0] for k in np.unique(folds)]
+    weights, threshold = fit(np.ones(len(Y), dtype=bool))
+    manifest = json.loads((tmp_path / "blend" / "manifest.json").read_text())
+    assert manifest["threshold"] == threshold and [m["weight"] for m in manifest["members"]] == pytest.approx(weights)
+    # each member's F1 is scored the same honest way (thresholds cross-fitted over its own OOF rows)
+    for member, pred in zip(summary["members"], preds):
+        assert member["oof"]["f1_micro"] == pytest.approx(f1s(Y, pred, cross_fitted_thresholds(Y, pred, folds))["f1_micro"])
+    assert "threshold" in manifest["provenance"]
+
+
+# --------------------------------------------------------------------------- corrupt inputs: one line, exit 1
+
+def one_line_error(result, *needles):
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def edited(edit):
+    """oof.csv content with `edit(frame)` applied to its rows."""
+    import io
+
+    def apply(text):
+        frame = pd.read_csv(io.StringIO(text), dtype={"id": str})
+        edit(frame)
+        return frame.to_csv(index=False)
+
+    return apply
+
+
+def set_cell(row, column, value):
+    def edit(frame):
+        frame[column] = frame[column].astype(object)
+        frame.loc[row, column] = value
+
+    return edited(edit)
+
+
+CORRUPT_MEMBER = {  # case -> file, new content (bytes, or made from the old text), what the one line says
+    "oof_empty": ("oof.csv", lambda old: "", "is empty"),
+    "oof_binary": ("oof.csv", lambda old: "\x00\x01\x02\n\x03,\x04", "has columns"),
+    "oof_header_only": ("oof.csv", lambda old: old.splitlines()[0] + "\n", "has no rows"),
+    "oof_missing_column": ("oof.csv", edited(lambda frame: frame.pop("owl")), "has columns"),
+    "oof_text_value": ("oof.csv", set_cell(3, "cat", "high"), "non-numeric value"),
+    "oof_inf_value": ("oof.csv", set_cell(2, "owl", "inf"), "NaN or infinite"),
+    "oof_nan_value": ("oof.csv", set_cell(0, "dog", "nan"), "NaN"),
+    "oof_bad_fold": ("oof.csv", set_cell(4, "fold", 0.5), "fold"),
+    "oof_repeated_id": ("oof.csv", set_cell(1, "id", "0000"), "repeats id"),
+    "oof_truncated": ("oof.csv", lambda old: old[: len(old) // 2 - 3], "oof.csv"),
+    "manifest_not_json": ("manifest.json", lambda old: old[: len(old) // 2], "is not valid JSON"),
+    "manifest_list": ("manifest.json", lambda old: "[1, 2]", "holds no JSON object"),
+    "manifest_no_task": ("manifest.json", lambda old: json.dumps({**json.loads(old), "task": None}), "lacks a valid task"),
+    "manifest_no_labels": ("manifest.json", lambda old: json.dumps({**json.loads(old), "labels": 3}), "labels"),
+    "manifest_binary": ("manifest.json", b"\xff\xfe\x00garbage", "is unreadable"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT_MEMBER))
+def test_a_corrupt_member_file_is_one_line_naming_it(tmp_path, runs, case):
+    import shutil
+
+    root = runs["root"]
+    name, corrupt, message = CORRUPT_MEMBER[case]
+    member = tmp_path / "member"
+    shutil.copytree(root / "lr_b", member)
+    if isinstance(corrupt, bytes):
+        (member / name).write_bytes(corrupt)
+    else:
+        (member / name).write_text(corrupt((member / name).read_text()))
+    result = cli("blend", root / "lr_a", member, "-o", tmp_path / "blend")
+    one_line_error(result, str(member), message)
+    assert "train-head" in result.stderr  # the fix: rebuild the run
+    assert not (tmp_path / "blend").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{", "is not valid JSON"),
+        ("[]", "holds no JSON object"),
+        ('{"kind": "blend", "task": "multiclass", "prior": [0.3, 0.3, 0.4], "members": [{"path": 3}]}', "no valid members"),
+        ('{"kind": "blend", "task": "multiclass", "prior": [1], "members": '
+         '[{"path": "a", "absolute_path": "/a", "weight": -1}]}', "no valid members"),
+        ('{"kind": "blend", "task": "multiclass", "prior": [1], "members": '
+         '[{"path": "a", "absolute_path": "/a", "weight": 0}]}', "every member weight 0"),
+        ('{"kind": "blend", "members": [{"path": "a", "absolute_path": "/a", "weight": 1}]}', "lacks a valid task"),
+    ],
+)
+def test_a_corrupt_blend_manifest_is_one_line_for_predict_report_and_overwrite(tmp_path, runs, content, message):
+    root = runs["root"]
+    blend_dir = tmp_path / "blend"
+    assert cli("blend", root / "lr_a", root / "lr_b", "-o", blend_dir).exit_code == 0
+    (blend_dir / "manifest.json").write_text(content)
+    one_line_error(cli("predict", blend_dir, root / "a_test", root / "b_test", "-o", tmp_path / "sub.csv"),
+                   str(blend_dir), message)
+    assert not (tmp_path / "sub.csv").exists()
+    if content in ("{", "[]"):  # unreadable: olymp cannot tell it made this folder, so it is kept
+        one_line_error(cli("blend", root / "lr_a", root / "lr_b", "-o", blend_dir, "--overwrite"), str(blend_dir))
+    else:
+        one_line_error(cli("report", blend_dir), str(blend_dir), message)
+
+
+def test_report_shows_a_blend_and_how_its_numbers_were_obtained(tmp_path, runs):
+    root = runs["root"]
+    made = cli("blend", root / "lr_a", root / "lr_b", root / "lgbm", "-o", tmp_path / "blend", "--json")
+    assert made.exit_code == 0, made.output
+    shown = cli("report", tmp_path / "blend", "--json")
+    assert shown.exit_code == 0, shown.output
+    report = json.loads(shown.stdout)
+    assert report["oof"] == pytest.approx(json.loads(made.stdout)["oof"]) and len(report["folds"]) == 4
+    table = cli("report", tmp_path / "blend")
+    assert "blend (greedy)" in table.output
+    assert ("how: oof: out-of-fold predictions of models that never saw the row; "
+            "blend: weights cross-fitted over the folds") in flat(table.output)
+
+
+def test_runs_with_labels_from_folders_blend(tmp_path, make_embeddings, make_separable):
+    X, y = make_separable(90, dim=6, n_classes=3, seed=4)
+    ids = [f"{CLASSES[k]}/img{i:03d}" for i, k in enumerate(y)]  # the class is the parent folder
+    emb = make_embeddings(tmp_path / "emb", ids, X)
+    for name, extra in (("lr", []), ("lr_c", ["-p", "C=0.05", "--folds-from", tmp_path / "lr"])):
+        result = cli("train-head", emb, "--labels-from-folders", "-o", tmp_path / name, "--head", "logreg", "--folds", "3", *extra)
+        assert result.exit_code == 0, result.output
+    result = cli("blend", tmp_path / "lr", tmp_path / "lr_c", "-o", tmp_path / "blend", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["oof"]["accuracy"] > 0.8

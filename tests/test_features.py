@@ -138,7 +138,7 @@ def test_seeds_average_per_seed_models(tmp_path, make_embeddings, make_csv, make
     ids = [f"q{i}" for i in range(120)]
     emb = make_embeddings(tmp_path / "emb", ids, X)
     labels = make_csv(tmp_path / "labels.csv", id=ids, label=CLASSES[y])
-    fast = ["--folds", "3", "--param", "learning_rate=0.3", "--param", "bagging_fraction=0.7", "--param", "bagging_freq=1"]
+    fast = ["--head", "lgbm", "--folds", "3", "--param", "learning_rate=0.3", "--param", "bagging_fraction=0.7", "--param", "bagging_freq=1"]
     result = cli("train-head", emb, "--labels", labels, "-o", tmp_path / "all", "--seeds", "0,1,2", *fast)
     assert result.exit_code == 0, result.output
     assert "oof logloss of each seed alone:" in flat(result.output)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipelines import cv, metrics
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, InputError
 from pipelines.heads import get_head
 from pipelines.tasks import Target, multilabel_target
 
@@ -252,7 +252,7 @@ def test_iterative_stratification_keeps_groups_whole():
 def test_a_group_spanning_two_folds_is_caught():
     groups = np.array(["a", "a", "b", "b"], dtype=object)
     cv.check_groups_within_folds(np.array([0, 0, 1, 1]), groups)
-    with pytest.raises(AssertionError, match="group 'b' spans folds 1 and 0"):
+    with pytest.raises(InputError, match="group 'b' spans folds 1 and 0"):
         cv.check_groups_within_folds(np.array([0, 0, 1, 0]), groups)
 
 
@@ -333,7 +333,7 @@ def _task_data(task: str, n: int = 120):
 def test_mlp_save_load_predicts_like_the_fitted_head(tmp_path, task):
     X, y, k = _task_data(task)
     head_cls = get_head("mlp")
-    head = head_cls(task, k, MLP_SMALL, seed=0).fit(X[:90], y[:90], X[90:], y[90:])
+    head = head_cls(task, k, MLP_SMALL, seed=0).fit(X[:90], y[:90])
     head.save(tmp_path / "fold-0.safetensors")
     assert json.loads((tmp_path / "fold-0.json").read_text())["hidden"] == [64]
     loaded = head_cls.load(tmp_path / "fold-0.safetensors", task, k)
@@ -342,25 +342,45 @@ def test_mlp_save_load_predicts_like_the_fitted_head(tmp_path, task):
     assert expected.shape == ((120,) if task == "regression" else (120, k))
     if task == "regression":  # learned something, on the original scale
         assert np.corrcoef(expected[90:], y[90:])[0, 1] > 0.8
-    again = head_cls(task, k, MLP_SMALL, seed=0).fit(X[:90], y[:90], X[90:], y[90:])
+    again = head_cls(task, k, MLP_SMALL, seed=0).fit(X[:90], y[:90])
     np.testing.assert_allclose(again.predict(X), expected)  # seeded: a rerun repeats exactly
 
 
-def test_mlp_early_stopping_restores_the_best_epoch():
+def test_mlp_early_stopping_restores_the_best_epoch(monkeypatch):
+    from pipelines.heads import mlp
+    from pipelines.heads.base import inner_split
+
     rng = np.random.default_rng(12)
     X = rng.normal(size=(200, 20)).astype(np.float32)
     y = rng.integers(0, 3, 200)  # noise: a wide net overfits, the validation loss turns up
     params = {"hidden": [256], "dropout": 0.0, "input_dropout": 0.0, "lr": 1e-2, "schedule": "constant", "epochs": 40, "patience": 40}
-    head = get_head("mlp")("multiclass", 3, params, seed=0).fit(X[:150], y[:150], X[150:], y[150:])
+    monkeypatch.setattr(mlp, "REFIT", False)  # keep the inner-trained network, to check its restored weights
+    head = get_head("mlp")("multiclass", 3, params, seed=0).fit(X, y)
     history = np.array(head.history)
     assert len(history) == 40 and history.argmin() < 39 and history[-1] > history.min() * 1.2
     assert head.info == {"best_epoch": int(history.argmin()) + 1, "epochs_run": 40}
-    proba = head.predict(X[150:])
-    restored_loss = -np.mean(np.log(proba[np.arange(50), y[150:]]))
+    _, held = inner_split("multiclass", y, 3, 0)  # the head's own inner-validation rows
+    proba = head.predict(X[held])
+    restored_loss = -np.mean(np.log(proba[np.arange(len(held)), y[held]]))
     assert restored_loss == pytest.approx(history.min(), rel=1e-5)  # the kept weights are the best epoch's
 
-    stopped = get_head("mlp")("multiclass", 3, {**params, "patience": 3}, seed=0).fit(X[:150], y[:150], X[150:], y[150:])
+    stopped = get_head("mlp")("multiclass", 3, {**params, "patience": 3}, seed=0).fit(X, y)
     assert stopped.info["epochs_run"] == stopped.info["best_epoch"] + 3 < 40
+
+
+def test_mlp_refits_on_the_whole_training_part_for_the_best_epoch_count(monkeypatch):
+    from pipelines.heads import mlp
+
+    X, y, k = _task_data("multiclass", n=200)
+    runs = []
+    original = mlp.MLPHead._train
+    monkeypatch.setattr(mlp.MLPHead, "_train", lambda self, X, y, valid, stop_after, progress, label:
+                        runs.append((len(X), valid is not None, stop_after)) or original(self, X, y, valid, stop_after, progress, label))
+    head = get_head("mlp")("multiclass", k, MLP_SMALL, seed=0).fit(X, y)
+    (inner_rows, watched, _), (refit_rows, refit_watched, refit_epochs) = runs
+    assert watched and not refit_watched and inner_rows == 160 and refit_rows == 200
+    assert refit_epochs == head.info["best_epoch"] and len(head.x_mean) == 12
+    np.testing.assert_allclose(head.x_mean, X.mean(axis=0), rtol=1e-5)  # standardized on the whole training part
 
 
 def test_mlp_params_parse_from_the_command_line_forms():
@@ -381,9 +401,9 @@ def test_multilabel_target_has_its_own_task():
 def test_mlp_trains_on_the_gpu_and_its_saved_model_predicts_the_same(tmp_path):
     X, y, k = _task_data("multiclass", n=400)
     head_cls = get_head("mlp")
-    gpu = head_cls("multiclass", k, {**MLP_SMALL, "device": "cuda"}, seed=0).fit(X[:300], y[:300], X[300:], y[300:])
+    gpu = head_cls("multiclass", k, {**MLP_SMALL, "device": "cuda"}, seed=0).fit(X[:300], y[:300])
     assert next(gpu.network.parameters()).is_cuda
-    cpu = head_cls("multiclass", k, {**MLP_SMALL, "device": "cpu"}, seed=0).fit(X[:300], y[:300], X[300:], y[300:])
+    cpu = head_cls("multiclass", k, {**MLP_SMALL, "device": "cpu"}, seed=0).fit(X[:300], y[:300])
     accuracy = {name: (h.predict(X[300:]).argmax(1) == y[300:]).mean() for name, h in (("gpu", gpu), ("cpu", cpu))}
     assert accuracy["gpu"] > 0.8 and abs(accuracy["gpu"] - accuracy["cpu"]) < 0.05
     gpu.save(tmp_path / "fold-0.safetensors")

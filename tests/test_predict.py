@@ -42,7 +42,7 @@ def trained(tmp_path_factory, make_embeddings, make_csv, make_separable):
     failed = [("9001", "a.jpg", "broken"), ("9002", "b.jpg", "broken"), ("9003", "c.jpg", "empty")]
     make_embeddings(root / "test_emb", test_ids, X[200:], errors=failed)
     train(TrainConfig(embeddings=[str(root / "train_emb")], labels=str(root / "labels.csv"),
-                      output=str(root / "run"), id_col="image_id", target_col="species", folds=3, head_params=FAST))
+                      output=str(root / "run"), id_col="image_id", target_col="species", folds=3, head="lgbm", head_params=FAST))
     return {"root": root, "run": root / "run", "test": root / "test_emb", "test_ids": test_ids,
             "y_test": CLASSES[y[200:]], "X_test": X[200:]}
 
@@ -170,7 +170,7 @@ def binary_and_regression(tmp_path_factory, make_embeddings, make_csv, make_sepa
     train(TrainConfig(embeddings=[str(root / "emb")], labels=str(root / "binary.csv"), output=str(root / "binary"),
                       folds=3, head="logreg"))
     train(TrainConfig(embeddings=[str(root / "emb")], labels=str(root / "reg.csv"), output=str(root / "reg"),
-                      target_col="score", folds=3, head_params=FAST))
+                      target_col="score", folds=3, head="lgbm", head_params=FAST))
     return root, ids[120:]
 
 
@@ -206,7 +206,7 @@ def test_two_embedding_sets_in_training_order(tmp_path, make_embeddings, make_cs
     make_embeddings(tmp_path / "b_test", ids[120:], np.hstack([X[120:, 6:], extra[120:]]), backbone="second_net")
     make_csv(tmp_path / "labels.csv", id=ids[:120], label=CLASSES[y[:120]])
     train(TrainConfig(embeddings=[str(tmp_path / "a_train"), str(tmp_path / "b_train")], labels=str(tmp_path / "labels.csv"),
-                      output=str(tmp_path / "run"), folds=3, head_params=FAST))
+                      output=str(tmp_path / "run"), folds=3, head="lgbm", head_params=FAST))
 
     result = predict_cli(tmp_path / "run", tmp_path / "a_test", tmp_path / "b_test", "-o", tmp_path / "sub.csv")
     assert result.exit_code == 0, result.output

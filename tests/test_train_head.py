@@ -18,7 +18,7 @@ from pipelines.tasks import infer_task
 from pipelines.train import TrainConfig, train
 
 runner = CliRunner()
-FAST = ["--folds", "3", "--param", "learning_rate=0.2"]  # fewer folds and trees: same code paths
+FAST = ["--head", "lgbm", "--folds", "3", "--param", "learning_rate=0.2"]  # fewer folds and trees: same code paths
 FAST_LOGREG = ["--folds", "3"]
 CLASSES = np.array(["cat", "dog", "owl"])
 
@@ -272,18 +272,18 @@ def test_input_refusals(tmp_path, multiclass, make_csv, make_embeddings):
 def test_rows_without_a_label_are_left_out(tmp_path, multiclass, make_csv):
     emb, _, ids, y = multiclass
     labels = make_csv(tmp_path / "labels.csv", id=ids, label=[""] * 20 + list(CLASSES[y][20:]))
-    result = train(TrainConfig(embeddings=[str(emb)], labels=str(labels), output=str(tmp_path / "run"), folds=3,
+    result = train(TrainConfig(embeddings=[str(emb)], labels=str(labels), output=str(tmp_path / "run"), folds=3, head="lgbm",
                                head_params={"learning_rate": 0.2}))
     assert result.n_rows == 160
     assert any("20 rows of labels.csv have no 'label'" in w for w in result.warnings)
 
 
 def test_lgbm_params_are_one_plain_recipe():
-    from pipelines.heads.lgbm import EARLY_STOPPING_ROUNDS, LGBMHead, default_lgbm_params
+    from pipelines.heads.lgbm import PATIENCE_MAX, LGBMHead, default_lgbm_params
 
     params = default_lgbm_params("multiclass", 4, metric="accuracy")
     assert params["num_class"] == 4 and params["metric"] == "multi_error"
-    assert params["early_stopping_round"] == EARLY_STOPPING_ROUNDS and params["verbosity"] == -1
+    assert params["early_stopping_round"] == PATIENCE_MAX and params["verbosity"] == -1
     assert default_lgbm_params("binary", 2, metric="f1_macro")["metric"] == "binary_logloss"
     # an alias of a default parameter replaces it instead of losing to it
     merged = LGBMHead.resolve_params("binary", 2, {"n_estimators": 50, "colsample_bytree": 0.9}, None, 0)

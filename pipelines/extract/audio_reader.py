@@ -77,12 +77,15 @@ class ClipStream:
             handle = soundfile.SoundFile(self.path)
         except Exception as soundfile_error:
             if Path(self.path).suffix.lower() not in LIBROSA_FALLBACK:
-                raise ValueError(f"unreadable audio ({first_line(soundfile_error)})") from None
+                raise ValueError(f"unreadable audio ({soundfile_reason(soundfile_error, self.path)})") from None
             # A compressed format libsndfile lacks (m4a, ...): librosa through audioread/ffmpeg,
             # which reads the whole file at once.
             yield from self._librosa_whole_file(soundfile_error)
             return
         with handle:
+            cut = truncation(self.path, handle.format)
+            if cut:  # libsndfile would decode the readable part without a word: record it instead
+                raise ValueError(cut)
             source_rate = self.source_rate = int(handle.samplerate)
             resampler = None
             if source_rate != self.sample_rate:
@@ -106,8 +109,61 @@ class ClipStream:
                 warnings.simplefilter("ignore")  # "PySoundFile failed. Trying audioread" on every file
                 audio, _ = librosa.load(self.path, sr=self.sample_rate, mono=True)
         except Exception as error:
-            raise ValueError(f"unreadable audio ({first_line(soundfile_error)}; librosa: {first_line(error)})") from None
+            librosa_reason = "no decoder could read it" if type(error).__name__ == "NoBackendError" else first_line(error)
+            raise ValueError(f"unreadable audio ({soundfile_reason(soundfile_error, self.path)}; "
+                             f"librosa: {librosa_reason})") from None
         yield clean(audio.astype(np.float32))
+
+
+def soundfile_reason(error: Exception, path: str) -> str:
+    """libsndfile says "File does not exist or is not a regular file" for any format it does not
+    know: for a file that does exist, say what is really wrong."""
+    text = first_line(error)
+    if "does not exist" in text and Path(path).is_file():
+        return "not a readable audio file (unknown or corrupt format)"
+    return text
+
+
+def truncation(path: str, container: str) -> str | None:
+    """Why a file that libsndfile opened is cut short, or None. libsndfile decodes a truncated WAV,
+    AIFF or Ogg up to the cut without an error (FLAC it refuses itself), so the containers are
+    checked: the sample chunk's declared size against the file's, and Ogg's end-of-stream page."""
+    import os
+    import struct
+
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            if container in ("WAV", "WAVEX", "AIFF"):
+                big = container == "AIFF"
+                head = f.read(12)
+                if len(head) < 12 or head[:4] not in (b"RIFF", b"FORM"):
+                    return None  # RF64, W64, ...: not checked
+                offset, wanted = 12, (b"SSND" if big else b"data")
+                while offset + 8 <= size:
+                    f.seek(offset)
+                    chunk, length = struct.unpack(">4sI" if big else "<4sI", f.read(8))
+                    if chunk == wanted:
+                        if length in (0, 0xFFFFFFFF):  # streamed: size unknown
+                            return None
+                        if offset + 8 + length > size:
+                            return (f"truncated audio (its header promises {length:,} bytes of samples, "
+                                    f"the file holds {size - offset - 8:,}); re-copy or re-download the file")
+                        return None
+                    offset += 8 + length + (length & 1)
+                return None
+            if container == "OGG":
+                f.seek(max(0, size - 65536))
+                tail = f.read()
+                last = tail.rfind(b"OggS")
+                if last < 0 or last + 5 >= len(tail):
+                    return None
+                if not tail[last + 5] & 0x04:
+                    return ("truncated audio (the Ogg stream has no end-of-stream page: the file was cut short); "
+                            "re-copy or re-download the file")
+    except (OSError, struct.error):
+        return None
+    return None
 
 
 def clean(samples: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.errors import ConfigError
+from pipelines.fileio import write_text_atomic
 from pipelines.heads.base import Head
 
 LOGREG_DEFAULTS = {"C": 1.0, "max_iter": 1000}
@@ -59,7 +60,7 @@ class LogRegHead(Head):
         # lbfgs/newton-* (the default) and Ridge's exact solvers ignore random_state
         return params.get("solver") in RANDOMIZED_SOLVERS
 
-    def fit(self, X, y, X_valid=None, y_valid=None):
+    def fit(self, X, y, groups=None, progress=None):
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.preprocessing import StandardScaler
 
@@ -138,7 +139,7 @@ class LogRegHead(Head):
             "coef": self.coef.tolist(),
             "intercept": self.intercept.tolist(),
         }
-        Path(path).write_text(json.dumps(state))
+        write_text_atomic(path, json.dumps(state))
 
     @classmethod
     def load(cls, path, task, n_classes=0):

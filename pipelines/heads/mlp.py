@@ -1,9 +1,11 @@
 """MLP head: a small PyTorch network on standardized embeddings, early-stopped per fold.
 
-Inside `fit`: standardize with the training part's mean/std (regression targets too), train
-with AdamW under a one-cycle (or cosine / constant) learning-rate schedule, evaluate the loss on
-the fold's validation part after every epoch, stop after `patience` epochs without a better one
-and restore the best epoch's weights. Losses: cross-entropy (binary, multiclass), BCE per label
+Inside `fit` (which sees a fold's training part only): split it into inner-train /
+inner-validation (`inner_split`), standardize with the inner-train mean/std (regression targets
+too), train with AdamW under a one-cycle (or cosine / constant) learning-rate schedule, evaluate
+the loss on the inner-validation part after every epoch, stop after `patience` epochs without a
+better one; then refit from scratch on the whole training part for the best epoch count, with
+the same learning-rate schedule (`REFIT`; otherwise the best epoch's weights are kept). Losses: cross-entropy (binary, multiclass), BCE per label
 (multilabel), MSE (regression). Runs on the GPU when there is one (`device`), seeded so that a
 run on one device repeats exactly.
 
@@ -21,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.errors import ConfigError
-from pipelines.heads.base import Head
+from pipelines.fileio import write_atomic, write_text_atomic
+from pipelines.heads.base import REFIT, Head, inner_split
 
 MLP_DEFAULTS = {
     "hidden": [512],  # hidden layer widths, e.g. [1024, 256]; [] is a linear model
@@ -159,12 +162,7 @@ class MLPHead(Head):
             return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
         return None
 
-    def fit(self, X, y, X_valid=None, y_valid=None):
-        import torch
-
-        p = self.params
-        self.device = resolve_device(p["device"])
-        X = np.asarray(X, dtype=np.float32)
+    def _standardize_on(self, X: np.ndarray, y) -> None:
         self.x_mean = X.mean(axis=0)
         self.x_scale = X.std(axis=0)
         self.x_scale[self.x_scale < 1e-8] = 1.0  # constant features stay 0 after scaling
@@ -173,30 +171,56 @@ class MLPHead(Head):
             self.y_mean = float(np.mean(y))
             self.y_scale = float(np.std(y)) or 1.0
 
+    def fit(self, X, y, groups=None, progress=None):
+        import torch
+
+        p = self.params
+        self.device = resolve_device(p["device"])
+        X = np.asarray(X, dtype=np.float32)
+        y = np.asarray(y)
+        split = inner_split(self.task, y, self.n_classes, self.seed, groups)
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         threads = torch.get_num_threads()
         if self.device.type == "cpu" and X.size < SINGLE_THREAD_CELLS:
             torch.set_num_threads(1)
         try:
             with torch.random.fork_rng(devices=devices):  # seeded without touching the caller's RNG
-                torch.manual_seed(self.seed)
-                network = build_network(X.shape[1], p["hidden"], self._n_outputs(), p["dropout"], p["input_dropout"])
-                self.network = network.to(self.device)
-                self.history = self._train(X, y, X_valid, y_valid)
+                if split is None:  # too few rows to hold some out: every epoch on the whole part
+                    self.history = self._run(X, y, None, p["epochs"], progress, "")
+                    self.info = {"best_epoch": p["epochs"], "epochs_run": p["epochs"]}
+                else:
+                    inner, held = split
+                    self.history = self._run(X[inner], y[inner], (X[held], y[held]), p["epochs"], progress, "")
+                    best_epoch = int(np.argmin(self.history)) + 1
+                    self.info = {"best_epoch": best_epoch, "epochs_run": len(self.history)}
+                    if REFIT:
+                        self._run(X, y, None, best_epoch, progress, "refit ")
         finally:
             torch.set_num_threads(threads)
         self.network.eval()
         return self
 
-    def _train(self, X, y, X_valid, y_valid) -> list[float]:
-        """Train; returns the validation loss of every epoch run (empty without a validation part)."""
+    def _run(self, X, y, valid, stop_after: int, progress, label: str) -> list[float]:
+        """A fresh seeded network trained on (X, y), standardized on X: with `valid`, early
+        stopping on its loss (best epoch's weights restored); without, `stop_after` epochs of the
+        same `epochs`-long schedule. Returns the validation loss of every epoch run."""
+        import torch
+
+        torch.manual_seed(self.seed)
+        self._standardize_on(X, y)
+        p = self.params
+        network = build_network(X.shape[1], p["hidden"], self._n_outputs(), p["dropout"], p["input_dropout"])
+        self.network = network.to(self.device)
+        return self._train(X, y, valid, stop_after, progress, label)
+
+    def _train(self, X, y, valid, stop_after: int, progress, label: str) -> list[float]:
         import torch
 
         p = self.params
         inputs, targets = self._inputs(X).to(self.device), self._targets(y).to(self.device)
-        has_valid = X_valid is not None and len(X_valid) > 0
+        has_valid = valid is not None and len(valid[0]) > 0
         if has_valid:
-            valid_inputs, valid_targets = self._inputs(X_valid).to(self.device), self._targets(y_valid).to(self.device)
+            valid_inputs, valid_targets = self._inputs(valid[0]).to(self.device), self._targets(valid[1]).to(self.device)
         n = len(inputs)
         batch = max(1, min(p["batch_size"], max(MIN_BATCH, n // MIN_STEPS_PER_EPOCH), n))
         steps_per_epoch = math.ceil(n / batch)
@@ -206,7 +230,7 @@ class MLPHead(Head):
         shuffler = torch.Generator().manual_seed(self.seed)
 
         history, best_loss, best_state, best_epoch = [], math.inf, None, p["epochs"] - 1
-        for epoch in range(p["epochs"]):
+        for epoch in range(min(stop_after, p["epochs"])):
             self.network.train()
             order = torch.randperm(n, generator=shuffler).to(self.device)
             for start in range(0, n, batch):
@@ -217,11 +241,15 @@ class MLPHead(Head):
                 if scheduler is not None:
                     scheduler.step()
             if not has_valid:
+                if progress is not None and ((epoch + 1) % 10 == 0 or epoch + 1 == stop_after):
+                    progress(f"{label}epoch {epoch + 1}/{stop_after}")
                 continue
             self.network.eval()
             with torch.no_grad():
                 loss = float(loss_fn(self._forward(valid_inputs), valid_targets))
             history.append(loss)
+            if progress is not None:
+                progress(f"{label}epoch {epoch + 1}/{p['epochs']}: inner-valid loss {loss:.4f}")
             if loss < best_loss:
                 best_loss, best_epoch = loss, epoch
                 best_state = copy.deepcopy(self.network.state_dict())
@@ -229,7 +257,6 @@ class MLPHead(Head):
                 break
         if best_state is not None:
             self.network.load_state_dict(best_state)
-        self.info = {"best_epoch": best_epoch + 1, "epochs_run": len(history) or p["epochs"]}
         return history
 
     # ------------------------------------------------------------------ prediction
@@ -261,7 +288,7 @@ class MLPHead(Head):
         tensors = {f"network.{k}": v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
         tensors["x_mean"] = torch.as_tensor(self.x_mean, dtype=torch.float32)
         tensors["x_scale"] = torch.as_tensor(self.x_scale, dtype=torch.float32)
-        save_file(tensors, str(path))
+        write_atomic(path, lambda temp: save_file(tensors, str(temp)))
         architecture = {
             "head": self.name,
             "task": self.task,
@@ -276,7 +303,7 @@ class MLPHead(Head):
             "params": self.params,
             "info": self.info,
         }
-        path.with_suffix(".json").write_text(json.dumps(architecture, indent=2))
+        write_text_atomic(path.with_suffix(".json"), json.dumps(architecture, indent=2))
 
     @classmethod
     def load(cls, path, task, n_classes=0):
