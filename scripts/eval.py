@@ -100,16 +100,18 @@ def audio_probe(inputs: Path, labels: Path) -> float:
 
 def datasets(devdata: Path) -> list[Dataset]:
     cifar, esc = devdata / "cifar10-subset", devdata / "esc10"
-    return [
-        Dataset("cifar10", cifar / "train", cifar / "train_labels.csv", None, [
+    found = []
+    if (cifar / "train_labels.csv").is_file():
+        found.append(Dataset("cifar10", cifar / "train", cifar / "train_labels.csv", None, [
             Route("efficientnet_lite0", {}),
             Route("efficientnet_lite0 --layers -2,-1", {"layers": "-2,-1"}),
-        ], image_probe),
-        Dataset("esc10", esc_listing(esc), esc / "labels.csv", "fold", [
+        ], image_probe))
+    if (esc / "labels.csv").is_file():
+        found.append(Dataset("esc10", esc_listing(esc), esc / "labels.csv", "fold", [
             Route("logmel-stats", {"backbone": "logmel-stats"}),
             Route("log-mel -> efficientnet_lite0", {"backbone": "efficientnet_lite0", "modality": "audio"}),
-        ], audio_probe),
-    ]
+        ], audio_probe))
+    return found
 
 
 def esc_listing(esc: Path) -> Path:
@@ -186,7 +188,11 @@ def main(argv=None) -> int:
     heads = [head.strip() for head in args.heads.split(",") if head.strip()]
     CACHE.mkdir(parents=True, exist_ok=True)
     rows = []
-    for dataset in datasets(args.devdata):
+    found = datasets(args.devdata)
+    if not found:
+        print(f"make eval: neither cifar10-subset/ nor esc10/ in {args.devdata}; nothing to do")
+        return 0
+    for dataset in found:
         if args.only and dataset.name != args.only:
             continue
         dataset_rows = evaluate(dataset, heads, lambda line: print(line, file=sys.stderr, flush=True))
