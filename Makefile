@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install test smoke faults demo demo-images demo-audio bench clean
+.PHONY: help install test smoke faults demo demo-images demo-audio bench eval clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ demo-audio: $(STAMP) ## Synthetic sound classes (wav/flac/ogg, mixed rates) → 
 
 bench: $(STAMP) ## Throughput per backbone: model-only, decode limit, extract (CPU / GPU decode); audio; train-head (.bench/results.csv)
 	$(BIN)/python -m pipelines.bench
+
+eval: $(STAMP) ## Quality benchmark on ../shared/devdata (CIFAR-10 subset, ESC-10): OOF accuracy per route x head vs a hand probe (.bench/eval/results.csv); skips when absent
+	$(BIN)/python scripts/eval.py
 
 clean: ## Remove the demo outputs (keeps .venv)
 	rm -rf $(DEMO) .bench

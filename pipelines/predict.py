@@ -97,7 +97,7 @@ def _shaping(trained: dict) -> dict:
     """Everything that shapes the embedding as in training (modality, audio windows, pooling);
     device and batch size are this machine's business."""
     settings = trained.get("settings") or {}
-    shaping = {key: settings[key] for key in ("modality", "window", "hop", "pool", "max_image_pixels", "tta")
+    shaping = {key: settings[key] for key in ("modality", "window", "hop", "pool", "max_image_pixels", "tta", "layers")
                if key in settings}
     # The precision is part of the embeddings' fingerprint: the training one, as resolved then.
     precision = (trained.get("fingerprint") or {}).get("precision")

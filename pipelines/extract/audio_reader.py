@@ -68,6 +68,7 @@ class ClipStream:
     def __init__(self, path: str, sample_rate: int):
         self.path = path
         self.sample_rate = sample_rate
+        self.source_rate: int | None = None  # the file's own rate once opened (None: unknown)
 
     def blocks(self) -> Iterator[np.ndarray]:
         import soundfile
@@ -85,7 +86,7 @@ class ClipStream:
             cut = truncation(self.path, handle.format)
             if cut:  # libsndfile would decode the readable part without a word: record it instead
                 raise ValueError(cut)
-            source_rate = handle.samplerate
+            source_rate = self.source_rate = int(handle.samplerate)
             resampler = None
             if source_rate != self.sample_rate:
                 import soxr
@@ -183,13 +184,14 @@ class AudioReader(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()
         items = self.items if info is None else self.items[info.id:: info.num_workers]
-        buckets: dict[int, list[tuple]] = {}  # window length -> [(clip id, waveform, last, n_windows)]
+        buckets: dict[int, list[tuple]] = {}  # window length -> [(clip id, waveform, last, n_windows, source rate)]
         errors: list[dict] = []
         for item in items:
             try:
-                for waveform, last, count in with_last_flag(self._windows(item)):
+                stream = ClipStream(item.path, self.plan.sample_rate)
+                for waveform, last, count in with_last_flag(stream_windows(stream, self.plan)):
                     bucket = buckets.setdefault(len(waveform), [])
-                    bucket.append((item.id, waveform, last, count))
+                    bucket.append((item.id, waveform, last, count, stream.source_rate))
                     if len(bucket) >= self.batch_size:
                         yield make_batch(bucket, errors)
                         buckets[len(waveform)], errors = [], []
@@ -208,9 +210,6 @@ class AudioReader(torch.utils.data.IterableDataset):
                 errors = []
         if errors:
             yield make_batch([], errors)
-
-    def _windows(self, item: InputItem) -> Iterator[np.ndarray]:
-        return stream_windows(ClipStream(item.path, self.plan.sample_rate), self.plan)
 
 
 def with_last_flag(windows: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, bool, int]]:
@@ -258,6 +257,7 @@ def make_batch(windows: list[tuple], errors: list[dict]) -> dict:
         "waveforms": torch.from_numpy(np.stack([w[1] for w in windows])) if windows else None,
         "last": [w[2] for w in windows],
         "n_windows": [w[3] for w in windows],
+        "source_rates": [w[4] for w in windows],  # the files' own rates: logmel-stats keeps to their bandwidth
         "errors": list(errors),
     }
 

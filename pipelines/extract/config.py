@@ -20,6 +20,7 @@ class ExtractConfig:
     modality: str = "auto"  # auto (from the file extensions) | image | audio
     backbone: str | None = None  # catalog/timm/audio name; None: efficientnet_lite0 (images), PANNs Cnn14 or Lite0 on log-mel (audio)
     weights: str | None = None  # None: offline auto (package, HF cache); a path; or "random"
+    layers: str | None = None  # images: timm stage indices to pool and concatenate, e.g. "-2,-1"; None: pre-logits
     # --- audio only
     window: float | None = None  # seconds per analysis window; None: the backbone's training length
     hop: float | None = None  # seconds between window starts; None: = window (no overlap)
