@@ -28,8 +28,8 @@ regression, where the 32 kHz dB statistics above scored 75%):
       close to the quietest real sounds instead of 100 dB below them, so silence cannot dominate
       the mean and std.
     The embedding is the per-band mean over the real frames followed by the per-band population
-    std over them, i.e. [mean_0..mean_63, std_0..std_63]. Deltas, MFCCs and percentiles were
-    measured on ESC-10 and left out where they did not pay (see README, "Audio").
+    std over them, i.e. [mean_0..mean_63, std_0..std_63]. Companions (deltas, MFCCs, spectral
+    contrast, percentiles) are not added: they have not been measured yet.
 
 `load_logmel_image(timm_name, weights)` (route 1: audio -> log-mel -> ImageNet CNN): 128 mel
 bands; each window becomes an image:
