@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install path-note test smoke demo demo-images demo-audio bench clean
+.PHONY: help install path-note test smoke faults demo demo-images demo-audio bench eval clean
 
 # Colour only on a terminal (and not under NO_COLOR): `make help | less` and logs get plain text.
 help: ## List the targets
@@ -37,6 +37,9 @@ path-note:
 test: $(STAMP) ## Run the test suite (CPU; GPU tests skip themselves), then `make smoke`
 	$(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory smoke
+
+faults: $(STAMP) ## Fault script: kill -9 at many points of extract/train-head/predict/run, a full disk; prints its counts (minutes)
+	OLYMP_FAULTS=1 $(BIN)/python -m pytest -m faults -s -q -p no:cacheprovider tests/test_faults.py
 
 smoke: $(STAMP) ## The whole chain (olymp run --smoke) on the demo digits and sounds: tiny subsample, 2 folds, CPU
 	$(BIN)/python -m pipelines.demo $(DEMO)
@@ -68,6 +71,9 @@ demo-audio: $(STAMP) ## Synthetic sound classes (wav/flac/ogg, mixed rates) → 
 
 bench: $(STAMP) ## Throughput per backbone: model-only, decode limit, extract (CPU / GPU decode); audio; train-head (.bench/results.csv)
 	$(BIN)/python -m pipelines.bench
+
+eval: $(STAMP) ## Quality benchmark on ../shared/devdata (CIFAR-10 subset, ESC-10): OOF accuracy per route x head vs a hand probe (.bench/eval/results.csv); skips when absent
+	$(BIN)/python scripts/eval.py
 
 clean: ## Remove the demo outputs (keeps .venv)
 	rm -rf $(DEMO) .bench

@@ -19,6 +19,7 @@ def extract(
     backbone: Annotated[Optional[str], typer.Option(help="timm or catalog name, HF id, or audio model (panns-cnn14, yamnet, logmel-stats, ...: olymp weights list). Default: efficientnet_lite0; audio: PANNs Cnn14 if offline, else Lite0 on log-mel.")] = None,
     modality: Annotated[str, typer.Option(help="auto (from the file extensions) | image | audio")] = "auto",
     weights: Annotated[Optional[str], typer.Option(help="Weights file (.safetensors/.pt), or 'random' for smoke tests. Default: offline auto.")] = None,
+    layers: Annotated[Optional[str], typer.Option(help="Images: timm stage indices to pool and concatenate instead of the pre-logits, e.g. -1 or -2,-1 (width = sum of the stages' channels).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (bf16 where the hardware has it) | fp32 | bf16 | fp16 (CUDA).")] = "auto",
     batch_size: Annotated[Optional[str], typer.Option(help="Images per forward pass, or 'auto' (GPU: the largest that fits, halved on out-of-memory). Default: 8 on CPU, 128 on GPU.")] = None,
@@ -46,16 +47,16 @@ def extract(
 
     GPUs:     torchrun --nproc-per-node 4 -m cli extract data/train -o emb/train --decode gpu --batch-size auto
     """
-    config = ExtractConfig(
-        inputs=str(inputs), output=str(output), modality=modality, backbone=backbone, weights=weights,
-        window=window, hop=hop, pool=pool, device=device, precision=precision,
-        batch_size=batch_size, workers=workers, part_size=part_size, max_error_rate=max_error_rate,
-        limit=limit, overwrite=overwrite, decode=decode, compile=compile, tta=tta,
-        num_shards=num_shards, shard_index=shard_index,
-    )
     from pipelines.extract.runner import run_extraction  # torch: imported only when extracting
 
     with exit_on_error(), quiet_output(quiet), ExtractView() as view:
+        config = ExtractConfig(  # range-checks its values (one-line error)
+            inputs=str(inputs), output=str(output), modality=modality, backbone=backbone, weights=weights, layers=layers,
+            window=window, hop=hop, pool=pool, device=device, precision=precision,
+            batch_size=batch_size, workers=workers, part_size=part_size, max_error_rate=max_error_rate,
+            limit=limit, overwrite=overwrite, decode=decode, compile=compile, tta=tta,
+            num_shards=num_shards, shard_index=shard_index,
+        )
         summary = run_extraction(config, on_progress=None if quiet else view.update)
     if json_out:
         typer.echo(json.dumps(asdict(summary), indent=2))

@@ -616,12 +616,13 @@ def member_dir(blend_dir: Path, member: dict) -> Path:
 
 # --------------------------------------------------------------------------- predict
 
-def _key(recorded: dict, ignore_tta: bool = False) -> str:
+def _key(recorded: dict, ignore_tta: bool = False, ignore: frozenset = frozenset()) -> str:
     """How embeddings were made, as one comparable string; `fingerprint` fills fields that older
     manifests lack (tta), so an old run still matches test dirs made the same way."""
     from pipelines.embeddings import fingerprint
 
-    made = {k: v for k, v in fingerprint(recorded).items() if not (ignore_tta and k == "tta")}
+    skip = set(ignore) | ({"tta"} if ignore_tta else set())
+    made = {k: v for k, v in fingerprint(recorded).items() if k not in skip}
     return json.dumps(made, sort_keys=True)
 
 
@@ -630,8 +631,11 @@ def _match_dirs(member: Path, run: dict, candidates: dict[str, dict], allow_tta_
     (with --allow-tta-mismatch, the same way but for --tta; predict_run then warns)."""
     chosen = []
     for entry in run["embeddings"]:
-        want = _key(entry["fingerprint"], allow_tta_mismatch)
-        hits = [path for path, manifest in candidates.items() if _key(manifest, allow_tta_mismatch) == want]
+        from pipelines.embeddings import unrecorded_fields
+
+        unknown = unrecorded_fields(entry["fingerprint"])  # older runs did not record precision
+        want = _key(entry["fingerprint"], allow_tta_mismatch, unknown)
+        hits = [path for path, manifest in candidates.items() if _key(manifest, allow_tta_mismatch, unknown) == want]
         backbone = entry["fingerprint"].get("backbone")
         if not hits:
             raise MismatchError(

@@ -3,10 +3,17 @@
 Layout of an embedding directory (a Parquet dataset `pandas.read_parquet(dir)` reads directly;
 pyarrow skips names starting with "_" or "."):
 
-    part-00000.parquet ...   id: string, embedding: fixed_size_list<float32>[D]
-    _manifest.json           backbone, weights source + SHA-256, preprocessing, D, versions, counts
-    _errors.csv              id, path, error for every input that could not be embedded
+    part-00000.parquet ...   id: string, embedding: fixed_size_list<float32>[D],
+                             file_fingerprint: string (the input file's content identity)
+    _manifest.json           backbone, weights source + SHA-256, preprocessing, precision, D, versions, counts
+    _errors.csv              id, path, error, file_fingerprint, attempts for every input not embedded
     _errors/                 per-part error records (the resumable source of _errors.csv)
+    _extract.lock            pid and host of the extract writing the folder (empty when none is)
+
+Every id appears exactly once across the committed parts and error files: a resume that
+re-embeds an input (its file changed, or it failed before and is retried) first rewrites the
+parts holding its old record without it (each part atomically), so readers never see a
+superseded row; see pipelines/extract/runner.py.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ FORMAT_VERSION = 1
 
 # Manifest fields that decide whether two embedding sets are interchangeable
 # (train vs test, or a resumed run vs the original one).
-FINGERPRINT_FIELDS = ("modality", "backbone", "weights_sha256", "preprocessing", "embedding_dim", "tta")
+FINGERPRINT_FIELDS = ("modality", "backbone", "weights_sha256", "preprocessing", "embedding_dim", "tta", "precision")
 # Value of a field that manifests written before it existed lack.
 FINGERPRINT_DEFAULTS = {"tta": "none"}
 
@@ -47,8 +54,21 @@ class EmbeddingSet:
 
 
 def fingerprint(manifest: dict) -> dict:
-    """The part of a manifest that must match for embeddings to be comparable."""
-    return {key: manifest.get(key, FINGERPRINT_DEFAULTS.get(key)) for key in FINGERPRINT_FIELDS}
+    """The part of a manifest that must match for embeddings to be comparable.
+
+    precision (fp32 | bf16 | fp16, the autocast the backbone ran under) is part of it: resume never
+    mixes fp16 and fp32 rows. Manifests written before it was a top-level field hold it in
+    `compute`; a fingerprint stored without it (older runs) stays without it (None).
+    """
+    values = {key: manifest.get(key, FINGERPRINT_DEFAULTS.get(key)) for key in FINGERPRINT_FIELDS}
+    if values["precision"] is None:
+        values["precision"] = (manifest.get("compute") or {}).get("precision")
+    return values
+
+
+def unrecorded_fields(recorded: dict) -> frozenset[str]:
+    """Fingerprint fields a stored fingerprint (an older run's) does not know: compare without them."""
+    return frozenset(key for key, value in fingerprint(recorded).items() if value is None and key == "precision")
 
 
 def load_manifest(path: str | Path) -> dict:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.embeddings import FINGERPRINT_FIELDS, MANIFEST_NAME, fingerprint, part_files, read_errors
+from pipelines.embeddings import FINGERPRINT_FIELDS, MANIFEST_NAME, fingerprint, part_files, read_errors, unrecorded_fields
 from pipelines.errors import ConfigError, InputError, MismatchError, OlympError
 from pipelines.features import FeatureTransform
 from pipelines.fileio import write_atomic, write_text_atomic
@@ -97,8 +97,13 @@ def _shaping(trained: dict) -> dict:
     """Everything that shapes the embedding as in training (modality, audio windows, pooling);
     device and batch size are this machine's business."""
     settings = trained.get("settings") or {}
-    return {key: settings[key] for key in ("modality", "window", "hop", "pool", "max_image_pixels", "tta")
-            if key in settings}
+    shaping = {key: settings[key] for key in ("modality", "window", "hop", "pool", "max_image_pixels", "tta", "layers")
+               if key in settings}
+    # The precision is part of the embeddings' fingerprint: the training one, as resolved then.
+    precision = (trained.get("fingerprint") or {}).get("precision")
+    if precision:
+        shaping["precision"] = precision
+    return shaping
 
 
 def cache_dir(source: str, trained: dict, run_dir: Path) -> Path:
@@ -252,6 +257,10 @@ def check_fingerprints(run: dict, manifests: list[dict], dirs: list[str], allow_
     """Refuse test embeddings made differently from the training ones, naming both values."""
     for entry, manifest, path in zip(run["embeddings"], manifests, dirs):
         want, got = fingerprint(entry["fingerprint"]), fingerprint(manifest)  # defaults fill older manifests
+        unknown = unrecorded_fields(entry["fingerprint"])  # an older run recorded no precision
+        if unknown and notify:
+            notify("warning", f"{entry['path']}: the run does not record {', '.join(sorted(unknown))}; "
+                              f"{path} is used with {', '.join(f'{k} {got.get(k)}' for k in sorted(unknown))}")
         if want.get("tta") != got.get("tta"):
             message = (f"{path} was extracted with --tta {got.get('tta')}, the training embeddings with "
                        f"--tta {want.get('tta')}")
@@ -263,7 +272,7 @@ def check_fingerprints(run: dict, manifests: list[dict], dirs: list[str], allow_
         diffs = [
             f"{key}: training {_show(want.get(key))}, test {_show(got.get(key))}"
             for key in FINGERPRINT_FIELDS
-            if key != "tta" and want.get(key) != got.get(key)
+            if key != "tta" and key not in unknown and want.get(key) != got.get(key)
         ]
         if diffs:
             raise MismatchError(

@@ -148,16 +148,16 @@ def resnet_image():
 # ---- logmel-stats ----
 
 def test_logmel_stats_matches_librosa_and_gives_128_dims(logmel_stats):
-    waveforms = clips(32000, 10.0)
+    waveforms = clips(16000, 10.0)
     embeddings = logmel_stats.embed(waveforms)
     assert logmel_stats.embedding_dim == 128 and embeddings.shape == (2, 128)
-    assert logmel_stats.sample_rate == 32000 and logmel_stats.weights_sha256 is None
+    assert logmel_stats.sample_rate == 16000 and logmel_stats.weights_sha256 is None
     for row, waveform in enumerate(waveforms.numpy()):
         power = librosa.feature.melspectrogram(
-            y=waveform.astype(np.float64), sr=32000, n_fft=1024, hop_length=320, n_mels=64, fmin=50.0,
-            fmax=14000.0, center=True, pad_mode="constant", power=2.0,
+            y=waveform.astype(np.float64), sr=16000, n_fft=400, hop_length=160, n_mels=64, fmin=0.0,
+            fmax=8000.0, center=True, pad_mode="constant", power=2.0,
         )
-        db = 10 * np.log10(power + 1e-10)
+        db = np.log(power + 1e-6)
         with torch.inference_mode():
             ours = logmel_stats.model.logmel(waveforms[row : row + 1])[0].numpy()
         np.testing.assert_allclose(ours, db, atol=2e-3)
@@ -166,7 +166,7 @@ def test_logmel_stats_matches_librosa_and_gives_128_dims(logmel_stats):
 
 
 def test_logmel_stats_takes_a_short_clip(logmel_stats):
-    embeddings = logmel_stats.embed(clips(32000, 0.2))
+    embeddings = logmel_stats.embed(clips(16000, 0.2))
     assert embeddings.shape == (2, 128) and torch.isfinite(embeddings).all()
 
 

@@ -408,3 +408,32 @@ def test_the_same_files_piped_after_their_folder_reuse_its_extraction(tmp_path, 
     assert piped.exit_code == 0, piped.output
     assert len(fake_extract) == 1
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+
+
+def test_a_run_from_before_precision_was_recorded_still_predicts(tmp_path, trained, make_embeddings):
+    """Older runs stored a fingerprint without precision: test embeddings of any precision match it,
+    with a warning saying which one was used; a run that records it still refuses another one."""
+    import shutil
+
+    def run_copy(name, precision):
+        copy = tmp_path / name
+        shutil.copytree(trained["run"], copy)
+        manifest = json.loads((copy / "manifest.json").read_text())
+        for entry in manifest["embeddings"]:
+            entry["fingerprint"].pop("precision", None)
+            (entry["fingerprint"].get("compute") or {}).pop("precision", None)
+            if precision:
+                entry["fingerprint"]["precision"] = precision
+        (copy / "manifest.json").write_text(json.dumps(manifest))
+        return copy
+
+    old, recorded = run_copy("old-run", None), run_copy("fp32-run", "fp32")
+    bf16 = make_embeddings(tmp_path / "bf16", trained["test_ids"], trained["X_test"], precision="bf16")
+
+    result = predict_cli(old, bf16, "-o", tmp_path / "sub.csv")
+    assert result.exit_code == 0, result.output
+    assert "does not record precision" in flat(result.stderr)
+    assert len(pd.read_csv(tmp_path / "sub.csv")) == len(trained["test_ids"])
+
+    refused = predict_cli(recorded, bf16, "-o", tmp_path / "sub2.csv")
+    assert refused.exit_code == 1 and "precision" in flat(refused.stderr)

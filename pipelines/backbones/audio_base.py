@@ -39,8 +39,11 @@ class AudioBackbone:
     weights_sha256: str | None = None
     architecture: str = ""  # e.g. "panns.Cnn14"; recorded in the manifest
 
-    def embed(self, waveforms: torch.Tensor) -> torch.Tensor:
+    def embed(self, waveforms: torch.Tensor, source_rates=None) -> torch.Tensor:
+        """source_rates: each window's file sample rate (None: unknown), for models that use it."""
         with torch.inference_mode():
+            if getattr(self.model, "uses_source_rates", False):
+                return self.model(waveforms, source_rates)
             return self.model(waveforms)
 
 

@@ -27,10 +27,10 @@ class AudioMapper:
         backbone.model.to(device).eval()  # in place: embed() runs it on the device
 
     @torch.inference_mode()
-    def __call__(self, waveforms: torch.Tensor) -> np.ndarray:
+    def __call__(self, waveforms: torch.Tensor, source_rates=None) -> np.ndarray:
         batch = waveforms.to(self.device, non_blocking=True).float()
         with autocast_for(self.device, self.precision):
-            embeddings = self.backbone.embed(batch)
+            embeddings = self.backbone.embed(batch, source_rates)
         return embeddings.float().cpu().numpy()
 
 

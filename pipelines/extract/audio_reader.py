@@ -68,6 +68,7 @@ class ClipStream:
     def __init__(self, path: str, sample_rate: int):
         self.path = path
         self.sample_rate = sample_rate
+        self.source_rate: int | None = None  # the file's own rate once opened (None: unknown)
 
     def blocks(self) -> Iterator[np.ndarray]:
         import soundfile
@@ -76,13 +77,16 @@ class ClipStream:
             handle = soundfile.SoundFile(self.path)
         except Exception as soundfile_error:
             if Path(self.path).suffix.lower() not in LIBROSA_FALLBACK:
-                raise ValueError(f"unreadable audio ({first_line(soundfile_error)})") from None
+                raise ValueError(f"unreadable audio ({soundfile_reason(soundfile_error, self.path)})") from None
             # A compressed format libsndfile lacks (m4a, ...): librosa through audioread/ffmpeg,
             # which reads the whole file at once.
             yield from self._librosa_whole_file(soundfile_error)
             return
         with handle:
-            source_rate = handle.samplerate
+            cut = truncation(self.path, handle.format)
+            if cut:  # libsndfile would decode the readable part without a word: record it instead
+                raise ValueError(cut)
+            source_rate = self.source_rate = int(handle.samplerate)
             resampler = None
             if source_rate != self.sample_rate:
                 import soxr
@@ -105,8 +109,61 @@ class ClipStream:
                 warnings.simplefilter("ignore")  # "PySoundFile failed. Trying audioread" on every file
                 audio, _ = librosa.load(self.path, sr=self.sample_rate, mono=True)
         except Exception as error:
-            raise ValueError(f"unreadable audio ({first_line(soundfile_error)}; librosa: {first_line(error)})") from None
+            librosa_reason = "no decoder could read it" if type(error).__name__ == "NoBackendError" else first_line(error)
+            raise ValueError(f"unreadable audio ({soundfile_reason(soundfile_error, self.path)}; "
+                             f"librosa: {librosa_reason})") from None
         yield clean(audio.astype(np.float32))
+
+
+def soundfile_reason(error: Exception, path: str) -> str:
+    """libsndfile says "File does not exist or is not a regular file" for any format it does not
+    know: for a file that does exist, say what is really wrong."""
+    text = first_line(error)
+    if "does not exist" in text and Path(path).is_file():
+        return "not a readable audio file (unknown or corrupt format)"
+    return text
+
+
+def truncation(path: str, container: str) -> str | None:
+    """Why a file that libsndfile opened is cut short, or None. libsndfile decodes a truncated WAV,
+    AIFF or Ogg up to the cut without an error (FLAC it refuses itself), so the containers are
+    checked: the sample chunk's declared size against the file's, and Ogg's end-of-stream page."""
+    import os
+    import struct
+
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            if container in ("WAV", "WAVEX", "AIFF"):
+                big = container == "AIFF"
+                head = f.read(12)
+                if len(head) < 12 or head[:4] not in (b"RIFF", b"FORM"):
+                    return None  # RF64, W64, ...: not checked
+                offset, wanted = 12, (b"SSND" if big else b"data")
+                while offset + 8 <= size:
+                    f.seek(offset)
+                    chunk, length = struct.unpack(">4sI" if big else "<4sI", f.read(8))
+                    if chunk == wanted:
+                        if length in (0, 0xFFFFFFFF):  # streamed: size unknown
+                            return None
+                        if offset + 8 + length > size:
+                            return (f"truncated audio (its header promises {length:,} bytes of samples, "
+                                    f"the file holds {size - offset - 8:,}); re-copy or re-download the file")
+                        return None
+                    offset += 8 + length + (length & 1)
+                return None
+            if container == "OGG":
+                f.seek(max(0, size - 65536))
+                tail = f.read()
+                last = tail.rfind(b"OggS")
+                if last < 0 or last + 5 >= len(tail):
+                    return None
+                if not tail[last + 5] & 0x04:
+                    return ("truncated audio (the Ogg stream has no end-of-stream page: the file was cut short); "
+                            "re-copy or re-download the file")
+    except (OSError, struct.error):
+        return None
+    return None
 
 
 def clean(samples: np.ndarray) -> np.ndarray:
@@ -127,13 +184,14 @@ class AudioReader(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[dict]:
         info = torch.utils.data.get_worker_info()
         items = self.items if info is None else self.items[info.id:: info.num_workers]
-        buckets: dict[int, list[tuple]] = {}  # window length -> [(clip id, waveform, last, n_windows)]
+        buckets: dict[int, list[tuple]] = {}  # window length -> [(clip id, waveform, last, n_windows, source rate)]
         errors: list[dict] = []
         for item in items:
             try:
-                for waveform, last, count in with_last_flag(self._windows(item)):
+                stream = ClipStream(item.path, self.plan.sample_rate)
+                for waveform, last, count in with_last_flag(stream_windows(stream, self.plan)):
                     bucket = buckets.setdefault(len(waveform), [])
-                    bucket.append((item.id, waveform, last, count))
+                    bucket.append((item.id, waveform, last, count, stream.source_rate))
                     if len(bucket) >= self.batch_size:
                         yield make_batch(bucket, errors)
                         buckets[len(waveform)], errors = [], []
@@ -152,9 +210,6 @@ class AudioReader(torch.utils.data.IterableDataset):
                 errors = []
         if errors:
             yield make_batch([], errors)
-
-    def _windows(self, item: InputItem) -> Iterator[np.ndarray]:
-        return stream_windows(ClipStream(item.path, self.plan.sample_rate), self.plan)
 
 
 def with_last_flag(windows: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, bool, int]]:
@@ -202,6 +257,7 @@ def make_batch(windows: list[tuple], errors: list[dict]) -> dict:
         "waveforms": torch.from_numpy(np.stack([w[1] for w in windows])) if windows else None,
         "last": [w[2] for w in windows],
         "n_windows": [w[3] for w in windows],
+        "source_rates": [w[4] for w in windows],  # the files' own rates: logmel-stats keeps to their bandwidth
         "errors": list(errors),
     }
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipelines.errors import ConfigError
+
 # PIL's own decompression-bomb threshold (2 × Image.MAX_IMAGE_PIXELS): larger images are
 # recorded as errors instead of eating a worker's memory.
 DEFAULT_MAX_IMAGE_PIXELS = 178_956_970
@@ -18,6 +20,7 @@ class ExtractConfig:
     modality: str = "auto"  # auto (from the file extensions) | image | audio
     backbone: str | None = None  # catalog/timm/audio name; None: efficientnet_lite0 (images), PANNs Cnn14 or Lite0 on log-mel (audio)
     weights: str | None = None  # None: offline auto (package, HF cache); a path; or "random"
+    layers: str | None = None  # images: timm stage indices to pool and concatenate, e.g. "-2,-1"; None: pre-logits
     # --- audio only
     window: float | None = None  # seconds per analysis window; None: the backbone's training length
     hop: float | None = None  # seconds between window starts; None: = window (no overlap)
@@ -39,3 +42,50 @@ class ExtractConfig:
     # --- sharding (torchrun sets these from RANK/WORLD_SIZE when left None)
     num_shards: int | None = None  # split the sorted inputs into this many contiguous shards
     shard_index: int | None = None  # which shard this process extracts (0-based)
+
+    def __post_init__(self):
+        """Range checks, the same as the CLI's typer ranges, so a TOML `[extract]` table gets them too."""
+        check_settings(self)
+
+
+def _bad(key: str, value, rule: str) -> ConfigError:
+    flag = "--" + key.replace("_", "-")
+    return ConfigError(f"extract setting {key} = {value!r} (option {flag}) is invalid: {rule}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_settings(config: ExtractConfig) -> None:
+    import math
+
+    at_least = {"part_size": 1, "max_image_pixels": 1}
+    for key, low in at_least.items():
+        value = getattr(config, key)
+        if not _is_int(value) or value < low:
+            raise _bad(key, value, f"use a whole number ≥ {low}")
+    optional_at_least = {"workers": 0, "limit": 1, "num_shards": 1, "shard_index": 0}
+    for key, low in optional_at_least.items():
+        value = getattr(config, key)
+        if value is not None and (not _is_int(value) or value < low):
+            raise _bad(key, value, f"use a whole number ≥ {low}, or leave it out")
+    rate = config.max_error_rate
+    if not _is_number(rate) or not 0.0 <= rate <= 1.0:
+        raise _bad("max_error_rate", rate, "use a share between 0 and 1, e.g. 0.5")
+    for key in ("window", "hop"):
+        value = getattr(config, key)
+        if value is not None and (not _is_number(value) or not math.isfinite(value) or value <= 0):
+            raise _bad(key, value, "use a positive number of seconds, or leave it out")
+    batch = config.batch_size
+    if batch is not None and batch != "auto":
+        text = str(batch).strip()
+        if isinstance(batch, bool) or not text.isdigit() or int(text) < 1:
+            raise _bad("batch_size", batch, 'use a whole number ≥ 1 or "auto", e.g. --batch-size 64 or --batch-size auto')
+    for key in ("compile", "overwrite"):
+        if not isinstance(getattr(config, key), bool):
+            raise _bad(key, getattr(config, key), "use true or false")

@@ -1,7 +1,17 @@
-"""Turn the user's INPUTS (a folder or a CSV/Parquet listing) into a sorted list of (id, path)."""
+"""Turn the user's INPUTS (a folder or a CSV/Parquet listing) into a sorted list of (id, path).
+
+A folder is walked recursively, following symlinked folders. What cannot be reached is not
+dropped: with `with_unreachable=True` a symlink loop (a folder link back to one of its own
+ancestors, or a link that resolves to itself), a dangling link and an unreadable folder each
+become an item with `error` set, which extract records as an error row (so predict still gives
+its id a row). Hidden names (starting with ".") are skipped, as before.
+"""
 
 from __future__ import annotations
 
+import errno
+import stat
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +39,7 @@ def infer_modality(inputs: str | Path, requested: str = "auto") -> str:
         return requested
     source = Path(inputs)
     if source.is_dir():
-        suffixes = [p.suffix.lower() for p in source.rglob("*") if p.suffix]
+        suffixes = [Path(item.path).suffix.lower() for item in _from_folder(source, None, False)]
     elif source.is_file() and source.suffix.lower() in LISTING_SUFFIXES:
         suffixes = [Path(item.path).suffix.lower() for item in _from_listing(source)]
     else:
@@ -43,13 +53,17 @@ def infer_modality(inputs: str | Path, requested: str = "auto") -> str:
 class InputItem:
     id: str  # the row key of the embedding dataset
     path: str  # absolute path of the file to decode
+    error: str | None = None  # set when the path cannot be reached (recorded, never decoded)
 
 
-def list_inputs(inputs: str | Path, extensions=IMAGE_EXTENSIONS) -> list[InputItem]:
-    """Inputs sorted by id: a deterministic order makes resume, `--limit` and shards stable."""
+def list_inputs(inputs: str | Path, extensions=IMAGE_EXTENSIONS, with_unreachable: bool = False) -> list[InputItem]:
+    """Inputs sorted by id: a deterministic order makes resume, `--limit` and shards stable.
+
+    with_unreachable: also list what a folder walk could not reach (items with `error`).
+    """
     source = Path(inputs)
     if source.is_dir():
-        items = _from_folder(source, extensions)
+        items = _from_folder(source, extensions, with_unreachable)
     elif source.is_file() and source.suffix.lower() in LISTING_SUFFIXES:
         items = _from_listing(source)
     elif source.exists():
@@ -59,7 +73,7 @@ def list_inputs(inputs: str | Path, extensions=IMAGE_EXTENSIONS) -> list[InputIt
         )
     else:
         raise InputError(f"{source} does not exist; pass a folder or a CSV/Parquet listing")
-    if not items:
+    if not any(item.error is None for item in items) and not (with_unreachable and items):
         wanted = ", ".join(sorted(extensions))
         raise InputError(f"no input files found in {source} (looked for {wanted})")
     items.sort(key=lambda item: item.id)
@@ -67,18 +81,60 @@ def list_inputs(inputs: str | Path, extensions=IMAGE_EXTENSIONS) -> list[InputIt
     return items
 
 
-def _from_folder(folder: Path, extensions) -> list[InputItem]:
-    items = []
-    for path in folder.rglob("*"):
-        if path.suffix.lower() in extensions and path.is_file() and not _hidden(path, folder):
-            # id = path relative to the folder without its extension: "cats/001.jpg" -> "cats/001"
-            item_id = path.relative_to(folder).with_suffix("").as_posix()
-            items.append(InputItem(item_id, str(path.resolve())))
+def _from_folder(folder: Path, extensions, with_unreachable: bool) -> list[InputItem]:
+    """Walk `folder` (symlinked folders followed, loops cut); extensions None: every file with a suffix."""
+    items: list[InputItem] = []
+
+    def wanted(name: str) -> bool:
+        suffix = Path(name).suffix.lower()
+        return bool(suffix) if extensions is None else suffix in extensions
+
+    def unreachable(path: Path, reason: str, is_folder: bool) -> None:
+        if with_unreachable:
+            relative = path.relative_to(folder)
+            # id as for a file: the relative path without its extension; a folder keeps its name whole
+            item_id = (relative if is_folder else relative.with_suffix("")).as_posix()
+            items.append(InputItem(item_id, str(path), reason))
+
+    def visit(directory: Path, ancestors: frozenset) -> None:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        except OSError as error:
+            if directory != folder:
+                unreachable(directory, f"unreadable folder ({error.strerror or error}); fix its permissions "
+                                       f"(chmod -R u+rX '{directory}') and re-run", True)
+                return
+            raise InputError(f"cannot read {folder} ({error.strerror or error}); fix its permissions") from None
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            try:
+                target = os.stat(path)  # follows links
+            except OSError as error:
+                if entry.is_symlink() and (wanted(entry.name) or not Path(entry.name).suffix):
+                    if error.errno == errno.ELOOP:
+                        reason = "symlink loop (the link resolves to itself); point it at a real file or remove it"
+                    else:
+                        reason = (f"dangling symlink (its target {os.readlink(path)} does not exist); "
+                                  "point it at a real file or remove it")
+                    unreachable(path, reason, not Path(entry.name).suffix)
+                continue
+            if stat.S_ISDIR(target.st_mode):
+                key = (target.st_dev, target.st_ino)
+                if key in ancestors:
+                    unreachable(path, f"symlink loop (links back to {os.path.realpath(path)}, a folder above it); "
+                                      "remove the link", True)
+                    continue
+                visit(path, ancestors | {key})
+            elif stat.S_ISREG(target.st_mode) and wanted(entry.name):
+                # id = path relative to the folder without its extension: "cats/001.jpg" -> "cats/001"
+                item_id = path.relative_to(folder).with_suffix("").as_posix()
+                items.append(InputItem(item_id, str(path.resolve())))
+
+    root = os.stat(folder)
+    visit(folder, frozenset({(root.st_dev, root.st_ino)}))
     return items
-
-
-def _hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
 def _from_listing(listing: Path) -> list[InputItem]:

@@ -140,12 +140,8 @@ class ImageMapper:
 
     def compile(self) -> None:
         """torch.compile the forward; every chunk is then padded to `max_batch` (one shape, one graph)."""
-        model = self.model
-        if hasattr(model, "forward_head"):  # timm: the pre-logits graph without embed()'s inference_mode switch
-            def pre_logits(batch):
-                return model.forward_head(model.forward_features(batch), pre_logits=True)
-
-            self.forward = torch.compile(pre_logits, dynamic=False)
+        if hasattr(self.backbone, "features"):  # timm: the embedding graph without embed()'s inference_mode switch
+            self.forward = torch.compile(self.backbone.features, dynamic=False)
         else:
             self.forward = torch.compile(self.eager_forward, dynamic=False)
         self.compiled = True

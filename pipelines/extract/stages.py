@@ -129,6 +129,8 @@ def image_stage(config: ExtractConfig, device: torch.device) -> Stage:
     if config.decode not in ("cpu", "gpu"):
         raise ConfigError(f"unknown --decode {config.decode!r}; use cpu or gpu")
     backbone = load_backbone(config.backbone or "efficientnet_lite0", config.weights)
+    if config.layers is not None:
+        backbone = backbone.with_layers(config.layers)
     mapper = ImageMapper(backbone, device, config.precision, tta=config.tta)
 
     if requested_batch == "auto" and device.type == "cuda":
@@ -179,6 +181,8 @@ def image_stage(config: ExtractConfig, device: torch.device) -> Stage:
         yield from pipelined(on_device, submit, finish)
 
     preprocessing = dict(backbone.data_config)
+    if getattr(backbone, "layers", None) is not None:  # part of the fingerprint: stage features differ from pre-logits
+        preprocessing["layers"] = list(backbone.layers)
     return Stage("image", backbone.name, backbone.timm_name, backbone.weights_source, backbone.weights_sha256,
                  preprocessing, backbone.embedding_dim, mapper.precision, batch_size, rows,
                  warnings=warnings, decode=decode)
@@ -200,6 +204,8 @@ def audio_stage(config: ExtractConfig, device: torch.device) -> Stage:
 
     if config.tta != "none":
         raise ConfigError(f"--tta {config.tta} is for images; drop it for audio")
+    if config.layers is not None:
+        raise ConfigError(f"--layers {config.layers} is for image backbones; drop it for audio")
     backbone, note = load_audio_backbone(config.backbone, config.weights)
     window = config.window if config.window is not None else backbone.window_seconds
     hop = config.hop if config.hop is not None else window
@@ -219,7 +225,7 @@ def audio_stage(config: ExtractConfig, device: torch.device) -> Stage:
         for batch in loader(dataset, workers, device, batch_size=None):
             ids, vectors, counts = [], None, []
             if batch["waveforms"] is not None:
-                ids, vectors, counts = pooler.add(batch["ids"], mapper(batch["waveforms"]), batch["last"])
+                ids, vectors, counts = pooler.add(batch["ids"], mapper(batch["waveforms"], batch["source_rates"]), batch["last"])
             pooler.discard(error["id"] for error in batch["errors"])
             yield ids, vectors, batch["errors"], {"n_windows": counts}
 
