@@ -258,9 +258,9 @@ def check_fingerprints(run: dict, manifests: list[dict], dirs: list[str], allow_
     for entry, manifest, path in zip(run["embeddings"], manifests, dirs):
         want, got = fingerprint(entry["fingerprint"]), fingerprint(manifest)  # defaults fill older manifests
         unknown = unrecorded_fields(entry["fingerprint"])  # an older run recorded no precision
-        if unknown and notify:
+        if notify and any(got.get(key) is not None for key in unknown):
             notify("warning", f"{entry['path']}: the run does not record {', '.join(sorted(unknown))}; "
-                              f"{path} is used with {', '.join(f'{k} {got.get(k)}' for k in sorted(unknown))}")
+                              f"{path} is used with {', '.join(f'{k} {got.get(k)}' for k in sorted(unknown) if got.get(k) is not None)}")
         if want.get("tta") != got.get("tta"):
             message = (f"{path} was extracted with --tta {got.get('tta')}, the training embeddings with "
                        f"--tta {want.get('tta')}")
