@@ -34,11 +34,12 @@ path-note:
 	@echo "    source $(CURDIR)/$(BIN)/activate     # then: olymp --version"
 	@echo "or call it by path: $(CURDIR)/$(BIN)/olymp"
 
-test: $(STAMP) ## Run the test suite (CPU; GPU tests skip themselves), then `make smoke`
+test: $(STAMP) ## Run the test suite (CPU; GPU tests skip themselves), then `make faults` and `make smoke`
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory faults
 	$(MAKE) --no-print-directory smoke
 
-faults: $(STAMP) ## Fault script: kill -9 at many points of extract/train-head/predict/run, a full disk; prints its counts (minutes)
+faults: $(STAMP) ## Fault script: kill -9 at many points of extract/train-head/predict/run, a full disk; prints its counts (~4 min on 2 cores)
 	OLYMP_FAULTS=1 $(BIN)/python -m pytest -m faults -s -q -p no:cacheprovider tests/test_faults.py
 
 smoke: $(STAMP) ## The whole chain (olymp run --smoke) on the demo digits and sounds: tiny subsample, 2 folds, CPU
