@@ -141,6 +141,10 @@ class RecommendConfig:
     target_col: str = "label"
 
 
+# Candidate.weights_offline values whose extract command runs as printed, offline.
+OFFLINE_READY = ("package", "hf-cache", "none needed")
+
+
 @dataclass
 class Candidate:
     entry: Any  # catalog BackboneEntry
@@ -159,6 +163,11 @@ class Candidate:
     @property
     def name(self) -> str:
         return self.entry.name
+
+    @property
+    def available(self) -> bool:
+        """Its weights are on this machine (or it needs none): its extract command runs offline."""
+        return self.weights_offline in OFFLINE_READY
 
     def as_dict(self) -> dict:
         data = {
@@ -694,9 +703,18 @@ def recommend(config: RecommendConfig, on_progress: Callable[[str], None] | None
         result.candidates = _trial_order(usable[: config.trial_top]) + ([x for x in candidates if x.avoid] if config.show_all else [])
         for rank, candidate in enumerate(result.candidates, start=1):
             candidate.rank = rank
-    top = next((x for x in result.candidates if not x.avoid), None)
+    best = next((x for x in result.candidates if not x.avoid), None)
+    # The printed command must run as printed, offline: the best pick whose weights are here.
+    top = next((x for x in [*result.candidates, *usable] if not x.avoid and x.available), best)
     if top is not None:
         result.command = extract_command(top.entry, config.data_path, c.modality, config.output_dir)
+    if best is not None and top is not best:
+        result.notes.append(
+            f"{best.name} ranks first but its weights are not on this machine ({best.weights_offline}); "
+            f"the command uses {top.name}, the best available. While online: olymp weights pull {best.name}"
+        )
+    elif best is not None and not best.available:
+        result.notes.append(f"no candidate's weights are on this machine; while online: olymp weights pull {best.name}")
     return result
 
 
@@ -779,7 +797,7 @@ def run_trial(candidates: list[Candidate], c: Constraints, config: RecommendConf
     sample = [known[i] for i in chosen]
     label_of = dict(sample)
     for candidate in candidates[: config.trial_top]:
-        if config.trial_weights is None and candidate.weights_offline not in ("package", "hf-cache", "none needed"):
+        if config.trial_weights is None and not candidate.available:
             candidate.trial_skipped = f"weights not available offline ({candidate.weights_offline})"
             report(f"trial: skipping {candidate.name}: {candidate.trial_skipped}")
             continue

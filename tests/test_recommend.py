@@ -17,6 +17,7 @@ import pipelines.catalog
 from cli.app import app
 from pipelines import recommend as rec
 from pipelines.catalog import BackboneEntry
+from pipelines.embeddings import read_embeddings
 from pipelines.errors import ConfigError
 from pipelines.probe import probe_data
 from tests.audio_files import write_broken_clips, write_mixed_clips
@@ -427,10 +428,13 @@ def audio_top(*args) -> dict:
 
 @needs_catalog
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
-def test_scenario_audio_normal_compute_is_cnn14(device):
+def test_scenario_audio_normal_compute_is_cnn14(device, hf_cache):
     out = invoke_json("--modality", "audio", "--n-items", "5000", "--device", device)
     assert out["candidates"][0]["name"] == "panns-cnn14"
-    assert out["command"] == "olymp extract DATA_PATH -o emb/train --backbone panns-cnn14 --modality audio"
+    # Its weights are not on this machine: the command to paste is the best pick that runs offline.
+    backbone = out["command"].split("--backbone ")[1].split()[0]
+    assert backbone != "panns-cnn14" and rec.weights_offline(pipelines.catalog.find_entry(backbone)) in rec.OFFLINE_READY
+    assert any("olymp weights pull panns-cnn14" in note for note in out["notes"])
 
 
 @needs_catalog
@@ -491,3 +495,33 @@ def test_calibration_uses_the_speed_of_the_candidates_family():
     assert rec.calibrated_seconds(dense_b, c, timings) - overhead == pytest.approx(1000 * 0.2)
     other = replace(dense, name="vit_a", family="vit", gflops=8.0)  # no vit timed: the median of all
     assert rec.calibrated_seconds(other, c, timings) - overhead == pytest.approx(1000 * 8.0 / 22.0)
+
+
+@pytest.mark.parametrize("modality", ["image", "audio"])
+def test_the_printed_command_runs_offline_with_only_the_packaged_weights(tmp_path, hf_cache, modality):
+    """The real catalog ranks networks whose weights are not here first; `--quiet` still prints a
+    command that runs as printed (the best available pick), and the table says what to pull."""
+    import shlex
+
+    data = tmp_path / "data"
+    if modality == "image":
+        write_images(data, 4, size=(40, 40))
+    else:
+        write_mixed_clips(data)
+    quiet = runner.invoke(app, ["recommend", str(data), "--time-budget", "10m", "--quiet"])
+    assert quiet.exit_code == 0, quiet.output
+    command = shlex.split(quiet.stdout.strip())
+    assert command[:2] == ["olymp", "extract"]
+    backbone = command[command.index("--backbone") + 1]
+    assert rec.weights_offline(pipelines.catalog.find_entry(backbone)) in rec.OFFLINE_READY
+
+    table = runner.invoke(app, ["recommend", str(data), "--time-budget", "10m"])
+    assert table.exit_code == 0, table.output
+    best = rec.recommend(rec.RecommendConfig(data_path=str(data), time_budget="10m")).candidates[0]
+    if not best.available:
+        assert f"olymp weights pull {best.name}" in " ".join(table.stdout.split())
+
+    command[command.index("-o") + 1] = str(tmp_path / "emb")
+    extracted = runner.invoke(app, [*command[1:], "--device", "cpu"])
+    assert extracted.exit_code == 0, extracted.output
+    assert len(read_embeddings(tmp_path / "emb").ids) == len(list(data.iterdir()))
