@@ -86,7 +86,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from pipelines.versions import package_versions
+        from pipelines.core.versions import package_versions
 
         typer.echo(f"olymp {package_versions()['olymp']}")
         raise typer.Exit()

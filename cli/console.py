@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from pipelines.errors import OlympError, first_line
+from pipelines.core.errors import OlympError, first_line
 
 console = Console()
 err_console = Console(stderr=True)
@@ -139,7 +139,7 @@ class ExtractView:
     def update(self, event) -> None:  # pipelines.extract.runner.ExtractProgress
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        from pipelines.progress import RateMeter
+        from pipelines.core.progress import RateMeter
 
         if event.stage == "start":
             self.stop()

@@ -168,7 +168,7 @@ def train_head(
 
 def parse_seeds(text: str | None) -> list[int] | None:
     """"0,1,2" -> [0, 1, 2]."""
-    from pipelines.errors import ConfigError
+    from pipelines.core.errors import ConfigError
 
     if text is None:
         return None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.embeddings import FORMAT_VERSION
+from pipelines.data.embeddings import FORMAT_VERSION
 
 
 def write_bench_data(root: Path, rows: int, dim: int, classes: int, seed: int = 0) -> tuple[Path, Path]:

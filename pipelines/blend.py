@@ -40,12 +40,12 @@ import numpy as np
 import pandas as pd
 
 from pipelines import cv, metrics
-from pipelines.errors import ConfigError, InputError, MismatchError
-from pipelines.fileio import json_ready, write_atomic, write_json_atomic
-from pipelines.hashing import file_sha256
+from pipelines.core.errors import ConfigError, InputError, MismatchError
+from pipelines.core.fileio import json_ready, write_atomic, write_json_atomic
+from pipelines.core.hashing import file_sha256
 from pipelines.metrics import GREATER_IS_BETTER
 from pipelines.report import BLEND_PICTURE, draw_blend
-from pipelines.tasks import TASKS
+from pipelines.data.tasks import TASKS
 from pipelines.train import RUN_FORMAT, RUN_MANIFEST, read_labels, target_from_labels
 
 BLEND_KIND = "blend"
@@ -270,7 +270,7 @@ def read_truth(run: dict, ids: np.ndarray, labels: str | None) -> np.ndarray:
     """The encoded target of `ids` (class indices / values), read again from the labels CSV."""
     recorded = run["labels"]
     if recorded.get("from_folders") and labels is None:  # --labels-from-folders: the class is in the id
-        from pipelines.ids import folder_labels
+        from pipelines.data.ids import folder_labels
 
         frame = pd.DataFrame({recorded["id_col"]: ids, recorded["target_col"]: folder_labels(ids, "the OOF ids")})
         return target_from_labels(frame, np.arange(len(ids)), recorded["target_col"], None, run["task"]).y
@@ -619,7 +619,7 @@ def member_dir(blend_dir: Path, member: dict) -> Path:
 def _key(recorded: dict, ignore_tta: bool = False, ignore: frozenset = frozenset()) -> str:
     """How embeddings were made, as one comparable string; `fingerprint` fills fields that older
     manifests lack (tta), so an old run still matches test dirs made the same way."""
-    from pipelines.embeddings import fingerprint
+    from pipelines.data.embeddings import fingerprint
 
     skip = set(ignore) | ({"tta"} if ignore_tta else set())
     made = {k: v for k, v in fingerprint(recorded).items() if k not in skip}
@@ -631,7 +631,7 @@ def _match_dirs(member: Path, run: dict, candidates: dict[str, dict], allow_tta_
     (with --allow-tta-mismatch, the same way but for --tta; predict_run then warns)."""
     chosen = []
     for entry in run["embeddings"]:
-        from pipelines.embeddings import unrecorded_fields
+        from pipelines.data.embeddings import unrecorded_fields
 
         unknown = unrecorded_fields(entry["fingerprint"])  # older runs did not record precision
         want = _key(entry["fingerprint"], allow_tta_mismatch, unknown)
@@ -656,7 +656,7 @@ def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress, extrac
     """Each member run on its test embeddings (picked from the given dirs by fingerprint, or
     extracted once per backbone from one raw input), combined with the blend's weights. Ids
     some member cannot predict get the training prior."""
-    from pipelines.embeddings import load_manifest
+    from pipelines.data.embeddings import load_manifest
     from pipelines.predict import RunPrediction, _prior_rows, extract_raw, is_embedding_dir, predict_run
 
     members = [(member_dir(blend_dir, m), m["weight"]) for m in blend["members"] if m["weight"] > 0]

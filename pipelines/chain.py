@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipelines.embeddings import MANIFEST_NAME
-from pipelines.errors import ConfigError
-from pipelines.fileio import write_json_atomic, write_text_atomic
-from pipelines.hashing import file_fingerprint, file_sha256, fingerprint_of_fingerprints
+from pipelines.data.embeddings import MANIFEST_NAME
+from pipelines.core.errors import ConfigError
+from pipelines.core.fileio import write_json_atomic, write_text_atomic
+from pipelines.core.hashing import file_fingerprint, file_sha256, fingerprint_of_fingerprints
 from pipelines.runconfig import STEP_TABLES, RunConfig
 
 STATE_FILE = "steps.json"
@@ -235,8 +235,8 @@ def check_config(config: RunConfig, smoke: bool = False, limit: int | None = Non
     _validate(train)
     if train.labels_from_folders:  # the classes are the parent folders' names
         from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
-        from pipelines.ids import folder_labels
-        from pipelines.tasks import infer_task
+        from pipelines.data.ids import folder_labels
+        from pipelines.data.tasks import infer_task
 
         extract = config.extract_config(config.data.train, "")
         items = list_inputs(extract.inputs, extensions_for(infer_modality(extract.inputs, extract.modality)))
@@ -370,11 +370,11 @@ def stratified_listing(config: RunConfig, limit: int, root: Path) -> tuple[str, 
     modality = infer_modality(extract.inputs, extract.modality)
     items = list_inputs(extract.inputs, extensions_for(modality))
     if train.labels_from_folders:  # the class is the parent folder: no labels file to cut
-        from pipelines.ids import folder_labels
+        from pipelines.data.ids import folder_labels
 
         label_of = dict(zip([item.id for item in items], folder_labels([item.id for item in items], config.data.train)))
-    else:  # label ids in any spelling pipelines.ids knows (stem, file name, relative path)
-        from pipelines.ids import match_ids
+    else:  # label ids in any spelling pipelines.data.ids knows (stem, file name, relative path)
+        from pipelines.data.ids import match_ids
 
         labels = read_labels(train.labels, train.id_col, train.target_col)
         match = match_ids(labels[train.id_col].tolist(), [item.id for item in items],

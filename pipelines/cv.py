@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.errors import ConfigError, InputError
-from pipelines.tasks import Target
+from pipelines.core.errors import ConfigError, InputError
+from pipelines.data.tasks import Target
 
 # Warn when one group holds more than this share of a fold's rows: that fold is mostly one group.
 LARGE_GROUP_SHARE_OF_FOLD = 0.5

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.errors import ConfigError, InputError
+from pipelines.core.errors import ConfigError, InputError
 
 NORMALIZE = ("none", "l2", "standard")
 TRANSFORMS_DIR = "transforms"  # inside the run dir: one fold-K.npz per fold

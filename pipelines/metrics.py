@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from pipelines.errors import ConfigError
+from pipelines.core.errors import ConfigError
 
 # Every metric a task reports, in the order shown when none is picked with --metric.
 METRICS = {

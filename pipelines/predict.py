@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.embeddings import FINGERPRINT_FIELDS, MANIFEST_NAME, fingerprint, part_files, read_errors, unrecorded_fields
-from pipelines.errors import ConfigError, InputError, MismatchError, OlympError
+from pipelines.data.embeddings import FINGERPRINT_FIELDS, MANIFEST_NAME, fingerprint, part_files, read_errors, unrecorded_fields
+from pipelines.core.errors import ConfigError, InputError, MismatchError, OlympError
 from pipelines.features import FeatureTransform
-from pipelines.fileio import write_atomic, write_text_atomic
+from pipelines.core.fileio import write_atomic, write_text_atomic
 from pipelines.heads import get_head
 from pipelines.metrics import DEFAULT_THRESHOLD, multilabel_decisions
 from pipelines.train import REBUILD, RUN_MANIFEST, TEST_EMBEDDINGS_DIR, check_run_files, load_run, load_sets, model_companions
@@ -475,8 +475,8 @@ def _frame(ids, pred, run, id_name, columns, mode, threshold=None) -> pd.DataFra
 
 def test_extensions(dirs: list[str], ids) -> dict[str, str] | None:
     """id -> file extension of the test inputs, re-listed from the test embedding manifests."""
-    from pipelines.embeddings import load_manifest
-    from pipelines.ids import file_extensions
+    from pipelines.data.embeddings import load_manifest
+    from pipelines.data.ids import file_extensions
 
     found: dict[str, str] = {}
     for path in dirs:
@@ -486,7 +486,7 @@ def test_extensions(dirs: list[str], ids) -> dict[str, str] | None:
 
 def spell_test_ids(run: dict, ids: np.ndarray, dirs: list[str]) -> np.ndarray:
     """Test ids in the spelling of the run's labels (stem, file name, relative path...)."""
-    from pipelines.ids import FORMS, spell_all
+    from pipelines.data.ids import FORMS, spell_all
 
     form = run["labels"].get("id_form") or FORMS[0]
     if form == FORMS[0]:
@@ -497,8 +497,8 @@ def spell_test_ids(run: dict, ids: np.ndarray, dirs: list[str]) -> np.ndarray:
 
 def _follow_sample(sample, id_name, ids, pred, usable, run, notes, path, dirs=()):
     """Rows in the sample's order, its ids as it spells them (stem, file name, relative path:
-    pipelines.ids picks the form); sample ids without a test input get the prior."""
-    from pipelines.ids import match_ids
+    pipelines.data.ids picks the form); sample ids without a test input get the prior."""
+    from pipelines.data.ids import match_ids
 
     wanted = sample[id_name].to_numpy(dtype=object)
     if len(wanted) == 0:

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import ConfigError, InputError, OlympError
-from pipelines.hardware import available_cores
+from pipelines.core.errors import ConfigError, InputError, OlympError
+from pipelines.core.hardware import available_cores
 
 PRIORITIES = ("balanced", "quality", "speed", "baseline")
 DEVICES = ("auto", "cpu", "cuda")
@@ -665,7 +665,7 @@ def rank_candidates(entries: Sequence, c: Constraints, measured: dict[str, tuple
 
 
 def recommend(config: RecommendConfig, on_progress: Callable[[str], None] | None = None) -> Recommendation:
-    from pipelines.catalog import load_catalog
+    from pipelines.backbones.catalog import load_catalog
     from pipelines.probe import probe_data
 
     report = on_progress or (lambda message: None)
@@ -767,13 +767,13 @@ def run_trial(candidates: list[Candidate], c: Constraints, config: RecommendConf
     offline, or `trial_weights`), score each with 3-fold logistic regression."""
     import numpy as np
 
-    from pipelines.embeddings import read_embeddings
+    from pipelines.data.embeddings import read_embeddings
     from pipelines.extract.config import ExtractConfig
     from pipelines.extract.inputs import extensions_for, list_inputs
     from pipelines.extract.runner import run_extraction
     from pipelines.train import read_labels
 
-    from pipelines.ids import folder_labels, match_ids
+    from pipelines.data.ids import folder_labels, match_ids
 
     listed = list_inputs(config.data_path, extensions_for(c.modality))
     items = {item.id: item.path for item in listed}
@@ -781,7 +781,7 @@ def run_trial(candidates: list[Candidate], c: Constraints, config: RecommendConf
     if config.trial_from_folders:
         known = list(zip(file_ids, folder_labels(file_ids, config.data_path).tolist()))
         source = "the folder names"
-    else:  # label ids in any spelling pipelines.ids knows (stem, file name, relative path)
+    else:  # label ids in any spelling pipelines.data.ids knows (stem, file name, relative path)
         labels = read_labels(config.trial_labels, config.id_col, config.target_col)
         match = match_ids(labels[config.id_col].tolist(), file_ids, lambda: {i.id: Path(i.path).suffix for i in listed},
                           Path(config.trial_labels).name, config.data_path)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.errors import InputError
+from pipelines.core.errors import InputError
 
 PER_CLASS = "per_class.csv"
 CONFUSION = "confusion.png"
@@ -132,7 +132,7 @@ def picture_metrics(task: str, metric: str) -> list[str]:
 
 
 def _save(fig, path: Path) -> None:
-    from pipelines.fileio import write_atomic
+    from pipelines.core.fileio import write_atomic
 
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
     pyplot().close(fig)
@@ -296,7 +296,7 @@ def blend_figure(task: str, metric: str, members: list[str], weights, member_sco
 def write_reports(run_dir: Path, task: str, classes: list[str] | None, y: np.ndarray, oof: np.ndarray,
                   scores: dict, threshold: float | None = None) -> dict[str, str]:
     """Draw the run's report files; returns {kind: file name} as recorded in the manifest."""
-    from pipelines.fileio import write_text_atomic
+    from pipelines.core.fileio import write_text_atomic
 
     run_dir = Path(run_dir)
     written = {}

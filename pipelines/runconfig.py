@@ -21,7 +21,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.errors import ConfigError
+from pipelines.core.errors import ConfigError
 from pipelines.extract.config import ExtractConfig
 from pipelines.predict import PredictConfig
 from pipelines.train import TrainConfig

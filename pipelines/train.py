@@ -17,7 +17,7 @@ assign folds -> fit one head per fold -> write the run directory:
       .olymp-run-in-progress.json, models/fold-K.done.json   only while train-head runs (or after a
                       kill): the folder is an olymp run, and fold K is whole and reusable on resume
 
-Every file is written atomically (pipelines.fileio) and manifest.json last, with the SHA-256 of
+Every file is written atomically (pipelines.core.fileio) and manifest.json last, with the SHA-256 of
 each model and transform file: it marks the run complete.
 """
 
@@ -37,16 +37,16 @@ import numpy as np
 import pandas as pd
 
 from pipelines import cv, metrics
-from pipelines.embeddings import EmbeddingSet, fingerprint, read_embeddings, read_errors
-from pipelines.errors import ConfigError, InputError, first_line
-from pipelines.fileio import is_temp_name, json_ready, write_atomic, write_json_atomic
+from pipelines.data.embeddings import EmbeddingSet, fingerprint, read_embeddings, read_errors
+from pipelines.core.errors import ConfigError, InputError, first_line
+from pipelines.core.fileio import is_temp_name, json_ready, write_atomic, write_json_atomic
 from pipelines.features import TRANSFORMS_DIR, FeatureSpec, FeatureTransform, transform_file
-from pipelines.hashing import file_sha256
+from pipelines.core.hashing import file_sha256
 from pipelines.heads import get_head
-from pipelines.ids import FROM_FOLDERS, common_extension, file_extensions, folder_labels, match_ids
+from pipelines.data.ids import FROM_FOLDERS, common_extension, file_extensions, folder_labels, match_ids
 from pipelines.report import REPORT_FILES, write_reports
-from pipelines.tasks import TASKS, Target, infer_task, multilabel_target, prior
-from pipelines.versions import package_versions
+from pipelines.data.tasks import TASKS, Target, infer_task, multilabel_target, prior
+from pipelines.core.versions import package_versions
 
 RUN_MANIFEST = "manifest.json"
 RUN_FORMAT = 1
@@ -241,7 +241,7 @@ def join(
 ) -> tuple[np.ndarray, np.ndarray, list[str], str]:
     """Rows (of `ids`) present in every set, and their concatenated features (float32).
     Label ids may name files by relative path or bare stem, with or without extension
-    (pipelines.ids): the form that matches every row is chosen per set.
+    (pipelines.data.ids): the form that matches every row is chosen per set.
     Returns (row positions into `ids`, X, warnings, the id form of the first set)."""
     keep = np.ones(len(ids), dtype=bool)
     positions, notes, forms = [], [], []
@@ -276,7 +276,7 @@ def join(
 
 # --------------------------------------------------------------------------- output
 
-_json_ready = json_ready  # the one JSON cleaner lives in pipelines.fileio
+_json_ready = json_ready  # the one JSON cleaner lives in pipelines.core.fileio
 
 
 def _versions() -> dict:
@@ -420,7 +420,7 @@ class TrainingData:
     groups: np.ndarray | None  # object array, or None without --group-col
     sets: list[EmbeddingSet]
     notes: list[str]  # rows left out and why
-    id_form: str = FROM_FOLDERS  # how the labels spell a file's id (pipelines.ids.FORMS)
+    id_form: str = FROM_FOLDERS  # how the labels spell a file's id (pipelines.data.ids.FORMS)
     id_extension: str | None = None  # the one extension every label id carries (forms with extension)
 
 

@@ -25,9 +25,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from pipelines.backbones.hf_cache import cached_weights, hf_hub_cache_dir
-from pipelines.catalog import BackboneEntry, entry_keys, find_entry, load_catalog
-from pipelines.errors import ConfigError, WeightsError
-from pipelines.hashing import file_sha256
+from pipelines.backbones.catalog import BackboneEntry, entry_keys, find_entry, load_catalog
+from pipelines.core.errors import ConfigError, WeightsError
+from pipelines.core.hashing import file_sha256
 
 PULL_PATTERNS = ("*.safetensors", "config.json")  # weights + the config timm / PANNs read
 RECORD_FORMAT = 1
@@ -317,7 +317,7 @@ def read_record() -> dict:
 
 
 def write_record(record: dict) -> Path:
-    from pipelines.fileio import write_text_atomic
+    from pipelines.core.fileio import write_text_atomic
 
     path = record_path()
     path.parent.mkdir(parents=True, exist_ok=True)

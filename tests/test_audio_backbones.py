@@ -13,7 +13,7 @@ from pipelines.backbones.crepe import load_crepe
 from pipelines.backbones.logmel import load_logmel_image, load_logmel_stats
 from pipelines.backbones.vggish import load_vggish
 from pipelines.backbones.yamnet import load_yamnet
-from pipelines.errors import WeightsError
+from pipelines.core.errors import WeightsError
 
 
 def clips(sample_rate: int, seconds: float, count: int = 2, seed: int = 0) -> torch.Tensor:

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from timm.data import create_transform
 
 from pipelines.backbones import LoadedBackbone, load_backbone
-from pipelines.errors import WeightsError
+from pipelines.core.errors import WeightsError
 
 skimage_data = pytest.importorskip("skimage.data")
 

@@ -25,7 +25,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines.embeddings import read_embeddings, read_errors
+from pipelines.data.embeddings import read_embeddings, read_errors
 from tests.audio_files import tone
 from tests.conftest import separable, write_csv, write_embeddings
 

@@ -294,7 +294,7 @@ def test_predict_on_a_blend_matches_old_runs_and_allows_a_tta_mismatch_when_told
 
 def test_predict_on_a_blend_dir_from_raw_input_extracts_once_per_backbone(tmp_path, runs, make_embeddings, make_csv, monkeypatch):
     import pipelines.extract.runner as runner_module
-    from pipelines.embeddings import read_embeddings
+    from pipelines.data.embeddings import read_embeddings
 
     root = runs["root"]
     assert cli("blend", root / "lr_a", root / "lr_b", root / "lgbm", "-o", tmp_path / "blend").exit_code == 0

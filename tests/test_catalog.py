@@ -1,4 +1,4 @@
-"""pipelines.catalog: configs/backbones.toml read into typed entries, strictly; every entry builds."""
+"""pipelines.backbones.catalog: configs/backbones.toml read into typed entries, strictly; every entry builds."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import timm
 import torch
 
-from pipelines.catalog import BackboneEntry, entries_for, find_entry, load_catalog
-from pipelines.errors import ConfigError, WeightsError
+from pipelines.backbones.catalog import BackboneEntry, entries_for, find_entry, load_catalog
+from pipelines.core.errors import ConfigError, WeightsError
 
 VALID_ENTRY = """
 [[backbone]]

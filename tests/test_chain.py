@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from cli.app import app
 from pipelines import runconfig
 from pipelines.chain import run_chain
-from pipelines.errors import ConfigError
+from pipelines.core.errors import ConfigError
 from tests.test_end_to_end import write_colour_images
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines.embeddings import fingerprint, read_embeddings, read_errors
-from pipelines.errors import TooManyErrors
+from pipelines.data.embeddings import fingerprint, read_embeddings, read_errors
+from pipelines.core.errors import TooManyErrors
 from pipelines.extract.config import ExtractConfig
 from pipelines.extract.reader import load_rgb
 from pipelines.extract.runner import run_extraction
@@ -265,7 +265,7 @@ def test_peak_memory_does_not_grow_with_inputs(tmp_path):
 def test_precision_auto_follows_the_hardware_and_stays_close_to_fp32(tmp_path):
     import torch
 
-    from pipelines.errors import ConfigError
+    from pipelines.core.errors import ConfigError
     from pipelines.extract.mapper import cpu_has_native_bf16, resolve_precision
 
     cpu = torch.device("cpu")

@@ -12,7 +12,7 @@ import soundfile
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines.embeddings import read_embeddings, read_errors
+from pipelines.data.embeddings import read_embeddings, read_errors
 from pipelines.extract.audio_mapper import ClipPooler
 from pipelines.extract.audio_reader import AudioReader, ClipStream, WindowPlan, stream_windows, window_starts
 from pipelines.extract.config import ExtractConfig

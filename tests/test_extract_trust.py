@@ -18,8 +18,8 @@ import soundfile
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines.embeddings import fingerprint, load_manifest, read_embeddings, read_errors
-from pipelines.errors import ConfigError
+from pipelines.data.embeddings import fingerprint, load_manifest, read_embeddings, read_errors
+from pipelines.core.errors import ConfigError
 from pipelines.extract.config import ExtractConfig
 from pipelines.extract.runner import run_extraction
 from tests.audio_files import tone
@@ -69,7 +69,7 @@ def test_same_names_other_content_is_re_embedded(tmp_path):
         np.testing.assert_allclose(got[key], vector, rtol=1e-4, atol=1e-5)
     manifest = load_manifest(tmp_path / "out")
     assert manifest["counts"] == {"inputs": 4, "embedded": 4, "errors": 0}
-    from pipelines.hashing import file_fingerprint
+    from pipelines.core.hashing import file_fingerprint
 
     stored = {}
     for part in (tmp_path / "out").glob("part-*.parquet"):

@@ -33,7 +33,7 @@ import soundfile
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines.embeddings import load_manifest, read_embeddings, read_errors
+from pipelines.data.embeddings import load_manifest, read_embeddings, read_errors
 from tests.audio_files import tone
 from tests.image_files import write_broken_images, write_images
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from pipelines.backbones import load_backbone
-from pipelines.embeddings import fingerprint, read_embeddings
+from pipelines.data.embeddings import fingerprint, read_embeddings
 from pipelines.extract.config import ExtractConfig
 from pipelines.extract.runner import run_extraction
 

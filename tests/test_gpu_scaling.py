@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines.embeddings import read_embeddings, read_errors
+from pipelines.data.embeddings import read_embeddings, read_errors
 from pipelines.extract.config import ExtractConfig
 from pipelines.extract.runner import run_extraction
 from tests.image_files import write_images

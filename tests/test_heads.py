@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipelines import cv, metrics
-from pipelines.errors import ConfigError, InputError
+from pipelines.core.errors import ConfigError, InputError
 from pipelines.heads import get_head
-from pipelines.tasks import Target, multilabel_target
+from pipelines.data.tasks import Target, multilabel_target
 
 runner = CliRunner()
 LABELS = np.array(["bark", "dog", "rain", "car"])

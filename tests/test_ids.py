@@ -219,10 +219,10 @@ def test_multilabel_rows_without_labels_are_kept_predicted_empty_and_scored(make
 
 
 def test_recommend_trial_with_labels_from_folders(folders, monkeypatch):
-    import pipelines.catalog
+    import pipelines.backbones.catalog
     from tests.test_recommend import TRIAL_CATALOG
 
-    monkeypatch.setattr(pipelines.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
+    monkeypatch.setattr(pipelines.backbones.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
     root, train, _ = folders
     result = invoke("recommend", root / "train", "--labels-from-folders", "--trial-weights", "random", "--trial-top", "1",
                     "--trial-size", "24", "--device", "cpu", "--json")

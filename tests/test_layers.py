@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipelines.backbones import load_backbone
-from pipelines.embeddings import read_embeddings
+from pipelines.data.embeddings import read_embeddings
 from tests.image_files import write_images
 
 TINY = ["--backbone", "test_efficientnet", "--weights", "random", "--workers", "0", "--device", "cpu"]

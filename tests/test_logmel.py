@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipelines.backbones.logmel import STATS_N_MELS, load_logmel_stats
-from pipelines.embeddings import read_embeddings
+from pipelines.data.embeddings import read_embeddings
 
 runner = CliRunner()
 N = STATS_N_MELS

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from pipelines.backbones import panns
 from pipelines.backbones.panns import HOP_LENGTH, PANNS_MODELS, SAMPLE_RATE, LogMel, build_panns, load_panns
-from pipelines.errors import InputError, WeightsError
+from pipelines.core.errors import InputError, WeightsError
 
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 # Seconds of audio per batch item in the forward test: real length for Cnn14, shorter elsewhere.

@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines.embeddings import read_embeddings
-from pipelines.errors import MismatchError
+from pipelines.data.embeddings import read_embeddings
+from pipelines.core.errors import MismatchError
 from pipelines.predict import PredictConfig, predict
 from pipelines.train import TrainConfig, train
 

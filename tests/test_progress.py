@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipelines.extract.runner import ExtractProgress
-from pipelines.progress import RateMeter
+from pipelines.core.progress import RateMeter
 from tests.test_end_to_end import write_colour_images
 
 runner = CliRunner()

@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-import pipelines.catalog
+import pipelines.backbones.catalog
 from cli.app import app
 from pipelines import recommend as rec
-from pipelines.catalog import BackboneEntry
-from pipelines.embeddings import read_embeddings
-from pipelines.errors import ConfigError
+from pipelines.backbones.catalog import BackboneEntry
+from pipelines.data.embeddings import read_embeddings
+from pipelines.core.errors import ConfigError
 from pipelines.probe import probe_data
 from tests.audio_files import write_broken_clips, write_mixed_clips
 from tests.image_files import write_broken_images, write_images
@@ -96,7 +96,7 @@ def top_pick(**overrides) -> str:
 @pytest.fixture
 def fake_catalog(monkeypatch):
     """`recommend` reads FAKE_CATALOG instead of configs/backbones.toml."""
-    monkeypatch.setattr(pipelines.catalog, "load_catalog", lambda path=None: list(FAKE_CATALOG))
+    monkeypatch.setattr(pipelines.backbones.catalog, "load_catalog", lambda path=None: list(FAKE_CATALOG))
     return FAKE_CATALOG
 
 
@@ -331,7 +331,7 @@ def write_colour_classes(folder: Path, per_class: int = 10) -> tuple[Path, Path]
 
 
 def test_trial_ranks_by_measured_score(tmp_path, monkeypatch):
-    monkeypatch.setattr(pipelines.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
+    monkeypatch.setattr(pipelines.backbones.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
     data, labels = write_colour_classes(tmp_path / "data")
     out = invoke_json(str(data), "--trial", str(labels), "--trial-weights", "random", "--trial-top", "2",
                       "--trial-size", "24", "--device", "cpu")
@@ -345,7 +345,7 @@ def test_trial_ranks_by_measured_score(tmp_path, monkeypatch):
 
 
 def test_trial_skips_candidates_without_offline_weights(tmp_path, monkeypatch, hf_cache):
-    monkeypatch.setattr(pipelines.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
+    monkeypatch.setattr(pipelines.backbones.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
     data, labels = write_colour_classes(tmp_path / "data", per_class=3)
     out = invoke_json(str(data), "--trial", str(labels), "--trial-top", "2", "--device", "cpu")
     assert all(c["trial_score"] is None and "not available offline" in c["trial_skipped"] for c in out["candidates"])
@@ -358,7 +358,7 @@ def test_stratified_sample_keeps_every_class():
 
 
 def test_measure_times_candidates_on_this_machine(monkeypatch):
-    monkeypatch.setattr(pipelines.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
+    monkeypatch.setattr(pipelines.backbones.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
     out = invoke_json("--modality", "image", "--n-items", "1000", "--measure", "--device", "cpu", "--top", "2")
     assert [c["time_source"] for c in out["candidates"]] == [rec.MEASURED_FORWARD] * 2  # no files to decode
     assert all(c["estimated_seconds"] > rec.STARTUP_SECONDS for c in out["candidates"])
@@ -367,7 +367,7 @@ def test_measure_times_candidates_on_this_machine(monkeypatch):
 def test_table_marks_each_time_measured_calibrated_or_rough(tmp_path, monkeypatch):
     """--measure times the top candidates (forward + decoding a sample of the user's files) and
     calibrates the rest to that speed; without it every time is labelled rough."""
-    monkeypatch.setattr(pipelines.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
+    monkeypatch.setattr(pipelines.backbones.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
     write_images(tmp_path / "data", 6)
     args = [str(tmp_path / "data"), "--device", "cpu", "--all"]
     rough = invoke_json(*args)
@@ -433,7 +433,7 @@ def test_scenario_audio_normal_compute_is_cnn14(device, hf_cache):
     assert out["candidates"][0]["name"] == "panns-cnn14"
     # Its weights are not on this machine: the command to paste is the best pick that runs offline.
     backbone = out["command"].split("--backbone ")[1].split()[0]
-    assert backbone != "panns-cnn14" and rec.weights_offline(pipelines.catalog.find_entry(backbone)) in rec.OFFLINE_READY
+    assert backbone != "panns-cnn14" and rec.weights_offline(pipelines.backbones.catalog.find_entry(backbone)) in rec.OFFLINE_READY
     assert any("olymp weights pull panns-cnn14" in note for note in out["notes"])
 
 
@@ -513,7 +513,7 @@ def test_the_printed_command_runs_offline_with_only_the_packaged_weights(tmp_pat
     command = shlex.split(quiet.stdout.strip())
     assert command[:2] == ["olymp", "extract"]
     backbone = command[command.index("--backbone") + 1]
-    assert rec.weights_offline(pipelines.catalog.find_entry(backbone)) in rec.OFFLINE_READY
+    assert rec.weights_offline(pipelines.backbones.catalog.find_entry(backbone)) in rec.OFFLINE_READY
 
     table = runner.invoke(app, ["recommend", str(data), "--time-budget", "10m"])
     assert table.exit_code == 0, table.output

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines.embeddings import load_manifest, read_embeddings, read_errors
+from pipelines.data.embeddings import load_manifest, read_embeddings, read_errors
 from pipelines.extract.config import ExtractConfig
 from pipelines.extract.runner import run_extraction
 from pipelines.extract.shards import resolve_shard, shard_bounds

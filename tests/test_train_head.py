@@ -11,10 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines.embeddings import fingerprint, load_manifest
-from pipelines.errors import ConfigError, InputError
+from pipelines.data.embeddings import fingerprint, load_manifest
+from pipelines.core.errors import ConfigError, InputError
 from pipelines.heads import get_head
-from pipelines.tasks import infer_task
+from pipelines.data.tasks import infer_task
 from pipelines.train import TrainConfig, train
 
 runner = CliRunner()
@@ -126,7 +126,7 @@ def test_saved_fold_models_reproduce_oof(tmp_path, multiclass, head):
                                head=head, folds=3, head_params={"learning_rate": 0.2} if head == "lgbm" else {}))
     assert result.mean["accuracy"] > 0.8
     _, folds, oof, _ = read_run(tmp_path / "run")
-    from pipelines.embeddings import read_embeddings
+    from pipelines.data.embeddings import read_embeddings
 
     X = read_embeddings(emb).vectors
     suffix = get_head(head).suffix

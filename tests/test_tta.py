@@ -8,7 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines.embeddings import load_manifest, read_embeddings
+from pipelines.data.embeddings import load_manifest, read_embeddings
 from tests.image_files import write_images
 
 TINY = ["--backbone", "test_resnet", "--weights", "random", "--workers", "0", "--device", "cpu", "--precision", "fp32"]

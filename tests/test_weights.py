@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipelines import weights
-from pipelines.catalog import load_catalog
+from pipelines.backbones.catalog import load_catalog
 
 runner = CliRunner()
 SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"  # a fake commit hash

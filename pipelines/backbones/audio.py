@@ -8,7 +8,7 @@ any timm image backbone, which then embeds log-mel "images" (`efficientnet_lite0
 from __future__ import annotations
 
 from pipelines.backbones.audio_base import AudioBackbone
-from pipelines.errors import WeightsError
+from pipelines.core.errors import WeightsError
 
 DEFAULT_AUDIO_BACKBONE = "panns-cnn14"
 FALLBACK_AUDIO_BACKBONE = "efficientnet_lite0"  # ships with olymp: works with no download

@@ -23,7 +23,7 @@ from pipelines.backbones.checkpoints import (
     seeded_init,
     strip_wrapper_prefixes,
 )
-from pipelines.errors import WeightsError
+from pipelines.core.errors import WeightsError
 
 
 @dataclass

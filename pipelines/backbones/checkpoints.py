@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file as load_safetensors
 
-from pipelines.errors import WeightsError, first_line
-from pipelines.hashing import file_sha256  # noqa: F401 - re-exported for the loaders
+from pipelines.core.errors import WeightsError, first_line
+from pipelines.core.hashing import file_sha256  # noqa: F401 - re-exported for the loaders
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
 # Containers training scripts wrap a state dict in (timm train, Lightning, plain scripts).

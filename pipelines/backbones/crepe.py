@@ -29,7 +29,7 @@ from torch import nn
 
 from pipelines.backbones.audio_base import AudioBackbone, load_state_dict_strictly, measure_embedding_dim
 from pipelines.backbones.checkpoints import file_sha256
-from pipelines.errors import ConfigError, WeightsError
+from pipelines.core.errors import ConfigError, WeightsError
 
 SAMPLE_RATE = 16000
 FRAME_SAMPLES = 1024

@@ -16,8 +16,8 @@ import timm
 from timm.models import PretrainedCfg, get_pretrained_cfg, split_model_name_tag
 
 from pipelines.backbones.hf_cache import cached_file
-from pipelines.catalog import BackboneEntry, find_entry, load_catalog
-from pipelines.errors import WeightsError
+from pipelines.backbones.catalog import BackboneEntry, find_entry, load_catalog
+from pipelines.core.errors import WeightsError
 
 HF_HUB_PREFIX = "hf-hub:"
 TIMM_HUB_OWNER = "timm/"

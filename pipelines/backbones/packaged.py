@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from pipelines.errors import WeightsError
+from pipelines.core.errors import WeightsError
 
 if TYPE_CHECKING:  # the module is read by `olymp weights list`, which must not import torch
     import torch

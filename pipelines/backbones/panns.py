@@ -39,7 +39,7 @@ from pipelines.backbones.checkpoints import (
     strip_wrapper_prefixes,
 )
 from pipelines.backbones.hf_cache import cached_weights, hf_hub_cache_dir
-from pipelines.errors import InputError, WeightsError
+from pipelines.core.errors import InputError, WeightsError
 
 # --- the front end every published 32 kHz PANNs checkpoint was trained with -------------------
 SAMPLE_RATE = 32000  # Hz

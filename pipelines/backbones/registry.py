@@ -33,7 +33,7 @@ from pipelines.backbones.timm_backbone import (
     measure_embedding_dim,
     resolve_data_config,
 )
-from pipelines.errors import WeightsError
+from pipelines.core.errors import WeightsError
 
 OFFLINE_DEFAULT_BACKBONE = "efficientnet_lite0"
 
@@ -121,7 +121,7 @@ def _built_name(model: torch.nn.Module, requested_timm_name: str) -> str:
 def pull_command(name: str, repos: list[str]) -> str:
     """The one command that fills the cache for `name`: olymp's own where `olymp weights pull`
     fetches one of the repos looked for (a catalog entry), else the hub's."""
-    from pipelines.catalog import find_entry
+    from pipelines.backbones.catalog import find_entry
 
     entry = find_entry(name) or find_entry(repos[0])
     if entry is not None and entry.pull_repo in repos:

@@ -22,7 +22,7 @@ import torch
 from timm.data import resolve_model_data_config
 
 from pipelines.backbones.checkpoints import seeded_init
-from pipelines.errors import ConfigError, WeightsError
+from pipelines.core.errors import ConfigError, WeightsError
 
 
 @dataclass

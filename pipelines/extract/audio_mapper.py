@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pipelines.errors import ConfigError
+from pipelines.core.errors import ConfigError
 from pipelines.extract.mapper import autocast_for, resolve_precision
 
 POOLINGS = ("mean", "max", "meanmax")

@@ -27,7 +27,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from pipelines.errors import ConfigError, first_line
+from pipelines.core.errors import ConfigError, first_line
 from pipelines.extract.inputs import InputItem
 
 LIBROSA_FALLBACK = frozenset({".m4a", ".mp3", ".aac", ".opus", ".wma"})

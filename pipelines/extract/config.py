@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipelines.errors import ConfigError
+from pipelines.core.errors import ConfigError
 
 # PIL's own decompression-bomb threshold (2 × Image.MAX_IMAGE_PIXELS): larger images are
 # recorded as errors instead of eating a worker's memory.

@@ -12,7 +12,7 @@ import contextlib
 import numpy as np
 import torch
 
-from pipelines.errors import ConfigError
+from pipelines.core.errors import ConfigError
 
 # CPU: small batches stay in cache (measured: lite0 60 img/s at 16 vs 25 at 32 on 2 cores);
 # GPU: large batches keep it busy.

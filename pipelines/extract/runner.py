@@ -4,7 +4,7 @@ The runner owns no model or file-format logic; it decides what is left to do, st
 through the three stages, enforces `max_error_rate`, and keeps the manifest current.
 
 What is left to do is decided by content, not by id alone. Every input is fingerprinted
-(pipelines.hashing.file_fingerprint: size, mtime_ns and a BLAKE2b of its first and last 64 KiB)
+(pipelines.core.hashing.file_fingerprint: size, mtime_ns and a BLAKE2b of its first and last 64 KiB)
 and every committed record stores the fingerprint it was made from. On resume an input is
 re-embedded when its fingerprint changed (or its record predates fingerprints), and an input
 recorded as an error is tried once more (`attempts` in its record; after MAX_ATTEMPTS runs the
@@ -36,9 +36,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from pipelines.embeddings import (ERROR_PARTS_DIR, ERRORS_NAME, FORMAT_VERSION, MANIFEST_NAME, METADATA_KEY,
+from pipelines.data.embeddings import (ERROR_PARTS_DIR, ERRORS_NAME, FORMAT_VERSION, MANIFEST_NAME, METADATA_KEY,
                                   PART_GLOB, fingerprint, load_manifest)
-from pipelines.errors import InputError, MismatchError, TooManyErrors
+from pipelines.core.errors import InputError, MismatchError, TooManyErrors
 from pipelines.extract.config import ExtractConfig
 from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
 from pipelines.extract.mapper import resolve_device
@@ -47,10 +47,10 @@ from pipelines.extract.shards import (LOCK_NAME, WRITER_LOCK_NAME, Shard, distri
 from pipelines.extract.stages import audio_stage, image_stage
 from pipelines.extract.writer import (CommittedState, PartWriter, drop_records, merge_error_parts, scan_committed,
                                       write_manifest)
-from pipelines.fileio import is_temp_name
-from pipelines.hardware import available_cores
-from pipelines.hashing import file_fingerprint
-from pipelines.versions import package_versions
+from pipelines.core.fileio import is_temp_name
+from pipelines.core.hardware import available_cores
+from pipelines.core.hashing import file_fingerprint
+from pipelines.core.versions import package_versions
 
 # The error-rate check waits for this many inputs, so three bad files in a row don't stop a run.
 ERROR_RATE_MIN_INPUTS = 100

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.errors import ConfigError, InputError
+from pipelines.core.errors import ConfigError, InputError
 
 LOCK_NAME = "_manifest.lock"  # "_" prefix: pyarrow's dataset reader skips it
 WRITER_LOCK_NAME = "_extract.lock"  # who is writing the folder: {"pid", "host", "shards", "started"}

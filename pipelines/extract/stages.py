@@ -12,7 +12,7 @@ from typing import Callable, Iterator, Sequence
 import pyarrow as pa
 import torch
 
-from pipelines.errors import ConfigError
+from pipelines.core.errors import ConfigError
 from pipelines.extract.config import ExtractConfig
 from pipelines.extract.inputs import InputItem
 

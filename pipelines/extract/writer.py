@@ -6,7 +6,7 @@ then rename). The Parquet rename is the commit point: an errors file without its
 leftover of an interrupted commit and is discarded on resume.
 
 Every committed record (a Parquet row, an error record) carries the `file_fingerprint` of the
-input it came from (pipelines.hashing.file_fingerprint), and an error record its `attempts`.
+input it came from (pipelines.core.hashing.file_fingerprint), and an error record its `attempts`.
 `drop_records` removes superseded records from committed parts — each part's errors file and
 then the part itself rewritten atomically, or deleted when nothing is left — so a resume that
 re-embeds an input never leaves its old row for readers to find.
@@ -24,8 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.fileio import write_atomic, write_json_atomic
-from pipelines.embeddings import ERROR_PARTS_DIR, ERRORS_NAME, MANIFEST_NAME, METADATA_KEY, PART_GLOB
+from pipelines.core.fileio import write_atomic, write_json_atomic
+from pipelines.data.embeddings import ERROR_PARTS_DIR, ERRORS_NAME, MANIFEST_NAME, METADATA_KEY, PART_GLOB
 
 ERROR_FIELDS = ("id", "path", "error", "file_fingerprint", "attempts")
 FINGERPRINT_COLUMN = "file_fingerprint"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 
-from pipelines.errors import ConfigError
+from pipelines.core.errors import ConfigError
 from pipelines.heads.base import Head
 
 # name -> "module:Class"

@@ -36,8 +36,8 @@ def inner_split(
     run's folds are (pipelines.cv: stratified / iterative stratification / grouped), or None
     when the part is too small to split (then a head trains without early stopping)."""
     from pipelines import cv
-    from pipelines.errors import OlympError
-    from pipelines.tasks import Target
+    from pipelines.core.errors import OlympError
+    from pipelines.data.tasks import Target
 
     classes = None if task == "regression" else [str(k) for k in range(n_classes)]
     target = Target(task, "inner split", classes, np.asarray(y))

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.errors import ConfigError
-from pipelines.fileio import write_text_atomic
-from pipelines.hardware import available_cores
+from pipelines.core.errors import ConfigError
+from pipelines.core.fileio import write_text_atomic
+from pipelines.core.hardware import available_cores
 from pipelines.heads.base import REFIT, Head, inner_split
 
 NUM_BOOST_ROUND = 1000  # upper bound; early stopping usually ends far sooner

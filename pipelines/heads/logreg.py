@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.errors import ConfigError
-from pipelines.fileio import write_text_atomic
+from pipelines.core.errors import ConfigError
+from pipelines.core.fileio import write_text_atomic
 from pipelines.heads.base import Head
 
 LOGREG_DEFAULTS = {"C": 1.0, "max_iter": 1000}

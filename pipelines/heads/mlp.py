@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.errors import ConfigError
-from pipelines.fileio import write_atomic, write_text_atomic
+from pipelines.core.errors import ConfigError
+from pipelines.core.fileio import write_atomic, write_text_atomic
 from pipelines.heads.base import REFIT, Head, inner_split
 
 MLP_DEFAULTS = {

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.errors import InputError, first_line
+from pipelines.core.errors import InputError, first_line
 
 MANIFEST_NAME = "_manifest.json"
 ERRORS_NAME = "_errors.csv"

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from pipelines.errors import InputError
+from pipelines.core.errors import InputError
 
 # In order of preference when several forms match every row (they agree on a flat folder).
 FORMS = ("path", "path+ext", "stem", "stem+ext")

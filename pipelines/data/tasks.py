@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.errors import ConfigError, InputError
+from pipelines.core.errors import ConfigError, InputError
 
 TASKS = ("binary", "multiclass", "regression", "multilabel")
 CLASSIFICATION = ("binary", "multiclass")

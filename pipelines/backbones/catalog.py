@@ -15,7 +15,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from pipelines.errors import ConfigError
+from pipelines.core.errors import ConfigError
 
 CATALOG_RESOURCE = "backbones.toml"  # inside the `configs` package
 MODALITIES = ("image", "audio", "both")  # "both": an image CNN also usable on log-mel "images"
