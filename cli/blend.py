@@ -86,7 +86,7 @@ def blend(
 
 
 def blend_table(result) -> Table:
-    from pipelines.metrics import GREATER_IS_BETTER
+    from pipelines.train.metrics import GREATER_IS_BETTER
 
     table = Table(title=f"blend ({result.method}) · {result.task} · {result.n_rows} OOF rows")
     table.add_column("run")

@@ -28,7 +28,7 @@ def report(
     Example:  olymp report runs/lgbm
     """
     from cli.train_head import scores_table
-    from pipelines.report import load_report
+    from pipelines.train.report import load_report
 
     with exit_on_error(), quiet_output(quiet):
         loaded = load_report(run_dir)
@@ -39,7 +39,7 @@ def report(
         return
     console.print(scores_table(loaded))
     if loaded.provenance:  # how the numbers above were obtained, in one line
-        from pipelines.metrics import provenance_line
+        from pipelines.train.metrics import provenance_line
 
         console.print(f"how: {provenance_line(loaded.provenance)}", highlight=False, soft_wrap=True)
     if loaded.per_class is not None:

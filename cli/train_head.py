@@ -105,7 +105,7 @@ def train_head(
     Seeds:      olymp train-head emb/train --labels train.csv -o runs/lgbm3 --head lgbm --seeds 0,1,2 --group-col patient
     """
     from pipelines.heads import parse_params
-    from pipelines.train import TrainConfig, train
+    from pipelines.train.train import TrainConfig, train
 
     shown = err_console if json_out else console
     inside_fold = []  # the live "fold k: round r ..." line while a fold trains (terminals only)
@@ -179,7 +179,7 @@ def parse_seeds(text: str | None) -> list[int] | None:
 
 
 def scores_table(result) -> Table:
-    from pipelines.metrics import GREATER_IS_BETTER
+    from pipelines.train.metrics import GREATER_IS_BETTER
 
     table = Table(title=f"{result.head} · {result.task} · {len(result.fold_scores)} folds · {result.n_rows} rows")
     table.add_column("fold")

@@ -69,7 +69,7 @@ def hand_written_loop(embeddings: Path, labels: Path, folds: int, seed: int) -> 
 def bench_train_head(rows: int = 2000, dim: int = 128, classes: int = 3, folds: int = 5, seed: int = 42,
                      repeats: int = 2) -> dict:
     """Best of `repeats` runs each, alternating which goes first, so neither gets a warm start."""
-    from pipelines.train import TrainConfig, train
+    from pipelines.train.train import TrainConfig, train
 
     olymp_times, hand_times = [], []
     with tempfile.TemporaryDirectory(prefix="olymp-bench-heads-") as tmp:
@@ -104,7 +104,7 @@ def bench_heads(rows: int = 1500, dim: int = 1280, classes: int = 10, folds: int
                 heads: tuple[str, ...] = ("logreg", "mlp", "lgbm")) -> list[dict]:
     """Each head's train-head time and OOF accuracy on one embedding-sized synthetic set (the
     digits demo's shape by default: ~1.4k rows of 1280-d), so a head's speed is tracked."""
-    from pipelines.train import TrainConfig, train
+    from pipelines.train.train import TrainConfig, train
 
     out = []
     with tempfile.TemporaryDirectory(prefix="olymp-bench-heads-") as tmp:

@@ -39,14 +39,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines import cv, metrics
+from pipelines.train import cv, metrics
 from pipelines.core.errors import ConfigError, InputError, MismatchError
 from pipelines.core.fileio import json_ready, write_atomic, write_json_atomic
 from pipelines.core.hashing import file_sha256
-from pipelines.metrics import GREATER_IS_BETTER
-from pipelines.report import BLEND_PICTURE, draw_blend
+from pipelines.train.metrics import GREATER_IS_BETTER
+from pipelines.train.report import BLEND_PICTURE, draw_blend
 from pipelines.data.tasks import TASKS
-from pipelines.train import RUN_FORMAT, RUN_MANIFEST, read_labels, target_from_labels
+from pipelines.train.train import RUN_FORMAT, RUN_MANIFEST, read_labels, target_from_labels
 
 BLEND_KIND = "blend"
 METHODS = ("greedy", "nnls")

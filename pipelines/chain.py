@@ -217,8 +217,8 @@ def check_config(config: RunConfig, smoke: bool = False, limit: int | None = Non
     `olymp run` calls it before any step, so a bad value costs nothing; --dry-run shows the
     returned lines (what each name resolved to)."""
     from pipelines.heads import get_head
-    from pipelines.metrics import metrics_for
-    from pipelines.train import _validate, read_labels, target_from_labels
+    from pipelines.train.metrics import metrics_for
+    from pipelines.train.train import _validate, read_labels, target_from_labels
 
     if config.data.labels is None and not config.head.get("labels_from_folders"):
         raise ConfigError("no data.labels; point data.labels at the labels CSV, or set [head] labels_from_folders = true")
@@ -276,7 +276,7 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
     """The steps of the chain with their keys (nothing runs until a step's `run`). A smoke or
     --limit plan writes its subsample listing into `root`, or into `scratch` (a dry run)."""
     from pipelines.predict import predict
-    from pipelines.train import RUN_MANIFEST, run_dir_state, train
+    from pipelines.train.train import RUN_MANIFEST, run_dir_state, train
 
     notify = notify or (lambda kind, message: None)
     from_folders = bool(config.head.get("labels_from_folders"))
@@ -363,7 +363,7 @@ def stratified_listing(config: RunConfig, limit: int, root: Path) -> tuple[str, 
     import pandas as pd
 
     from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
-    from pipelines.train import read_labels, subsample_rows
+    from pipelines.train.train import read_labels, subsample_rows
 
     train = config.train_config([], "")
     extract = config.extract_config(config.data.train, "")

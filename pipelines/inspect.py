@@ -61,7 +61,7 @@ def project(X: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, str]:
 
 
 def draw(path: Path, points: np.ndarray, target, method: str, title: str) -> None:
-    from pipelines.report import pyplot
+    from pipelines.train.report import pyplot
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 6))
@@ -88,7 +88,7 @@ def inspect(config: InspectConfig) -> InspectResult:
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
     from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
-    from pipelines.train import TrainConfig, limit_rows, load_training_data
+    from pipelines.train.train import TrainConfig, limit_rows, load_training_data
 
     data = load_training_data(TrainConfig(
         embeddings=[config.embeddings], labels=config.labels, output="", id_col=config.id_col,

@@ -21,11 +21,11 @@ import pandas as pd
 
 from pipelines.data.embeddings import FINGERPRINT_FIELDS, MANIFEST_NAME, fingerprint, part_files, read_errors, unrecorded_fields
 from pipelines.core.errors import ConfigError, InputError, MismatchError, OlympError
-from pipelines.features import FeatureTransform
+from pipelines.train.features import FeatureTransform
 from pipelines.core.fileio import write_atomic, write_text_atomic
 from pipelines.heads import get_head
-from pipelines.metrics import DEFAULT_THRESHOLD, multilabel_decisions
-from pipelines.train import REBUILD, RUN_MANIFEST, TEST_EMBEDDINGS_DIR, check_run_files, load_run, load_sets, model_companions
+from pipelines.train.metrics import DEFAULT_THRESHOLD, multilabel_decisions
+from pipelines.train.train import REBUILD, RUN_MANIFEST, TEST_EMBEDDINGS_DIR, check_run_files, load_run, load_sets, model_companions
 
 # on_progress(level, message): level is "info" or "warning".
 Progress = Callable[[str, str], None]

@@ -771,7 +771,7 @@ def run_trial(candidates: list[Candidate], c: Constraints, config: RecommendConf
     from pipelines.extract.config import ExtractConfig
     from pipelines.extract.inputs import extensions_for, list_inputs
     from pipelines.extract.runner import run_extraction
-    from pipelines.train import read_labels
+    from pipelines.train.train import read_labels
 
     from pipelines.data.ids import folder_labels, match_ids
 

@@ -2,7 +2,7 @@
 
     [data]     DataConfig: train/test inputs, labels, where everything goes
     [extract]  pipelines.extract.config.ExtractConfig, for the train and the test inputs alike
-    [head]     pipelines.train.TrainConfig (`name` = its `head`, `params` = its `head_params`)
+    [head]     pipelines.train.train.TrainConfig (`name` = its `head`, `params` = its `head_params`)
     [predict]  pipelines.predict.PredictConfig
     [smoke]    SmokeConfig: how `--smoke` shrinks the chain
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from pipelines.core.errors import ConfigError
 from pipelines.extract.config import ExtractConfig
 from pipelines.predict import PredictConfig
-from pipelines.train import TrainConfig
+from pipelines.train.train import TrainConfig
 
 
 @dataclass
@@ -255,7 +255,7 @@ def _check_steps(config: RunConfig) -> None:
     if config.smoke.limit < config.smoke.folds:
         raise ConfigError(f"smoke.limit {config.smoke.limit} in {source} is fewer rows than smoke.folds "
                           f"{config.smoke.folds}; raise smoke.limit")
-    from pipelines.train import _validate
+    from pipelines.train.train import _validate
 
     output = Path(config.data.output)
     steps = (  # placeholders where the chain fills in paths

@@ -136,7 +136,7 @@ def slug(text: str) -> str:
 def evaluate(dataset: Dataset, heads: list[str], log) -> list[dict]:
     from pipelines.extract.config import ExtractConfig
     from pipelines.extract.runner import run_extraction
-    from pipelines.train import TrainConfig, train
+    from pipelines.train.train import TrainConfig, train
 
     results = []
     probe_dir = dataset.inputs if dataset.inputs.is_dir() else dataset.labels.parent

@@ -431,7 +431,7 @@ def test_disk_full_is_one_line(embeddings, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(root / "runs" / "full" / "oof.csv"))
 
-    monkeypatch.setattr("pipelines.train.write_reports", full)
+    monkeypatch.setattr("pipelines.train.train.write_reports", full)
     assert_refused(_train(root, labels), "disk full", "oof.csv", "choose another -o")
 
 
@@ -442,7 +442,7 @@ def test_unexpected_error_is_one_line_unless_debug(embeddings, monkeypatch):
     def boom(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr("pipelines.train.write_reports", boom)
+    monkeypatch.setattr("pipelines.train.train.write_reports", boom)
     assert_refused(_train(root, labels), "ZeroDivisionError", "OLYMP_DEBUG=1")
     monkeypatch.setenv("OLYMP_DEBUG", "1")
     debug = _train(root, labels)
@@ -454,17 +454,17 @@ def test_library_warnings_one_line_and_silenced_by_quiet(embeddings, monkeypatch
     and --quiet silences it like every other warning."""
     import warnings
 
-    import pipelines.train
+    import pipelines.train.train
 
     root, ids, classes = embeddings
     labels = write_csv(root / "warn.csv", id=ids, label=classes)
-    drawing = pipelines.train.write_reports
+    drawing = pipelines.train.train.write_reports
 
     def noisy(*args, **kwargs):
         warnings.warn("Tight layout not applied.\nsecond line", UserWarning)
         return drawing(*args, **kwargs)
 
-    monkeypatch.setattr("pipelines.train.write_reports", noisy)
+    monkeypatch.setattr("pipelines.train.train.write_reports", noisy)
     shown = _train(root, labels)
     assert_ok(shown)
     lines = [line for line in shown.stderr.splitlines() if "Tight layout" in line]
@@ -480,7 +480,7 @@ def test_report_drawing_warnings_never_print(tmp_path, recwarn, monkeypatch):
 
     import matplotlib.axes
 
-    from pipelines.report import draw_fold_scores
+    from pipelines.train.report import draw_fold_scores
 
     real = matplotlib.axes.Axes.set_ylim
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines.metrics import GREATER_IS_BETTER
+from pipelines.train.metrics import GREATER_IS_BETTER
 from pipelines.predict import PredictConfig, predict
 
 runner = CliRunner()
@@ -61,7 +61,7 @@ def oof_values(run_dir):
 # --------------------------------------------------------------------------- an independent cross-fit
 
 def score_of(metric, y, pred):
-    """The metric, written from scikit-learn (not pipelines.metrics)."""
+    """The metric, written from scikit-learn (not pipelines.train.metrics)."""
     from sklearn.metrics import accuracy_score, log_loss
 
     if metric == "logloss":

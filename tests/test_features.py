@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines.features import FeatureSpec, FeatureTransform
+from pipelines.train.features import FeatureSpec, FeatureTransform
 from pipelines.heads import get_head
 from pipelines.predict import PredictConfig, predict
 

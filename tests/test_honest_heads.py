@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipelines.heads.base import inner_split
-from pipelines.train import TrainConfig, train
+from pipelines.train.train import TrainConfig, train
 from tests.test_chain import colour_data, write_config  # noqa: F401  (colour_data: a fixture)
 from tests.test_chain import invoke as chain_invoke
 

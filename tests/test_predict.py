@@ -15,7 +15,7 @@ from cli.app import app
 from pipelines.data.embeddings import read_embeddings
 from pipelines.core.errors import MismatchError
 from pipelines.predict import PredictConfig, predict
-from pipelines.train import TrainConfig, train
+from pipelines.train.train import TrainConfig, train
 
 runner = CliRunner()
 CLASSES = np.array(["cat", "dog", "owl"])

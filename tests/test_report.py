@@ -146,7 +146,7 @@ def _legend_outside(ax) -> bool:
 
 
 def test_fold_scores_read_from_zero_with_values_and_accuracy_first(classified):
-    from pipelines.report import fold_scores_figure, pyplot
+    from pipelines.train.report import fold_scores_figure, pyplot
 
     invoke("train-head", classified / "emb", "--labels", classified / "labels.csv", "--head", "logreg",
            "--folds", "3", "-o", classified / "run", "--quiet")
@@ -166,7 +166,7 @@ def test_fold_scores_read_from_zero_with_values_and_accuracy_first(classified):
 
 
 def test_pred_vs_true_keeps_the_truths_range_when_one_prediction_is_wild():
-    from pipelines.report import pred_vs_true_figure, pyplot
+    from pipelines.train.report import pred_vs_true_figure, pyplot
 
     rng = np.random.default_rng(0)
     truth = rng.uniform(0, 22, size=50)
@@ -184,7 +184,7 @@ def test_pred_vs_true_keeps_the_truths_range_when_one_prediction_is_wild():
 
 
 def test_multilabel_runs_get_per_label_average_precision_bars(tmp_path, make_embeddings, make_csv, make_separable):
-    from pipelines.report import label_ap_figure, pyplot
+    from pipelines.train.report import label_ap_figure, pyplot
 
     X, y = make_separable(90, n_classes=3)
     ids = [f"r{i}" for i in range(90)]
@@ -207,7 +207,7 @@ def test_multilabel_runs_get_per_label_average_precision_bars(tmp_path, make_emb
 
 
 def test_a_blend_draws_its_members_next_to_the_blend(classified):
-    from pipelines.report import blend_figure, pyplot
+    from pipelines.train.report import blend_figure, pyplot
 
     common = ["--labels", classified / "labels.csv", "--folds", "3", "--quiet"]
     invoke("train-head", classified / "emb", *common, "--head", "logreg", "-o", classified / "a")

@@ -15,7 +15,7 @@ from pipelines.data.embeddings import fingerprint, load_manifest
 from pipelines.core.errors import ConfigError, InputError
 from pipelines.heads import get_head
 from pipelines.data.tasks import infer_task
-from pipelines.train import TrainConfig, train
+from pipelines.train.train import TrainConfig, train
 
 runner = CliRunner()
 FAST = ["--head", "lgbm", "--folds", "3", "--param", "learning_rate=0.2"]  # fewer folds and trees: same code paths

@@ -13,7 +13,7 @@ assign folds -> fit one head per fold -> write the run directory:
                       fold-K-seed-S.* with several --seeds (OOF = their mean)
       transforms/fold-K.npz   with --normalize/--pca: the feature transform fitted on fold K's
                       training part (plain arrays, no pickle), applied again by predict
-      per_class.csv, confusion.png, fold_scores.png, pred_vs_true.png   reports (pipelines/report.py)
+      per_class.csv, confusion.png, fold_scores.png, pred_vs_true.png   reports (pipelines/train/report.py)
       .olymp-run-in-progress.json, models/fold-K.done.json   only while train-head runs (or after a
                       kill): the folder is an olymp run, and fold K is whole and reusable on resume
 
@@ -36,15 +36,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines import cv, metrics
+from pipelines.train import cv, metrics
 from pipelines.data.embeddings import EmbeddingSet, fingerprint, read_embeddings, read_errors
 from pipelines.core.errors import ConfigError, InputError, first_line
 from pipelines.core.fileio import is_temp_name, json_ready, write_atomic, write_json_atomic
-from pipelines.features import TRANSFORMS_DIR, FeatureSpec, FeatureTransform, transform_file
+from pipelines.train.features import TRANSFORMS_DIR, FeatureSpec, FeatureTransform, transform_file
 from pipelines.core.hashing import file_sha256
 from pipelines.heads import get_head
 from pipelines.data.ids import FROM_FOLDERS, common_extension, file_extensions, folder_labels, match_ids
-from pipelines.report import REPORT_FILES, write_reports
+from pipelines.train.report import REPORT_FILES, write_reports
 from pipelines.data.tasks import TASKS, Target, infer_task, multilabel_target, prior
 from pipelines.core.versions import package_versions
 

@@ -204,7 +204,7 @@ def fold_scores_figure(task: str, metric: str, folds: list[dict], oof: dict):
 
 
 def metrics_greater(name: str) -> bool:
-    from pipelines.metrics import GREATER_IS_BETTER
+    from pipelines.train.metrics import GREATER_IS_BETTER
 
     return GREATER_IS_BETTER.get(name, True)
 
@@ -353,7 +353,7 @@ class RunReport:
 
 def load_report(run_dir: str | Path) -> RunReport:
     from pipelines.blend import BLEND_KIND, load_blend, manifest_kind
-    from pipelines.train import load_run
+    from pipelines.train.train import load_run
 
     run_dir = Path(run_dir)
     is_blend = manifest_kind(run_dir) == BLEND_KIND
