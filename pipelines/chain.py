@@ -275,7 +275,7 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
                notify: Progress | None = None, extract_progress=None, scratch: Path | None = None) -> list[Step]:
     """The steps of the chain with their keys (nothing runs until a step's `run`). A smoke or
     --limit plan writes its subsample listing into `root`, or into `scratch` (a dry run)."""
-    from pipelines.predict import predict
+    from pipelines.predict.predict import predict
     from pipelines.train.train import RUN_MANIFEST, run_dir_state, train
 
     notify = notify or (lambda kind, message: None)

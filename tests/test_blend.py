@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipelines.train.metrics import GREATER_IS_BETTER
-from pipelines.predict import PredictConfig, predict
+from pipelines.predict.predict import PredictConfig, predict
 
 runner = CliRunner()
 CLASSES = np.array(["cat", "dog", "owl"])

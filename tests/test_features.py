@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cli.app import app
 from pipelines.train.features import FeatureSpec, FeatureTransform
 from pipelines.heads import get_head
-from pipelines.predict import PredictConfig, predict
+from pipelines.predict.predict import PredictConfig, predict
 
 runner = CliRunner()
 CLASSES = np.array(["cat", "dog", "owl"])

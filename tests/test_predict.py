@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from cli.app import app
 from pipelines.data.embeddings import read_embeddings
 from pipelines.core.errors import MismatchError
-from pipelines.predict import PredictConfig, predict
+from pipelines.predict.predict import PredictConfig, predict
 from pipelines.train.train import TrainConfig, train
 
 runner = CliRunner()
@@ -311,7 +311,7 @@ def test_stdin_listing_of_the_same_files_reuses_its_extraction(tmp_path, trained
 
 
 def test_old_raw_input_caches_are_pruned(tmp_path, trained, fake_extract):
-    from pipelines.predict import KEEP_CACHES
+    from pipelines.predict.predict import KEEP_CACHES
 
     for n in range(KEEP_CACHES + 2):
         folder = write_test_folder(tmp_path / f"set{n}", ["a", "b"], [n, n + 1])
