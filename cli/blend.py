@@ -52,8 +52,8 @@ def blend(
 
     Example:  olymp blend runs/lgbm runs/lr -o runs/blend && olymp predict runs/blend emb/test -o submission.csv
     """
-    from pipelines.blend import BlendConfig
-    from pipelines.blend import blend as run_blend
+    from pipelines.ensemble.blend import BlendConfig
+    from pipelines.ensemble.blend import blend as run_blend
 
     spinner = StepSpinner()  # stderr, gone when done; none under --quiet/--json
 

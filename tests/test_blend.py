@@ -335,7 +335,7 @@ def test_blend_reads_the_truth_from_moved_labels_only_when_they_are_the_same(tmp
 
 
 def test_nnls_falls_back_to_the_best_run_when_its_combination_scores_lower():
-    from pipelines.blend import choose_weights
+    from pipelines.ensemble.blend import choose_weights
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 200)
@@ -351,7 +351,7 @@ def test_nnls_falls_back_to_the_best_run_when_its_combination_scores_lower():
 
 @pytest.mark.parametrize("method", ["greedy", "nnls"])
 def test_regression_weights_average_independent_errors(method):
-    from pipelines.blend import choose_weights, combine
+    from pipelines.ensemble.blend import choose_weights, combine
 
     rng = np.random.default_rng(1)
     y = rng.normal(size=500)

@@ -565,7 +565,7 @@ def predict_run(
 
 def load_predictor(run_dir: Path) -> dict:
     """The manifest of a train-head run or of a blend (both predict the same way)."""
-    from pipelines.blend import BLEND_KIND, load_blend, manifest_kind
+    from pipelines.ensemble.blend import BLEND_KIND, load_blend, manifest_kind
 
     if manifest_kind(run_dir) == BLEND_KIND:  # a corrupt manifest.json: one line naming it
         return load_blend(run_dir)
@@ -594,7 +594,7 @@ def predict(config: PredictConfig, on_progress: Progress | None = None, extract_
         predicted = predict_run(run_dir, run, resolve_inputs(config, run, notify, extract_progress),
                                 config.allow_tta_mismatch, notify)
     else:
-        from pipelines.blend import predict_blend
+        from pipelines.ensemble.blend import predict_blend
 
         predicted = predict_blend(run_dir, run, config, notify, extract_progress)
     all_ids, pred, usable, notes = predicted.ids, predicted.pred, predicted.usable, list(predicted.notes)

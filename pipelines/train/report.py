@@ -352,7 +352,7 @@ class RunReport:
 
 
 def load_report(run_dir: str | Path) -> RunReport:
-    from pipelines.blend import BLEND_KIND, load_blend, manifest_kind
+    from pipelines.ensemble.blend import BLEND_KIND, load_blend, manifest_kind
     from pipelines.train.train import load_run
 
     run_dir = Path(run_dir)
