@@ -32,8 +32,8 @@ def inspect(
 
     Example:  olymp inspect emb/train --labels train.csv -o proj.png
     """
-    from pipelines.inspect import InspectConfig
-    from pipelines.inspect import inspect as run_inspect
+    from pipelines.select.inspect import InspectConfig
+    from pipelines.select.inspect import inspect as run_inspect
 
     with exit_on_error(), quiet_output(quiet):
         result = run_inspect(InspectConfig(

@@ -10,8 +10,8 @@ import typer
 from rich.table import Table
 
 from cli.console import JsonOption, QuietOption, console, err_console, exit_on_error
-from pipelines.recommend import TIME_LABELS, TIME_LEGEND, Recommendation, RecommendConfig, format_duration
-from pipelines.recommend import recommend as run_recommend
+from pipelines.select.recommend import TIME_LABELS, TIME_LEGEND, Recommendation, RecommendConfig, format_duration
+from pipelines.select.recommend import recommend as run_recommend
 
 
 def recommend(

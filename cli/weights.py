@@ -29,8 +29,8 @@ def list_weights(
 
     Example:  olymp weights list --json
     """
-    from pipelines.weights import as_json as to_json
-    from pipelines.weights import list_status
+    from pipelines.select.weights import as_json as to_json
+    from pipelines.select.weights import list_status
 
     with exit_on_error():
         statuses = list_status(names or ())
@@ -59,7 +59,7 @@ def pull_weights(
 
     Example:  olymp weights pull resnet50 convnext_tiny panns-cnn14
     """
-    from pipelines.weights import pull, record_path
+    from pipelines.select.weights import pull, record_path
 
     def on_start(entry, repo_id: str) -> None:
         err_console.print(f"pulling [bold]{entry.name}[/] from {repo_id} ...", highlight=False)
@@ -89,8 +89,8 @@ def verify_weights(
 
     Example:  olymp weights verify --quiet && echo ok
     """
-    from pipelines.weights import as_json as to_json
-    from pipelines.weights import record_path, verify
+    from pipelines.select.weights import as_json as to_json
+    from pipelines.select.weights import record_path, verify
 
     with exit_on_error():
         results = verify(names or ())

@@ -291,7 +291,7 @@ def test_no_offline_weights_names_every_fix(hf_cache: Path) -> None:
 def test_missing_catalog_weights_name_olymps_own_pull(hf_cache: Path) -> None:
     """One fix for missing weights everywhere: `olymp weights pull NAME` for a catalog entry
     (what `olymp weights list` says too), the hub's download only for names olymp cannot pull."""
-    from pipelines.weights import list_status
+    from pipelines.select.weights import list_status
 
     with pytest.raises(WeightsError) as caught:
         load_backbone("resnet50")

@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 
 import pipelines.backbones.catalog
 from cli.app import app
-from pipelines import recommend as rec
+from pipelines.select import recommend as rec
 from pipelines.backbones.catalog import BackboneEntry
 from pipelines.data.embeddings import read_embeddings
 from pipelines.core.errors import ConfigError
-from pipelines.probe import probe_data
+from pipelines.select.probe import probe_data
 from tests.audio_files import write_broken_clips, write_mixed_clips
 from tests.image_files import write_broken_images, write_images
 

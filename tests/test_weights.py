@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines import weights
+from pipelines.select import weights
 from pipelines.backbones.catalog import load_catalog
 
 runner = CliRunner()

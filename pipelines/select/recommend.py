@@ -1,6 +1,6 @@
 """`recommend`: which backbone for this data, this machine, this time budget?
 
-Flow: probe the data (pipelines/probe.py) → constraints (probe + the user's overrides) →
+Flow: probe the data (pipelines/select/probe.py) → constraints (probe + the user's overrides) →
 candidates = catalog entries of the modality → a time per candidate (rough: FLOPs and a small
 device table; with --measure: the candidate's forward and the decoding of the user's files timed
 on this machine, the untimed ones calibrated to the speed measured) → a score = the sum of the rules
@@ -582,8 +582,8 @@ def decode_sample(data_path: str | None, modality: str, size: int = DECODE_SAMPL
 
 def weights_offline(entry) -> str:
     """Where this entry's weights would come from right now, without network: the short form of
-    `olymp weights list` (pipelines.weights), so both commands look in the same places."""
-    from pipelines.weights import AVAILABLE, MISSING, weights_status
+    `olymp weights list` (pipelines.select.weights), so both commands look in the same places."""
+    from pipelines.select.weights import AVAILABLE, MISSING, weights_status
 
     status = weights_status(entry)
     if status.state == AVAILABLE:
@@ -666,7 +666,7 @@ def rank_candidates(entries: Sequence, c: Constraints, measured: dict[str, tuple
 
 def recommend(config: RecommendConfig, on_progress: Callable[[str], None] | None = None) -> Recommendation:
     from pipelines.backbones.catalog import load_catalog
-    from pipelines.probe import probe_data
+    from pipelines.select.probe import probe_data
 
     report = on_progress or (lambda message: None)
     probe = probe_data(config.data_path, config.modality or "auto") if config.data_path else None
