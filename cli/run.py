@@ -48,8 +48,8 @@ def run(
 
     Smoke:    olymp run configs/examples/digits.toml --smoke
     """
-    from pipelines import runconfig
-    from pipelines.chain import run_chain
+    from pipelines.chain import runconfig
+    from pipelines.chain.chain import run_chain
 
     shown = err_console if json_out else console
     live = not (quiet or json_out)  # bars and spinners only for a person watching

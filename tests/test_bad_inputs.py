@@ -312,7 +312,7 @@ def test_every_numeric_config_key_has_a_range():
     """A numeric key added to a step config must get its range in runconfig.RANGES too."""
     import typing
 
-    from pipelines import runconfig
+    from pipelines.chain import runconfig
 
     def numeric(hint) -> bool:
         args = typing.get_args(hint) or (hint,)

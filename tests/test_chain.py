@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines import runconfig
-from pipelines.chain import run_chain
+from pipelines.chain import runconfig
+from pipelines.chain.chain import run_chain
 from pipelines.core.errors import ConfigError
 from tests.test_end_to_end import write_colour_images
 

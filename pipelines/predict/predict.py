@@ -110,7 +110,7 @@ def cache_dir(source: str, trained: dict, run_dir: Path) -> Path:
     """Where a raw input is extracted: named by the content fingerprint of its listing (ids and
     each file's `file_fingerprint`) and the extraction settings, never by the folder's name alone,
     so other files under the same name get their own extraction and the same files reuse theirs."""
-    from pipelines.chain import listing_fingerprint
+    from pipelines.chain.chain import listing_fingerprint
 
     shaping = _shaping(trained)
     listed = listing_fingerprint(source, shaping.get("modality", "auto"))

@@ -37,7 +37,7 @@ from pipelines.data.embeddings import MANIFEST_NAME
 from pipelines.core.errors import ConfigError
 from pipelines.core.fileio import write_json_atomic, write_text_atomic
 from pipelines.core.hashing import file_fingerprint, file_sha256, fingerprint_of_fingerprints
-from pipelines.runconfig import STEP_TABLES, RunConfig
+from pipelines.chain.runconfig import STEP_TABLES, RunConfig
 
 STATE_FILE = "steps.json"
 SUBMISSION = "submission.csv"
