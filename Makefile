@@ -43,8 +43,8 @@ faults: $(STAMP) ## Fault script: kill -9 at many points of extract/train-head/p
 	OLYMP_FAULTS=1 $(BIN)/python -m pytest -m faults -s -q -p no:cacheprovider tests/test_faults.py
 
 smoke: $(STAMP) ## The whole chain (olymp run --smoke) on the demo digits and sounds: tiny subsample, 2 folds, CPU
-	$(BIN)/python -m pipelines.demo $(DEMO)
-	$(BIN)/python -m pipelines.demo sounds $(DEMO)/sounds
+	$(BIN)/python -m pipelines.devtools.demo $(DEMO)
+	$(BIN)/python -m pipelines.devtools.demo sounds $(DEMO)/sounds
 	$(OLYMP) run configs/examples/digits.toml --smoke --set extract.device=cpu
 	$(OLYMP) run configs/examples/sounds.toml --smoke --set extract.device=cpu
 
@@ -52,26 +52,26 @@ demo: demo-images demo-audio ## Both demos below, offline, each printing its CV 
 	@$(MAKE) --no-print-directory path-note
 
 demo-images: $(STAMP) ## Digits as PNGs → extract → train-head → predict (offline default backbone)
-	$(BIN)/python -m pipelines.demo $(DEMO)
+	$(BIN)/python -m pipelines.devtools.demo $(DEMO)
 	# embeddings where configs/examples/digits.toml's chain (output demo_data/chain) resumes them
 	$(BIN)/olymp extract $(DEMO)/train -o $(DEMO)/chain/emb/train
 	$(BIN)/olymp extract $(DEMO)/test -o $(DEMO)/chain/emb/test
 	$(BIN)/olymp train-head $(DEMO)/chain/emb/train --labels $(DEMO)/train_labels.csv --head logreg -o $(DEMO)/run --overwrite
 	$(BIN)/olymp predict $(DEMO)/run $(DEMO)/chain/emb/test -o $(DEMO)/submission.csv
-	$(BIN)/python -m pipelines.demo score $(DEMO)
+	$(BIN)/python -m pipelines.devtools.demo score $(DEMO)
 	@echo "submission: $(DEMO)/submission.csv"
 
 demo-audio: $(STAMP) ## Synthetic sound classes (wav/flac/ogg, mixed rates) → extract → train-head → predict
-	$(BIN)/python -m pipelines.demo sounds $(DEMO)/sounds
+	$(BIN)/python -m pipelines.devtools.demo sounds $(DEMO)/sounds
 	$(BIN)/olymp extract $(DEMO)/sounds/train -o $(DEMO)/sounds/emb/train
 	$(BIN)/olymp extract $(DEMO)/sounds/test -o $(DEMO)/sounds/emb/test
 	$(BIN)/olymp train-head $(DEMO)/sounds/emb/train --labels $(DEMO)/sounds/train_labels.csv --head logreg -o $(DEMO)/sounds/run --overwrite
 	$(BIN)/olymp predict $(DEMO)/sounds/run $(DEMO)/sounds/emb/test -o $(DEMO)/sounds/submission.csv
-	$(BIN)/python -m pipelines.demo score $(DEMO)/sounds
+	$(BIN)/python -m pipelines.devtools.demo score $(DEMO)/sounds
 	@echo "submission: $(DEMO)/sounds/submission.csv"
 
 bench: $(STAMP) ## Throughput per backbone: model-only, decode limit, extract (CPU / GPU decode); audio; train-head (.bench/results.csv)
-	$(BIN)/python -m pipelines.bench
+	$(BIN)/python -m pipelines.devtools.bench
 
 eval: $(STAMP) ## Quality benchmark on ../shared/devdata (CIFAR-10 subset, ESC-10): OOF accuracy per route x head vs a hand probe (.bench/eval/results.csv); skips when absent
 	$(BIN)/python scripts/eval.py

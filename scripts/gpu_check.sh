@@ -4,7 +4,7 @@
 #   on the lent GPU machine (carry .whl):  bash scripts/gpu_check.sh
 #   anywhere else, by hand:                OUT=/tmp/gpu-check PYTHON=.venv/bin/python bash scripts/gpu_check.sh
 #
-# Knobs: TEST_TIMEOUT / BENCH_TIMEOUT (seconds per step), BENCH_ARGS (extra pipelines.bench options),
+# Knobs: TEST_TIMEOUT / BENCH_TIMEOUT (seconds per step), BENCH_ARGS (extra pipelines.devtools.bench options),
 # SKIP_INSTALL=1 (packages already there). Takes about 8 minutes on an H200; BENCH_ARGS="--images 4096" halves the bench. Wheels in .whl/ (git-ignored) fill what the image lacks.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-check}
@@ -35,6 +35,6 @@ timeout 60 $PYTHON scripts/nvjpeg_probe.py 1024 2>&1 | grep -v -i warning | tee 
 
 echo "== bench"
 # shellcheck disable=SC2086
-timeout "${BENCH_TIMEOUT:-400}" $PYTHON -m pipelines.bench --skip-heads --output "$OUT/results.json" ${BENCH_ARGS:-} 2>&1 \
+timeout "${BENCH_TIMEOUT:-400}" $PYTHON -m pipelines.devtools.bench --skip-heads --output "$OUT/results.json" ${BENCH_ARGS:-} 2>&1 \
     | grep -v -i "warning" | tee "$OUT/bench.log"
 echo "bench exit: ${PIPESTATUS[0]}" | tee -a "$OUT/bench.log"

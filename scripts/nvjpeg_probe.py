@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from pipelines.bench import write_photo_like_jpegs
+from pipelines.devtools.bench import write_photo_like_jpegs
 
 
 def rate(label: str, count: int, run) -> None:

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from pipelines.bench import bench_extract, write_results
-from pipelines.bench_audio import bench_audio
-from pipelines.bench_heads import bench_heads, bench_train_head
+from pipelines.devtools.bench import bench_extract, write_results
+from pipelines.devtools.bench_audio import bench_audio
+from pipelines.devtools.bench_heads import bench_heads, bench_train_head
 
 
 @pytest.mark.slow

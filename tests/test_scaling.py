@@ -196,7 +196,7 @@ def test_device_jpeg_resize_crop_matches_the_cpu_transform(tmp_path):
     from PIL import Image
 
     from pipelines.backbones import load_backbone
-    from pipelines.bench import write_photo_like_jpegs
+    from pipelines.devtools.bench import write_photo_like_jpegs
     from pipelines.extract.gpu_decode import DeviceJpegDecoder
     from pipelines.extract.inputs import list_inputs
     from pipelines.extract.reader import ImageReader, collate, jpeg_views

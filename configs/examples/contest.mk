@@ -9,7 +9,7 @@
 # Targets depend on each other through their output files: a step's stamp (*.done) is written
 # only after it succeeded, so an interrupted extract is resumed, never trusted.
 # Try it on the demo:
-#   python -m pipelines.demo demo_data && make -f configs/examples/contest.mk submit DATA=demo_data
+#   python -m pipelines.devtools.demo demo_data && make -f configs/examples/contest.mk submit DATA=demo_data
 
 # train/ and test/ inside: folders of files, or id,path listings
 DATA ?= data

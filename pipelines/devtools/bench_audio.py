@@ -21,7 +21,7 @@ SOURCE_RATE = 44100  # contest audio is rarely at the model's 32 kHz: resampling
 def write_clips(folder: Path, count: int, seed: int = 0) -> list[Path]:
     import soundfile
 
-    from pipelines.demo import SOUND_CLASSES, synth_sound
+    from pipelines.devtools.demo import SOUND_CLASSES, synth_sound
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -1,8 +1,8 @@
 """Demo data made offline: scikit-learn's bundled handwritten digits written out as PNG files.
 
-    python -m pipelines.demo demo_data         # → demo_data/{train,test}/*.png, train_labels.csv, ...
-    python -m pipelines.demo score demo_data   # accuracy of demo_data/submission.csv on the hidden answers
-    python -m pipelines.demo sounds demo_data/sounds   # synthetic sound classes (wav/flac/ogg, mixed rates)
+    python -m pipelines.devtools.demo demo_data         # → demo_data/{train,test}/*.png, train_labels.csv, ...
+    python -m pipelines.devtools.demo score demo_data   # accuracy of demo_data/submission.csv on the hidden answers
+    python -m pipelines.devtools.demo sounds demo_data/sounds   # synthetic sound classes (wav/flac/ogg, mixed rates)
 
 Real scans (1,797 digits, 8×8, 17 grey levels), so a CV score on them means something.
 """

@@ -1,6 +1,6 @@
 """`make bench`: throughput and ratios measured in one run on this machine.
 
-    python -m pipelines.bench [--images N] [--backbones resnet50,convnext_tiny] [--device cuda]
+    python -m pipelines.devtools.bench [--images N] [--backbones resnet50,convnext_tiny] [--device cuda]
 
 Images, per backbone (random weights; the speed does not depend on them):
   model-only   random tensors already on the device, the extract precision (bf16 on GPUs),
@@ -12,9 +12,9 @@ Images, per backbone (random weights; the speed does not depend on them):
                next to its own limit (bytes read by the workers + nvJPEG + resize, no model)
   naive loop   PIL open → transform → forward, one image at a time (what a first notebook does)
 and the ratios: extract / model-only, extract / min(model-only, decode limit), extract / naive.
-Audio: PANNs Cnn14 (pipelines/bench_audio.py). Then train-head vs a hand-written LightGBM loop,
+Audio: PANNs Cnn14 (pipelines/devtools/bench_audio.py). Then train-head vs a hand-written LightGBM loop,
 and each head's (logreg, mlp, lgbm) time and OOF accuracy on a demo-sized 1.5k x 1280-d set
-(pipelines/bench_heads.py). Results also go to .bench/results.json and .bench/results.csv.
+(pipelines/devtools/bench_heads.py). Results also go to .bench/results.json and .bench/results.csv.
 """
 
 from __future__ import annotations
@@ -263,11 +263,11 @@ def main(argv=None) -> None:
     results["extract"] = bench_extract(backbones, args.images or (8192 if gpu else 64), args.batch_size, args.device,
                                        args.naive_images or (64 if gpu else 16), on_row=save_so_far)
     if not args.skip_audio:
-        from pipelines.bench_audio import bench_audio
+        from pipelines.devtools.bench_audio import bench_audio
 
         results["audio"] = bench_audio(args.audio_clips or (128 if gpu else 8), args.device)
     if not args.skip_heads:
-        from pipelines.bench_heads import bench_heads, bench_train_head
+        from pipelines.devtools.bench_heads import bench_heads, bench_train_head
 
         results["train_head"] = bench_train_head()
         results["heads"] = bench_heads()
