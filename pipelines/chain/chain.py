@@ -276,7 +276,8 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
     """The steps of the chain with their keys (nothing runs until a step's `run`). A smoke or
     --limit plan writes its subsample listing into `root`, or into `scratch` (a dry run)."""
     from pipelines.predict.predict import predict
-    from pipelines.train.train import RUN_MANIFEST, run_dir_state, train
+    from pipelines.train.train import train
+    from pipelines.train.rundir import RUN_MANIFEST, run_dir_state
 
     notify = notify or (lambda kind, message: None)
     from_folders = bool(config.head.get("labels_from_folders"))

@@ -25,7 +25,8 @@ from pipelines.train.features import FeatureTransform
 from pipelines.core.fileio import write_atomic, write_text_atomic
 from pipelines.heads import get_head
 from pipelines.train.metrics import DEFAULT_THRESHOLD, multilabel_decisions
-from pipelines.train.train import REBUILD, RUN_MANIFEST, TEST_EMBEDDINGS_DIR, check_run_files, load_run, load_sets, model_companions
+from pipelines.train.train import load_sets, model_companions
+from pipelines.train.rundir import REBUILD, RUN_MANIFEST, TEST_EMBEDDINGS_DIR, check_run_files, load_run
 
 # on_progress(level, message): level is "info" or "warning".
 Progress = Callable[[str, str], None]
@@ -565,7 +566,7 @@ def predict_run(
 
 def load_predictor(run_dir: Path) -> dict:
     """The manifest of a train-head run or of a blend (both predict the same way)."""
-    from pipelines.ensemble.blend import BLEND_KIND, load_blend, manifest_kind
+    from pipelines.ensemble.blenddir import BLEND_KIND, load_blend, manifest_kind
 
     if manifest_kind(run_dir) == BLEND_KIND:  # a corrupt manifest.json: one line naming it
         return load_blend(run_dir)

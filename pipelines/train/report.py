@@ -27,14 +27,9 @@ import numpy as np
 import pandas as pd
 
 from pipelines.core.errors import InputError
+from pipelines.train.rundir import CONFUSION, FOLD_SCORES, LABEL_AP, PER_CLASS, PRED_VS_TRUE, REPORT_FILES, load_run
 
-PER_CLASS = "per_class.csv"
-CONFUSION = "confusion.png"
-FOLD_SCORES = "fold_scores.png"
-PRED_VS_TRUE = "pred_vs_true.png"
-LABEL_AP = "label_ap.png"
 BLEND_PICTURE = "blend.png"
-REPORT_FILES = (PER_CLASS, CONFUSION, FOLD_SCORES, PRED_VS_TRUE, LABEL_AP)
 MAX_LABELLED_CLASSES = 40  # beyond this, the confusion matrix drops its tick labels and cell numbers
 
 
@@ -352,8 +347,7 @@ class RunReport:
 
 
 def load_report(run_dir: str | Path) -> RunReport:
-    from pipelines.ensemble.blend import BLEND_KIND, load_blend, manifest_kind
-    from pipelines.train.train import load_run
+    from pipelines.ensemble.blenddir import BLEND_KIND, load_blend, manifest_kind
 
     run_dir = Path(run_dir)
     is_blend = manifest_kind(run_dir) == BLEND_KIND

@@ -1,0 +1,131 @@
+"""The package layout (issue 13): no import cycles inside the project, the library stays free of
+the CLI's libraries, and cli/ command modules do not import each other.
+
+An AST scan, so nothing is imported: every `import` and `from ... import` in a module counts,
+at module level or inside a function (a lazy import still ties the two modules together).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("pipelines", "cli")
+# cli modules every command may use; the rest are commands, which must not import each other
+CLI_SHARED = {"cli", "cli.__main__", "cli.app", "cli.console", "cli.views", "cli.help_format"}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def _imported_names(name: str, path: Path) -> list[str]:
+    """Every absolute module name `path` imports (relative imports resolved), with the names a
+    `from X import a, b` brings in as candidates `X.a`, `X.b` (they may be submodules)."""
+    is_package = path.name == "__init__.py"
+    out: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            out.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = name.split(".") if is_package else name.split(".")[:-1]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            out.append(base)
+            out.extend(f"{base}.{alias.name}" for alias in node.names)
+    return out
+
+
+def _import_graph() -> dict[str, set[str]]:
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges = set()
+        for target in _imported_names(name, path):
+            # `from pipelines.train import cv` imports the submodule pipelines.train.cv
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                edges.add(target)
+        graph[name] = edges
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_scan_sees_the_project():
+    graph = _import_graph()
+    # the scan resolves both top-level and function-level imports to project modules
+    assert "pipelines.train.train" in graph and "pipelines.train.cv" in graph["pipelines.train.train"]
+    assert "pipelines.train.rundir" in graph["pipelines.train.report"]
+
+
+def test_cycle_detection_finds_a_planted_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_import_cycles():
+    cycles = _cycles(_import_graph())
+    assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_library_never_imports_typer_or_rich():
+    bad = [
+        f"{name} imports {target}"
+        for name, path in _modules().items()
+        if name.startswith("pipelines")
+        for target in _imported_names(name, path)
+        if target.split(".")[0] in {"typer", "rich", "cli"}
+    ]
+    assert not bad, bad
+
+
+def test_cli_commands_do_not_import_each_other():
+    graph = _import_graph()
+    commands = {name for name in graph if name.startswith("cli.") and name not in CLI_SHARED}
+    assert commands, "no cli command modules found"
+    bad = [f"{name} imports {target}" for name in commands for target in graph[name] if target in commands]
+    assert not bad, bad
