@@ -58,7 +58,8 @@ def predict(
     Scripted: ls test/*.png | olymp predict runs/lgbm - -o - --quiet > submission.csv
     Multilabel at another threshold:  olymp predict runs/tags emb/test -o submission.csv --threshold 0.4
     """
-    from pipelines.predict.predict import PredictConfig, inputs_from_text
+    from pipelines.predict.predict import inputs_from_text
+    from pipelines.predict.config import PredictConfig
     from pipelines.predict.predict import predict as run_predict
 
     to_stdout = output == "-"

@@ -27,7 +27,7 @@ def report(
 
     Example:  olymp report runs/lgbm
     """
-    from cli.train_head import scores_table
+    from cli.views import scores_table
     from pipelines.train.report import load_report
 
     with exit_on_error(), quiet_output(quiet):

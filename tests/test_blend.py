@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipelines.train.metrics import GREATER_IS_BETTER
-from pipelines.predict.predict import PredictConfig, predict
+from pipelines.predict.predict import predict
+from pipelines.predict.config import PredictConfig
 
 runner = CliRunner()
 CLASSES = np.array(["cat", "dog", "owl"])

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from cli.app import app
 from pipelines.train.features import FeatureSpec, FeatureTransform
 from pipelines.heads import get_head
-from pipelines.predict.predict import PredictConfig, predict
+from pipelines.predict.predict import predict
+from pipelines.predict.config import PredictConfig
 
 runner = CliRunner()
 CLASSES = np.array(["cat", "dog", "owl"])

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from cli.app import app
 from pipelines.data.embeddings import read_embeddings
 from pipelines.core.errors import MismatchError
-from pipelines.predict.predict import PredictConfig, predict
+from pipelines.predict.predict import predict
+from pipelines.predict.config import PredictConfig
 from pipelines.train.train import TrainConfig, train
 
 runner = CliRunner()

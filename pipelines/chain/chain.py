@@ -36,8 +36,9 @@ from pathlib import Path
 from pipelines.data.embeddings import MANIFEST_NAME
 from pipelines.core.errors import ConfigError
 from pipelines.core.fileio import write_json_atomic, write_text_atomic
-from pipelines.core.hashing import file_fingerprint, file_sha256, fingerprint_of_fingerprints
+from pipelines.core.hashing import file_sha256
 from pipelines.chain.runconfig import STEP_TABLES, RunConfig
+from pipelines.extract.inputs import listing_fingerprint
 
 STATE_FILE = "steps.json"
 SUBMISSION = "submission.csv"
@@ -82,24 +83,6 @@ class ChainResult:
 
 def _digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def listing_fingerprint(inputs: str, modality: str) -> dict:
-    """What the input files are: their ids and content fingerprints (`file_fingerprint`: size,
-    mtime_ns, BLAKE2b of the first and last 64 KiB), combined by `fingerprint_of_fingerprints`.
-    A file replaced by another of the same size changes it; so does a touched or copied file
-    (re-extracting is cheap, a stale embedding is not)."""
-    from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
-
-    resolved = infer_modality(inputs, modality)
-    items = list_inputs(inputs, extensions_for(resolved))
-    parts = []
-    for item in items:
-        try:
-            parts.append((item.id, file_fingerprint(item.path)))
-        except OSError as error:  # unreadable or missing: extract's to report; it still changes the key
-            parts.append((item.id, f"unreadable: {type(error).__name__}"))
-    return {"files": len(items), "fingerprint": fingerprint_of_fingerprints(parts)}
 
 
 @dataclass

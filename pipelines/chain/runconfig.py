@@ -3,7 +3,7 @@
     [data]     DataConfig: train/test inputs, labels, where everything goes
     [extract]  pipelines.extract.config.ExtractConfig, for the train and the test inputs alike
     [head]     pipelines.train.train.TrainConfig (`name` = its `head`, `params` = its `head_params`)
-    [predict]  pipelines.predict.predict.PredictConfig
+    [predict]  pipelines.predict.config.PredictConfig
     [smoke]    SmokeConfig: how `--smoke` shrinks the chain
 
 The step tables are read generically from the step dataclasses' fields, so a field added to
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pipelines.core.errors import ConfigError
 from pipelines.extract.config import ExtractConfig
-from pipelines.predict.predict import PredictConfig
+from pipelines.predict.config import PredictConfig
 from pipelines.train.train import TrainConfig
 
 

@@ -595,7 +595,7 @@ def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress, extrac
     extracted once per backbone from one raw input), combined with the blend's weights. Ids
     some member cannot predict get the training prior."""
     from pipelines.data.embeddings import load_manifest
-    from pipelines.predict.predict import RunPrediction, _prior_rows, extract_raw, is_embedding_dir, predict_run
+    from pipelines.predict.run_predictor import RunPrediction, _prior_rows, extract_raw, is_embedding_dir, predict_run
 
     members = [(member_dir(blend_dir, m), m["weight"]) for m in blend["members"] if m["weight"] > 0]
     runs = [read_run(path) for path, _ in members]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.core.errors import InputError
+from pipelines.core.hashing import file_fingerprint, fingerprint_of_fingerprints
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif"}
@@ -168,3 +169,19 @@ def _refuse_duplicate_ids(items: list[InputItem], source: Path) -> None:
                 f"id {current.id!r} appears twice in {source} ({previous.path}, {current.path}); "
                 "ids must be unique: give the listing an `id` column or rename one file"
             )
+
+
+def listing_fingerprint(inputs: str, modality: str) -> dict:
+    """What the input files are: their ids and content fingerprints (`file_fingerprint`: size,
+    mtime_ns, BLAKE2b of the first and last 64 KiB), combined by `fingerprint_of_fingerprints`.
+    A file replaced by another of the same size changes it; so does a touched or copied file
+    (re-extracting is cheap, a stale embedding is not)."""
+    resolved = infer_modality(inputs, modality)
+    items = list_inputs(inputs, extensions_for(resolved))
+    parts = []
+    for item in items:
+        try:
+            parts.append((item.id, file_fingerprint(item.path)))
+        except OSError as error:  # unreadable or missing: extract's to report; it still changes the key
+            parts.append((item.id, f"unreadable: {type(error).__name__}"))
+    return {"files": len(items), "fingerprint": fingerprint_of_fingerprints(parts)}
