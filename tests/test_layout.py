@@ -129,3 +129,25 @@ def test_cli_commands_do_not_import_each_other():
     assert commands, "no cli command modules found"
     bad = [f"{name} imports {target}" for name in commands for target in graph[name] if target in commands]
     assert not bad, bad
+
+
+def test_only_devtools_print():
+    """The stages report through callbacks; only the dev tools (demo, bench) print."""
+    bad = []
+    for name, path in _modules().items():
+        if not name.startswith("pipelines") or name.startswith("pipelines.devtools"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                bad.append(f"{name}:{node.lineno}")
+    assert not bad, bad
+
+
+def test_pyproject_lists_every_package():
+    """`pip install .` installs only the packages pyproject.toml names: each folder with an
+    __init__.py under pipelines/ and cli/ must be listed."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {_module_name(p) for pkg in PACKAGES for p in (ROOT / pkg).rglob("__init__.py")}
+    assert on_disk <= listed, sorted(on_disk - listed)
