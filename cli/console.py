@@ -111,18 +111,11 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress, t
 # and the commands pass no callback at all.
 
 
-class ExtractView:
-    """Draws the extraction runner's events: a header line, then a bar with items/s.
+class _LiveView:
+    """A rich Progress shown while a `with` block runs, stopped on exit (or by stop())."""
 
-    One view may see several extractions (`olymp run`: train, then test; predict on raw files
-    for each training backbone): each gets its own bar and its own RateMeter, so a rate never
-    counts another extraction's time, the model build, or inputs resumed from an earlier run.
-    """
-
-    def __init__(self):
-        self.progress = None
-        self.task = None
-        self.meter = None
+    progress = None
+    task = None
 
     def __enter__(self):
         return self
@@ -135,6 +128,17 @@ class ExtractView:
         if self.progress is not None:
             self.progress.stop()
         self.progress = self.task = None
+
+
+class ExtractView(_LiveView):
+    """Draws the extraction runner's events: a header line, then a bar with items/s.
+
+    One view may see several extractions (`olymp run`: train, then test; predict on raw files
+    for each training backbone): each gets its own bar and its own RateMeter, so a rate never
+    counts another extraction's time, the model build, or inputs resumed from an earlier run.
+    """
+
+    meter = None
 
     def update(self, event) -> None:  # pipelines.extract.runner.ExtractProgress
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -157,7 +161,7 @@ class ExtractView:
                 err_console.print(f"{info['shard']}: {event.total} inputs to go", highlight=False)
             if info["resumed"]:
                 err_console.print(f"resuming: {info['resumed']} inputs already done, {event.total} to go")
-            if info.get("changed"):  # trust-extract's content-keyed resume reports these
+            if info.get("changed"):  # content-keyed resume: their files changed
                 err_console.print(f"{info['changed']} inputs changed since they were embedded: embedding them again",
                                   highlight=False)
             if info.get("retried"):
@@ -179,22 +183,13 @@ class ExtractView:
                 self.stop()
 
 
-class StepSpinner:
+class StepSpinner(_LiveView):
     """A one-line spinner with the elapsed time for a step that has no count to show (a head
     fitting its folds, a blend choosing weights); the line's text follows the step's messages.
     Transient: the step's own result lines stay, the spinner goes."""
 
     def __init__(self, target: Console | None = None):
         self.console = target or err_console
-        self.progress = None
-        self.task = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
 
     def start(self, text: str) -> None:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -208,8 +203,3 @@ class StepSpinner:
     def update(self, text: str) -> None:
         if self.progress is not None:
             self.progress.update(self.task, description=escape(text))
-
-    def stop(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-        self.progress = self.task = None

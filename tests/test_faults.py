@@ -293,7 +293,7 @@ def test_full_disk_then_space_freed_resumes(tmp_path, image_data):
             subprocess.run(["umount", "-l", str(disk)], capture_output=True)  # busy: detach it anyway
 
 
-# ---------------------------------------------------------------- train-head, predict, run (trust-runs' fixes)
+# ---------------------------------------------------------------- train-head, predict, run
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, image_data) -> dict:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import tempfile
 import time
@@ -36,7 +35,7 @@ from pathlib import Path
 from pipelines.data.embeddings import MANIFEST_NAME
 from pipelines.core.errors import ConfigError
 from pipelines.core.fileio import write_json_atomic, write_text_atomic
-from pipelines.core.hashing import file_sha256
+from pipelines.core.hashing import file_sha256, json_digest
 from pipelines.chain.runconfig import STEP_TABLES, RunConfig
 from pipelines.extract.inputs import listing_fingerprint
 
@@ -81,10 +80,6 @@ class ChainResult:
 
 # --------------------------------------------------------------------------- keys
 
-def _digest(value) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
-
-
 @dataclass
 class Step:
     name: str
@@ -97,7 +92,7 @@ class Step:
 
     @property
     def key(self) -> str:
-        return _digest({"settings": self.settings, "inputs": self.inputs})
+        return json_digest({"settings": self.settings, "inputs": self.inputs})
 
 
 def _settings(config, table: str, extra_skip=frozenset()) -> dict:

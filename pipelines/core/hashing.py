@@ -39,6 +39,13 @@ def file_fingerprint(path: str | Path) -> str:
     return f"{info.st_size}-{info.st_mtime_ns}-{digest.hexdigest()}"
 
 
+def json_digest(value) -> str:
+    """SHA-256 of a JSON-able value (keys sorted; non-JSON values by str): a key for settings."""
+    import json
+
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def fingerprint_of_fingerprints(parts) -> str:
     """One digest over many (key, fingerprint) pairs, order-independent of how they were listed."""
     digest = hashlib.blake2b(digest_size=16)

@@ -47,7 +47,7 @@ from pipelines.extract.shards import (LOCK_NAME, WRITER_LOCK_NAME, Shard, distri
 from pipelines.extract.stages import audio_stage, image_stage
 from pipelines.extract.writer import (CommittedState, PartWriter, drop_records, merge_error_parts, scan_committed,
                                       write_manifest)
-from pipelines.core.fileio import is_temp_name
+from pipelines.core.fileio import is_temp_name, json_ready
 from pipelines.core.hardware import available_cores
 from pipelines.core.hashing import file_fingerprint
 from pipelines.core.versions import package_versions
@@ -329,7 +329,7 @@ def new_manifest(config: ExtractConfig, stage, inputs: int) -> dict:
         "weights_source": stage.weights_source,
         "weights_sha256": stage.weights_sha256,
         "weights": config.weights,
-        "preprocessing": jsonable(stage.preprocessing),
+        "preprocessing": json_ready(stage.preprocessing),
         "tta": config.tta,  # part of the fingerprint: predict refuses to mix TTA and plain embeddings
         "precision": stage.precision,  # part of the fingerprint: resume never mixes fp16/bf16/fp32 rows
         "embedding_dim": stage.embedding_dim,
@@ -340,14 +340,6 @@ def new_manifest(config: ExtractConfig, stage, inputs: int) -> dict:
         "created": timestamp(),
         "updated": timestamp(),
     }
-
-
-def jsonable(value):
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value
 
 
 # Options that say where/how this one process runs, not what the embeddings are.

@@ -7,7 +7,6 @@ pipelines/ensemble/blend.py (a blend, which calls this once per member).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.core.errors import InputError, MismatchError, OlympError
+from pipelines.core.hashing import json_digest
 from pipelines.data.embeddings import FINGERPRINT_FIELDS, MANIFEST_NAME, fingerprint, read_errors, unrecorded_fields
 from pipelines.extract.inputs import listing_fingerprint
 from pipelines.heads import get_head
@@ -72,7 +72,7 @@ def cache_dir(source: str, trained: dict, run_dir: Path) -> Path:
     listed = listing_fingerprint(source, shaping.get("modality", "auto"))
     key = {"listing": listed, "backbone": trained.get("backbone"), "weights": _extraction_weights(trained),
            "weights_sha256": (trained.get("fingerprint") or {}).get("weights_sha256"), "shaping": shaping}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    digest = json_digest(key)[:16]
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{Path(source).stem or 'test'}-{trained.get('backbone')}")
     return run_dir / TEST_EMBEDDINGS_DIR / f"{stem}-{digest}"
 

@@ -111,7 +111,7 @@ class TrainResult:
 
     def summary(self) -> dict:
         """JSON-ready digest (what `train-head --json` prints)."""
-        return _json_ready({
+        return json_ready({
             "run_dir": str(self.run_dir), "task": self.task, "task_reason": self.task_reason,
             "classes": self.classes, "metric": self.metric, "head": self.head,
             "n_rows": self.n_rows, "n_features": self.n_features, "folds": self.fold_scores,
@@ -265,9 +265,6 @@ def join(
 
 
 # --------------------------------------------------------------------------- output
-
-_json_ready = json_ready  # the one JSON cleaner lives in pipelines.core.fileio
-
 
 def _versions() -> dict:
     found = package_versions("torch", "lightgbm", "scikit-learn", "numpy", "pandas")
@@ -485,7 +482,7 @@ def fold_key(data: TrainingData, folds: np.ndarray, config: TrainConfig, params:
         "classes": data.target.classes, "metrics": names, "features": [config.normalize, config.pca],
         "ids": data.ids.tolist(),
     }
-    digest.update(json.dumps(_json_ready(settings), sort_keys=True, default=str).encode())
+    digest.update(json.dumps(json_ready(settings), sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
 
