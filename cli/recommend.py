@@ -11,7 +11,7 @@ from rich.table import Table
 
 from cli.console import JsonOption, QuietOption, console, err_console, exit_on_error
 from pipelines.select.recommend import TIME_LABELS, TIME_LEGEND, Recommendation, RecommendConfig, format_duration
-from pipelines.select.recommend import recommend as run_recommend
+from pipelines.select.trial import recommend_and_trial as run_recommend
 
 
 def recommend(

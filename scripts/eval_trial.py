@@ -1,7 +1,7 @@
 """`make eval` section: does `recommend --trial` pick well? (issue 14)
 
 Per dev dataset, the trial is run as a user would run `olymp recommend DATA --trial LABELS`
-(the library function behind it, `pipelines.select.recommend.recommend`, default settings, CPU),
+(the library function behind it, `pipelines.select.trial.recommend_and_trial`, default settings, CPU),
 with the eval cache as its --trial-cache: a route whose full extraction `scripts/eval.py` already
 made (same backbone and settings, every sampled id in it) is reused, the others are extracted
 into the cache once and reused by later runs. Printed per dataset: the trial's table (route x
@@ -70,7 +70,8 @@ def trial_table(trial) -> str:
 
 def run(devdata: Path, cache: Path, args) -> None:
     from pipelines.core.fileio import write_text_atomic
-    from pipelines.select.recommend import RecommendConfig, recommend
+    from pipelines.select.recommend import RecommendConfig
+    from pipelines.select.trial import recommend_and_trial
 
     only = getattr(args, "only", None)
     out_rows = []
@@ -78,7 +79,7 @@ def run(devdata: Path, cache: Path, args) -> None:
         if only and name != only:
             continue
         started = time.perf_counter()
-        result = recommend(RecommendConfig(
+        result = recommend_and_trial(RecommendConfig(
             data_path=str(inputs), trial_labels=str(labels), group_col=group_col, device="cpu",
             trial_cache=str(cache / name),
         ), on_progress=lambda line: print(line, file=sys.stderr, flush=True))

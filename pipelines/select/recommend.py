@@ -19,8 +19,9 @@ available candidates first (by score), then the unavailable ones that score bett
 available, each with what pulling it would buy ("+N points ImageNet top-1"); `--all` lists every
 candidate. The printed command is always the best available pick: it runs offline as printed.
 
-`--trial` is the bake-off (pipelines/select/trial.py): the available routes scored with every fast
-head on the user's labelled data; its winner's commands replace the ranking's.
+`--trial` is the bake-off (pipelines/select/trial.py, `recommend_and_trial`): the available routes
+scored with every fast head on the user's labelled data; its winner's commands replace the ranking's.
+`recommend` itself only ranks (and checks the trial options).
 """
 
 from __future__ import annotations
@@ -207,6 +208,8 @@ class Recommendation:
     command: str = ""  # olymp extract ... for the best available pick (the trial's winner after --trial)
     train_command: str = ""  # after --trial: olymp train-head ... with the winning head
     trial: Any = None  # pipelines.select.trial.TrialResult, when one ran
+    ranked: list[Candidate] = field(default_factory=list, repr=False)  # every candidate by score (the trial's pool)
+    entries: list = field(default_factory=list, repr=False)  # the catalog read
 
     def as_json(self) -> dict:
         from dataclasses import asdict
@@ -751,7 +754,7 @@ def recommend(config: RecommendConfig, on_progress: Callable[[str], None] | None
     if note:
         notes.insert(0, note)
     shown = order_by_availability(candidates, c, config.show_all, config.top)
-    result = Recommendation(c, probe, shown, notes)
+    result = Recommendation(c, probe, shown, notes, ranked=candidates, entries=list(entries))
     usable = [x for x in candidates if not x.avoid]
     # The printed command must run as printed, offline: the best pick whose weights are here.
     top = next((x for x in usable if x.available), None)
@@ -761,22 +764,5 @@ def recommend(config: RecommendConfig, on_progress: Callable[[str], None] | None
     elif usable:
         result.command = extract_command(usable[0].entry, config.data_path, c.modality, config.output_dir)
         result.notes.append(f"no candidate's weights are on this machine; while online: olymp weights pull {usable[0].name}")
-    if trial:
-        from pipelines.select.trial import run_trial
-
-        result.trial = run_trial(
-            usable, c, data_path=config.data_path, labels=config.trial_labels, id_col=config.id_col,
-            target_col=config.target_col, group_col=config.group_col, top=config.trial_top, size=config.trial_size,
-            layers=config.trial_layers or None, weights=config.trial_weights, heads=config.trial_heads,
-            cache=config.trial_cache, entries=entries, output_dir=config.output_dir, report=report,
-        )
-        for candidate in candidates:  # each candidate's best measured row (its routes x heads)
-            mine = [row for row in result.trial.rows if row.mean is not None and row.entry == candidate.name]
-            if mine:
-                best = max(mine, key=lambda r: r.mean) if result.trial.greater_is_better else min(mine, key=lambda r: r.mean)
-                candidate.trial_score = best.mean
-                candidate.trial_seconds = (best.extract_seconds_per_item or 0.0) * result.trial.sample
-        if result.trial.winner is not None:
-            result.command, result.train_command = result.trial.extract_command, result.trial.train_command
     return result
 

@@ -482,3 +482,32 @@ def commands(route: Route, head: str, data_path: str, labels: str | None, output
     if group_col:
         train += f" --group-col {shlex.quote(group_col)}"
     return extract, train
+
+
+def recommend_and_trial(config, on_progress: Callable[[str], None] | None = None):
+    """`olymp recommend`, and with --trial (config.trial_labels / trial_from_folders) the trial on
+    its candidates: the winner's extract and train-head commands replace the ranking's command,
+    and each candidate shown carries its best measured score."""
+    from pipelines.select.recommend import recommend
+
+    report = on_progress or (lambda message: None)
+    result = recommend(config, report)
+    if not (config.trial_labels or config.trial_from_folders):
+        return result
+    usable = [x for x in result.ranked if not x.avoid]
+    result.trial = run_trial(
+        usable, result.constraints, data_path=config.data_path, labels=config.trial_labels, id_col=config.id_col,
+        target_col=config.target_col, group_col=config.group_col, top=config.trial_top, size=config.trial_size,
+        layers=config.trial_layers or None, weights=config.trial_weights, heads=config.trial_heads,
+        cache=config.trial_cache, entries=result.entries, output_dir=config.output_dir, report=report,
+    )
+    trial = result.trial
+    for candidate in result.ranked:  # each candidate's best measured row (its routes x heads)
+        mine = [row for row in trial.rows if row.mean is not None and row.entry == candidate.name]
+        if mine:
+            best = max(mine, key=lambda r: r.mean) if trial.greater_is_better else min(mine, key=lambda r: r.mean)
+            candidate.trial_score = best.mean
+            candidate.trial_seconds = (best.extract_seconds_per_item or 0.0) * trial.sample
+    if trial.winner is not None:
+        result.command, result.train_command = trial.extract_command, trial.train_command
+    return result
