@@ -576,3 +576,20 @@ def test_the_printed_command_runs_offline_with_only_the_packaged_weights(tmp_pat
     extracted = runner.invoke(app, [*command[1:], "--device", "cpu"])
     assert extracted.exit_code == 0, extracted.output
     assert len(read_embeddings(tmp_path / "emb").ids) == len(list(data.iterdir()))
+
+
+def test_available_first_better_ones_to_pull_and_all_shows_everything(fake_catalog, hf_cache):
+    out = invoke_json("--modality", "audio", "--n-items", "5000", "--top", "2")
+    shown = out["candidates"]
+    assert shown[0]["name"] == "logmel-stats" and shown[0]["available"]  # the only one here: listed first
+    assert [c["rank"] for c in shown] == list(range(1, len(shown) + 1))
+    pulls = [c for c in shown if not c["available"]]
+    assert pulls and all(c["score"] > shown[0]["score"] for c in pulls)
+    assert all(c["pull_note"].startswith(f"better if you pull {c['name']} while online") for c in pulls)
+    assert "AudioSet" in pulls[0]["pull_note"]
+    assert out["command"].endswith("--backbone logmel-stats --modality audio")
+    every = invoke_json("--modality", "audio", "--n-items", "5000", "--all")["candidates"]
+    audio = [e.name for e in FAKE_CATALOG if e.modality in ("audio", "both") and e.extractable]
+    assert sorted(c["name"] for c in every) == sorted(audio)
+    flags = [c["available"] for c in every if "avoid" not in c]
+    assert flags == sorted(flags, reverse=True)  # available ones before the others

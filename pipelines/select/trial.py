@@ -428,7 +428,7 @@ def run_trial(candidates: Sequence, c, *, data_path: str, labels: str | None, id
                     estimate = lgbm_estimate(len(sample), dim, target.n_classes or 1, folds)
                     if estimate > head_budget:
                         rows.append(TrialRow(route.label, head, metric, None, None, skipped=(
-                            f"estimated ~{format_duration(estimate)} > the {format_duration(head_budget)} left per route"),
+                            f"estimated ~{format_duration(estimate)} > the {format_duration(head_budget)} the heads may use per route"),
                             entry=route.entry.name))
                         continue
                 run_dir = scratch / "runs" / f"{slug(route.label)}-{head}"
