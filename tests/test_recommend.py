@@ -373,6 +373,12 @@ def test_trial_size_fits_the_budget():
     assert "fit the 10 min budget" in why
     assert trial_lib.sample_size([route], 40, 600.0, None)[0] == 40  # never more than the labelled rows
     assert trial_lib.sample_size([route], 5000, 600.0, 100) == (100, "--trial-size 100")
+    slow = trial_lib.Route("crepe-ish", SMALL, "slow", "audio", seconds_per_item=5.0)
+    fast = trial_lib.Route("stats", SMALL, "stats", "audio", seconds_per_item=0.01)
+    kept, dropped = trial_lib.fit_routes([fast, slow, fast], 400, 600.0, None)
+    assert kept == [fast, fast] and dropped == [slow]  # it alone would cut every route's sample to ~85 rows
+    assert trial_lib.fit_routes([fast, slow], 400, 600.0, 400) == ([fast, slow], [])  # --trial-size: all kept
+    assert trial_lib.fit_routes([fast, slow], 400, 3 * 3600.0, None) == ([fast, slow], [])  # time enough
 
 
 @pytest.mark.slow

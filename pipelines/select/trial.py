@@ -43,10 +43,14 @@ SLOW_HEAD = "lgbm"  # tried when its estimated time fits
 FOLDS = 5  # fewer when the smallest class (or the groups) cannot fill them
 MIN_FOLDS = 2
 MIN_SAMPLE = 60  # rows: below this a CV score is mostly noise
+FULL_SAMPLE = 1000  # rows: a route that alone keeps the sample below this (and all rows) is left out
 DEFAULT_BUDGET_S = 600.0  # the trial's time when no --time-budget is given
 DEFAULT_LAYERS = "-2,-1"  # the --layers variant tried for each image backbone ("" for none)
 SEED = 42
-CREPE_TINY_COST = 1 / 40  # crepe-tiny's FLOPs against the catalog's crepe (full) entry
+# crepe-tiny's time against the rough estimate of the catalog's crepe (full) entry: FLOPs say 1/40,
+# but its narrow convolutions run far below the table's GFLOP/s: measured 6.4 s per 5 s clip on 2
+# busy CPU cores, 0.4 of the full model's rough estimate.
+CREPE_TINY_COST = 0.4
 # lgbm's fitting time, rough: seconds per (row x feature x class x fold), measured on 2 CPU cores
 # (400 rows x 1280 features x 10 classes x 5 folds ~ 60 s).
 LGBM_SECONDS_PER_CELL = 2.5e-6
@@ -273,10 +277,33 @@ def fold_count(labels: list[str], groups: list | None) -> int:
 
 def sample_size(routes: Sequence[Route], labelled: int, budget_s: float, given: int | None) -> tuple[int, str]:
     """The rows to sample and why: `given`, else what the routes' extraction fits in the budget."""
-    from pipelines.select.recommend import STARTUP_SECONDS, format_duration
-
     if given is not None:
         return min(given, labelled), f"--trial-size {given}" + (f" (only {labelled} labelled)" if given > labelled else "")
+    return _fitting_size(routes, labelled, budget_s)
+
+
+def fit_routes(routes: Sequence[Route], labelled: int, budget_s: float, given: int | None
+               ) -> tuple[list[Route], list[Route]]:
+    """(kept, dropped): without --trial-size, a route that alone would take most of the budget and
+    shrink everyone's sample below all labelled rows (or FULL_SAMPLE) is left out, slowest first."""
+    kept = list(routes)
+    dropped: list[Route] = []
+    if given is not None:
+        return kept, dropped
+    while len(kept) > 1:
+        size, _ = _fitting_size(kept, labelled, budget_s)
+        slowest = max(kept, key=lambda r: r.seconds_per_item)
+        total = sum(r.seconds_per_item for r in kept)
+        if size >= min(labelled, FULL_SAMPLE) or slowest.seconds_per_item <= total / 2:
+            break
+        kept.remove(slowest)
+        dropped.append(slowest)
+    return kept, dropped
+
+
+def _fitting_size(routes: Sequence[Route], labelled: int, budget_s: float) -> tuple[int, str]:
+    from pipelines.select.recommend import STARTUP_SECONDS, format_duration
+
     extraction_share = budget_s * (1 - HEAD_SHARE_OF_BUDGET) - STARTUP_SECONDS * len(routes)
     per_item = sum(r.seconds_per_item for r in routes)
     fits = int(extraction_share / per_item) if per_item > 0 else labelled
@@ -382,10 +409,15 @@ def run_trial(candidates: Sequence, c, *, data_path: str, labels: str | None, id
     routes = routes_all[:top]
     notes = [f"not tried (--trial-top {top}): " + ", ".join(r.label for r in routes_all[top:])] if routes_all[top:] else []
     known, source = labelled_items(data_path, c.modality, labels, id_col, target_col, group_col)
+    budget = c.time_budget_s or DEFAULT_BUDGET_S
+    routes, dropped = fit_routes(routes, len(known), budget, size)
+    for route in dropped:
+        notes.append(f"not tried: {route.label} (~{format_duration(route.seconds_per_item * len(known))} for "
+                     f"{len(known)} items, rough) would shrink every route's sample; a longer --time-budget or "
+                     "--trial-size includes it")
     if len(known) < 2 * MIN_FOLDS:
         raise InputError(f"--trial: only {len(known)} files of {data_path} have a label in {source}; "
                          f"the trial needs {2 * MIN_FOLDS} or more")
-    budget = c.time_budget_s or DEFAULT_BUDGET_S
     n, size_reason = sample_size(routes, len(known), budget, size)
     groups = [g for *_, g in known] if group_col else None
     chosen = stratified_sample([t for _, _, t, _ in known], n, SEED, groups)
@@ -409,7 +441,7 @@ def run_trial(candidates: Sequence, c, *, data_path: str, labels: str | None, id
             csv.writer(f).writerows(frame)
         folds_run: Path | None = None
         for route in routes:
-            report(f"trial: {route.label}: extracting {len(sample)} items")
+            report(f"trial: {route.label}: embedding {len(sample)} items (a cached extraction is reused)")
             try:
                 embedded, seconds, cached = extract_route(route, [(i, p) for i, p, _, _ in sample], c.device,
                                                           cache_dir, scratch / "emb")
