@@ -89,6 +89,8 @@ def run(devdata: Path, cache: Path, args) -> None:
         print(f"\n{name}: recommend --trial ({trial.sample} of {trial.labelled} rows, {trial.folds} {grouped}; "
               f"{trial.size_reason}; {seconds:.0f} s)")
         print(trial_table(trial))
+        for note in trial.notes:
+            print(f"note: {note}")
         won = trial.winner
         evaluated = [r for r in _eval_rows(cache, name) if r["route"] != "hand probe"]
         probe = next((float(r["oof"]) for r in _eval_rows(cache, name) if r["route"] == "hand probe"), None)
