@@ -368,7 +368,8 @@ def _fixed_route(extract, modality: str):
     try:
         entry = find_entry(name) if name else SimpleNamespace(name="default", timm_name="")
     except ConfigError:
-        entry = SimpleNamespace(name=name, timm_name=name)
+        entry = None
+    entry = entry or SimpleNamespace(name=name, timm_name=name)  # a timm name outside the catalog
     label = (name or "default backbone") + (f" --layers {extract.layers}" if extract.layers else "")
     return Route(label, entry, name, modality, extract.layers, extract.weights)
 

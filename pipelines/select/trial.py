@@ -193,11 +193,9 @@ def trial_routes(candidates: Sequence, c, layers: str | None = DEFAULT_LAYERS, w
         if where is not None:
             cnns.append(Route(entry.name, entry, backbone_argument(entry, "audio"), "audio", None,
                               "random" if where == "random" else None, where, per_item(entry)))
-    try:
-        logmel = find_entry("logmel-stats")
+    logmel = find_entry("logmel-stats")
+    if logmel is not None:
         stats.append(Route("logmel-stats", logmel, "logmel-stats", "audio", None, None, "none needed", per_item(logmel)))
-    except ConfigError:
-        pass
     images = [e for e in (entries or ranked) if e.modality in ("image", "both") and e.extractable and not e.avoid]
     for entry in images:
         where = usable(entry)
@@ -205,13 +203,10 @@ def trial_routes(candidates: Sequence, c, layers: str | None = DEFAULT_LAYERS, w
             continue
         stats.append(Route(f"log-mel -> {entry.name}", entry, entry.name, "audio", None,
                            "random" if where == "random" else None, where, per_item(entry)))
-    if _crepe_tiny_ready():
-        try:
-            crepe = find_entry("crepe")
-            stats.append(Route("crepe-tiny", crepe, "crepe-tiny", "audio", None, None, "package",
-                               per_item(crepe, CREPE_TINY_COST)))
-        except ConfigError:
-            pass
+    crepe = find_entry("crepe") if _crepe_tiny_ready() else None
+    if crepe is not None:
+        stats.append(Route("crepe-tiny", crepe, "crepe-tiny", "audio", None, None, "package",
+                           per_item(crepe, CREPE_TINY_COST)))
     return cnns + stats
 
 
