@@ -81,10 +81,6 @@ class AudioSpec:
             timm_name=(name or entry.name) if entry.timm_name else "",
         )
 
-    @property
-    def window_samples(self) -> int:
-        return int(round(self.window_seconds * self.sample_rate))
-
 
 def audio_entry(name: str) -> BackboneEntry | None:
     """The catalog's olymp audio backbone that `name` names (case-insensitive, "_" read as "-"
