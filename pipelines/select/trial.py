@@ -47,10 +47,10 @@ FULL_SAMPLE = 1000  # rows: a route that alone keeps the sample below this (and 
 DEFAULT_BUDGET_S = 600.0  # the trial's time when no --time-budget is given
 DEFAULT_LAYERS = "-2,-1"  # the --layers variant tried for each image backbone ("" for none)
 SEED = 42
-# crepe-tiny's time against the rough estimate of the catalog's crepe (full) entry: FLOPs say 1/40,
-# but its narrow convolutions run far below the table's GFLOP/s: measured 6.4 s per 5 s clip on 2
-# busy CPU cores, 0.4 of the full model's rough estimate.
-CREPE_TINY_COST = 0.4
+# crepe-tiny on CPU against its rough estimate (catalog FLOPs at the device table's GFLOP/s): its
+# narrow convolutions, one frame per 10 ms, run far slower: measured 6.4 s per 5 s clip on 2 busy
+# CPU cores, against ~0.45 s estimated.
+CREPE_CPU_SLOWDOWN = 14.0
 # lgbm's fitting time, rough: seconds per (row x feature x class x fold), measured on 2 CPU cores
 # (400 rows x 1280 features x 10 classes x 5 folds ~ 60 s).
 LGBM_SECONDS_PER_CELL = 2.5e-6
@@ -145,12 +145,6 @@ class TrialResult:
 
 # --------------------------------------------------------------------------- routes
 
-def _crepe_tiny_ready() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("torchcrepe") is not None
-
-
 def trial_routes(candidates: Sequence, c, layers: str | None = DEFAULT_LAYERS, weights: str | None = None,
                  entries: Sequence = ()) -> list[Route]:
     """Every route that can run here, best ranked first. `candidates`: recommend's ranked
@@ -203,10 +197,11 @@ def trial_routes(candidates: Sequence, c, layers: str | None = DEFAULT_LAYERS, w
             continue
         stats.append(Route(f"log-mel -> {entry.name}", entry, entry.name, "audio", None,
                            "random" if where == "random" else None, where, per_item(entry)))
-    crepe = find_entry("crepe") if _crepe_tiny_ready() else None
-    if crepe is not None:
-        stats.append(Route("crepe-tiny", crepe, "crepe-tiny", "audio", None, None, "package",
-                           per_item(crepe, CREPE_TINY_COST)))
+    tiny = find_entry("crepe-tiny")
+    where = usable(tiny) if tiny is not None else None
+    if where is not None:
+        stats.append(Route("crepe-tiny", tiny, "crepe-tiny", "audio", None, "random" if where == "random" else None,
+                           where, per_item(tiny, CREPE_CPU_SLOWDOWN if c.device == "cpu" else 1.0)))
     return cnns + stats
 
 
