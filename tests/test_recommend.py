@@ -353,7 +353,9 @@ def test_trial_skips_candidates_without_offline_weights(tmp_path, monkeypatch, h
 
 def test_stratified_sample_keeps_every_class():
     labels = ["a"] * 90 + ["b"] * 10
-    chosen = rec.stratified_sample([str(i) for i in range(100)], labels, 20)
+    from pipelines.data.sampling import subsample_rows
+
+    chosen = subsample_rows(np.asarray(labels, dtype=object), 20, 0, stratify=True).tolist()
     assert len(chosen) == 20 and sum(labels[i] == "b" for i in chosen) == 2
 
 

@@ -198,7 +198,7 @@ def test_device_jpeg_resize_crop_matches_the_cpu_transform(tmp_path):
     from pipelines.backbones import load_backbone
     from pipelines.devtools.bench import write_photo_like_jpegs
     from pipelines.extract.gpu_decode import DeviceJpegDecoder
-    from pipelines.extract.inputs import list_inputs
+    from pipelines.data.inputs import list_inputs
     from pipelines.extract.reader import ImageReader, collate, jpeg_views
 
     write_photo_like_jpegs(tmp_path / "photos", 3, size=(300, 200))

@@ -34,10 +34,10 @@ from pathlib import Path
 
 from pipelines.data.embeddings import MANIFEST_NAME
 from pipelines.core.errors import ConfigError
-from pipelines.core.fileio import write_json_atomic, write_text_atomic
+from pipelines.core.io import write_json_atomic, write_text_atomic
 from pipelines.core.hashing import file_sha256, json_digest
 from pipelines.chain.runconfig import STEP_TABLES, RunConfig
-from pipelines.extract.inputs import listing_fingerprint
+from pipelines.data.inputs import listing_fingerprint
 
 STATE_FILE = "steps.json"
 SUBMISSION = "submission.csv"
@@ -170,7 +170,7 @@ def check_backbone(name: str | None, modality: str) -> str:
 
 def _check_extract(extract, split: str) -> str:
     from pipelines.extract.audio_mapper import POOLINGS
-    from pipelines.extract.inputs import infer_modality
+    from pipelines.data.inputs import infer_modality
     from pipelines.extract.mapper import PRECISIONS, TTA_MODES, parse_batch_size
 
     if not Path(extract.inputs).exists():
@@ -196,7 +196,8 @@ def check_config(config: RunConfig, smoke: bool = False, limit: int | None = Non
     returned lines (what each name resolved to)."""
     from pipelines.heads import get_head
     from pipelines.train.metrics import metrics_for
-    from pipelines.train.train import _validate, read_labels, target_from_labels
+    from pipelines.data.labels import read_labels, target_from_labels
+    from pipelines.train.train import _validate
 
     if config.data.labels is None and not config.head.get("labels_from_folders"):
         raise ConfigError("no data.labels; point data.labels at the labels CSV, or set [head] labels_from_folders = true")
@@ -212,7 +213,7 @@ def check_config(config: RunConfig, smoke: bool = False, limit: int | None = Non
     train = config.train_config(["-"], "", **changes)
     _validate(train)
     if train.labels_from_folders:  # the classes are the parent folders' names
-        from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
+        from pipelines.data.inputs import extensions_for, infer_modality, list_inputs
         from pipelines.data.ids import folder_labels
         from pipelines.data.tasks import infer_task
 
@@ -341,8 +342,9 @@ def stratified_listing(config: RunConfig, limit: int, root: Path) -> tuple[str, 
     import numpy as np
     import pandas as pd
 
-    from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
-    from pipelines.train.train import read_labels, subsample_rows
+    from pipelines.data.inputs import extensions_for, infer_modality, list_inputs
+    from pipelines.data.labels import read_labels
+    from pipelines.data.sampling import subsample_rows
 
     train = config.train_config([], "")
     extract = config.extract_config(config.data.train, "")

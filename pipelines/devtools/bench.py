@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 from pipelines.extract.config import ExtractConfig
-from pipelines.extract.inputs import list_inputs
+from pipelines.data.inputs import list_inputs
 from pipelines.extract.mapper import autocast_for, default_batch_size, resolve_device, resolve_precision
 from pipelines.extract.runner import default_workers, run_extraction
 

@@ -40,14 +40,14 @@ from pipelines.data.embeddings import (ERROR_PARTS_DIR, ERRORS_NAME, FORMAT_VERS
                                   PART_GLOB, fingerprint, load_manifest)
 from pipelines.core.errors import InputError, MismatchError, TooManyErrors
 from pipelines.extract.config import ExtractConfig
-from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
+from pipelines.data.inputs import extensions_for, infer_modality, list_inputs
 from pipelines.extract.mapper import resolve_device
 from pipelines.extract.shards import (LOCK_NAME, WRITER_LOCK_NAME, Shard, distributed_barrier, output_lock,
                                       resolve_shard, shard_bounds, writer_lock)
 from pipelines.extract.stages import audio_stage, image_stage
 from pipelines.extract.writer import (CommittedState, PartWriter, drop_records, merge_error_parts, scan_committed,
                                       write_manifest)
-from pipelines.core.fileio import is_temp_name, json_ready
+from pipelines.core.io import is_temp_name, json_ready
 from pipelines.core.hardware import available_cores
 from pipelines.core.hashing import file_fingerprint
 from pipelines.core.versions import package_versions

@@ -14,7 +14,7 @@ import torch
 
 from pipelines.core.errors import ConfigError
 from pipelines.extract.config import ExtractConfig
-from pipelines.extract.inputs import InputItem
+from pipelines.data.inputs import InputItem
 
 Rows = Iterator[tuple[list[str], object, list[dict], dict]]
 

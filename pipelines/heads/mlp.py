@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.core.errors import ConfigError
-from pipelines.core.fileio import write_atomic, write_text_atomic
+from pipelines.core.io import write_atomic, write_text_atomic
 from pipelines.heads.base import REFIT, Head, inner_split
 
 MLP_DEFAULTS = {

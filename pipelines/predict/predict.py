@@ -18,9 +18,11 @@ import pandas as pd
 
 from pipelines.data.embeddings import MANIFEST_NAME, part_files, read_errors
 from pipelines.core.errors import ConfigError, InputError, MismatchError
-from pipelines.core.fileio import write_atomic, write_text_atomic
+from pipelines.core.io import write_atomic, write_text_atomic
 from pipelines.train.metrics import DEFAULT_THRESHOLD, multilabel_decisions
+from pipelines.train.blenddir import BLEND_KIND, load_blend, manifest_kind
 from pipelines.train.rundir import TEST_EMBEDDINGS_DIR, load_run
+from pipelines.predict.blend_predictor import predict_blend
 from pipelines.predict.config import PredictConfig
 from pipelines.predict.run_predictor import LISTINGS_DIR, Progress, _prior_rows, extract_raw, is_embedding_dir, predict_run, prune_caches
 
@@ -269,8 +271,6 @@ def _follow_sample(sample, id_name, ids, pred, usable, run, notes, path, dirs=()
 
 def load_predictor(run_dir: Path) -> dict:
     """The manifest of a train-head run or of a blend (both predict the same way)."""
-    from pipelines.ensemble.blenddir import BLEND_KIND, load_blend, manifest_kind
-
     if manifest_kind(run_dir) == BLEND_KIND:  # a corrupt manifest.json: one line naming it
         return load_blend(run_dir)
     return load_run(run_dir)
@@ -298,8 +298,6 @@ def predict(config: PredictConfig, on_progress: Progress | None = None, extract_
         predicted = predict_run(run_dir, run, resolve_inputs(config, run, notify, extract_progress),
                                 config.allow_tta_mismatch, notify)
     else:
-        from pipelines.ensemble.blend import predict_blend
-
         predicted = predict_blend(run_dir, run, config, notify, extract_progress)
     all_ids, pred, usable, notes = predicted.ids, predicted.pred, predicted.usable, list(predicted.notes)
 

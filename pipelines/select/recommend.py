@@ -569,7 +569,7 @@ def decode_sample(data_path: str | None, modality: str, size: int = DECODE_SAMPL
     """A seeded sample of the user's files to time decoding on."""
     import random
 
-    from pipelines.extract.inputs import extensions_for, list_inputs
+    from pipelines.data.inputs import extensions_for, list_inputs
 
     if not data_path:
         return []
@@ -728,22 +728,6 @@ def _trial_order(candidates: list[Candidate]) -> list[Candidate]:
     return sorted(candidates, key=lambda x: (x.trial_score is None, -(x.trial_score or 0.0), x.trial_seconds or 0.0))
 
 
-def stratified_sample(ids: list[str], labels: list[str], size: int, seed: int = 0) -> list[int]:
-    """Indices of a stratified sample of `size` rows (all rows when there are fewer)."""
-    import numpy as np
-
-    if len(ids) <= size:
-        return list(range(len(ids)))
-    from sklearn.model_selection import train_test_split
-
-    indices = np.arange(len(ids))
-    try:
-        chosen, _ = train_test_split(indices, train_size=size, stratify=np.asarray(labels, dtype=object), random_state=seed)
-    except ValueError:  # a class with one row: a plain random sample
-        chosen, _ = train_test_split(indices, train_size=size, random_state=seed)
-    return sorted(int(i) for i in chosen)
-
-
 def cv_accuracy(X, y, folds: int = TRIAL_FOLDS, seed: int = 0) -> float:
     """Mean accuracy of a standardized logistic regression over stratified folds (numpy only)."""
     import numpy as np
@@ -769,9 +753,9 @@ def run_trial(candidates: list[Candidate], c: Constraints, config: RecommendConf
 
     from pipelines.data.embeddings import read_embeddings
     from pipelines.extract.config import ExtractConfig
-    from pipelines.extract.inputs import extensions_for, list_inputs
+    from pipelines.data.inputs import extensions_for, list_inputs
     from pipelines.extract.runner import run_extraction
-    from pipelines.train.train import read_labels
+    from pipelines.data.labels import read_labels
 
     from pipelines.data.ids import folder_labels, match_ids
 
@@ -793,7 +777,11 @@ def run_trial(candidates: list[Candidate], c: Constraints, config: RecommendConf
             f"--trial: only {len(known)} files of {config.data_path} have a label in {source}; "
             f"the bake-off needs {2 * TRIAL_FOLDS} or more"
         )
-    chosen = stratified_sample([i for i, _ in known], [t for _, t in known], config.trial_size)
+    import numpy as np
+
+    from pipelines.data.sampling import subsample_rows
+
+    chosen = subsample_rows(np.asarray([t for _, t in known], dtype=object), config.trial_size, 0, stratify=True).tolist()
     sample = [known[i] for i in chosen]
     label_of = dict(sample)
     for candidate in candidates[: config.trial_top]:

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pipelines.core.errors import InputError
-from pipelines.core.fileio import is_temp_name, write_json_atomic
+from pipelines.core.io import is_temp_name, write_json_atomic
 from pipelines.core.hashing import file_sha256
 from pipelines.train.features import TRANSFORMS_DIR
 
