@@ -266,7 +266,7 @@ def test_precision_auto_follows_the_hardware_and_stays_close_to_fp32(tmp_path):
     import torch
 
     from pipelines.core.errors import ConfigError
-    from pipelines.extract.mapper import cpu_has_native_bf16, resolve_precision
+    from pipelines.core.device import cpu_has_native_bf16, resolve_precision
 
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")

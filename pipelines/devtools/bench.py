@@ -34,7 +34,8 @@ from PIL import Image
 
 from pipelines.extract.config import ExtractConfig
 from pipelines.data.inputs import list_inputs
-from pipelines.extract.mapper import autocast_for, default_batch_size, resolve_device, resolve_precision
+from pipelines.core.device import autocast_for, resolve_device, resolve_precision
+from pipelines.extract.mapper import default_batch_size
 from pipelines.extract.runner import default_workers, run_extraction
 
 RESULTS = Path(".bench/results.json")

@@ -42,7 +42,7 @@ import pandas as pd
 from pipelines.data import cv
 from pipelines.train import metrics
 from pipelines.core.errors import ConfigError, InputError, MismatchError
-from pipelines.core.io import json_ready, write_atomic, write_json_atomic
+from pipelines.core.io import check_output_dir, json_ready, prepare_output_dir, write_atomic, write_json_atomic
 from pipelines.core.hashing import file_sha256
 from pipelines.train.metrics import GREATER_IS_BETTER
 from pipelines.train.report import BLEND_PICTURE, draw_blend
@@ -422,9 +422,7 @@ def _validate(config: BlendConfig) -> None:
 
 
 def prepare_blend_dir(path: str | Path, overwrite: bool) -> Path:
-    blend_dir = Path(path)
-    if blend_dir.exists() and not blend_dir.is_dir():
-        raise InputError(f"{blend_dir} is a file; pass -o with a directory for the blend")
+    blend_dir = check_output_dir(path, "pass -o with a directory for the blend")
     if (blend_dir / RUN_MANIFEST).exists():
         if not overwrite:
             raise InputError(f"{blend_dir} already holds a run or blend; pass --overwrite or choose another -o")
@@ -433,8 +431,7 @@ def prepare_blend_dir(path: str | Path, overwrite: bool) -> Path:
             raise InputError(f"{blend_dir} holds a train-head run; choose another -o for the blend")
         for name in BLEND_FILES:
             (blend_dir / name).unlink(missing_ok=True)
-    blend_dir.mkdir(parents=True, exist_ok=True)
-    return blend_dir
+    return prepare_output_dir(blend_dir, "pass -o with a directory for the blend")
 
 
 def blend(config: BlendConfig, on_progress: Progress | None = None) -> BlendResult:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from pipelines.core.errors import ConfigError
-from pipelines.extract.mapper import autocast_for, resolve_precision
+from pipelines.core.device import autocast_for, resolve_precision
 
 POOLINGS = ("mean", "max", "meanmax")
 

@@ -41,13 +41,13 @@ from pipelines.data.embeddings import (ERROR_PARTS_DIR, ERRORS_NAME, FORMAT_VERS
 from pipelines.core.errors import InputError, MismatchError, TooManyErrors
 from pipelines.extract.config import ExtractConfig
 from pipelines.data.inputs import extensions_for, infer_modality, list_inputs
-from pipelines.extract.mapper import resolve_device
+from pipelines.core.device import resolve_device
 from pipelines.extract.shards import (LOCK_NAME, WRITER_LOCK_NAME, Shard, distributed_barrier, output_lock,
                                       resolve_shard, shard_bounds, writer_lock)
 from pipelines.extract.stages import audio_stage, image_stage
 from pipelines.extract.writer import (CommittedState, PartWriter, drop_records, merge_error_parts, scan_committed,
                                       write_manifest)
-from pipelines.core.io import is_temp_name, json_ready
+from pipelines.core.io import check_output_dir, is_temp_name, json_ready, prepare_output_dir
 from pipelines.core.hardware import available_cores
 from pipelines.core.hashing import file_fingerprint
 from pipelines.core.versions import package_versions
@@ -352,12 +352,14 @@ def is_own_name(name: str) -> bool:
             or is_temp_name(name) or fnmatch.fnmatch(name, PART_GLOB))
 
 
+OUTPUT_FIX = "-o needs a directory for the Parquet dataset"
+
+
 def refuse_foreign(output: Path) -> None:
     """Refuse, touching nothing, an -o that is a file or a folder holding anything but olymp's own
     files. A folder with only olymp's temp files, parts or lock (a run killed before its first
     manifest was renamed into place) is olymp's: resumable, or replaceable with --overwrite."""
-    if output.exists() and not output.is_dir():
-        raise InputError(f"{output} is a file; -o needs a directory for the Parquet dataset")
+    check_output_dir(output, OUTPUT_FIX)
     if output.is_dir() and not (output / MANIFEST_NAME).is_file():
         foreign = sorted(child.name for child in output.iterdir() if not is_own_name(child.name))
         if foreign:
@@ -402,9 +404,9 @@ def prepare_output(output: Path, manifest: dict, overwrite: bool, keep_same_setu
         if not (keep_same_setup and previous is not None and fingerprint(previous) == new):
             remove_dataset(output)
             previous = None
-        output.mkdir(parents=True, exist_ok=True)
+        prepare_output_dir(output, OUTPUT_FIX)
         return previous
-    output.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(output, OUTPUT_FIX)
     old = recorded_fingerprint(output, previous)
     if old is not None and old != new:
         changed = [key for key in new if old.get(key) != new.get(key)]

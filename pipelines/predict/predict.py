@@ -18,7 +18,7 @@ import pandas as pd
 
 from pipelines.data.embeddings import MANIFEST_NAME, part_files, read_errors
 from pipelines.core.errors import ConfigError, InputError, MismatchError
-from pipelines.core.io import write_atomic, write_text_atomic
+from pipelines.core.io import prepare_output_dir, write_atomic, write_text_atomic
 from pipelines.train.metrics import DEFAULT_THRESHOLD, multilabel_decisions
 from pipelines.train.blenddir import BLEND_KIND, load_blend, manifest_kind
 from pipelines.train.rundir import TEST_EMBEDDINGS_DIR, load_run
@@ -279,7 +279,7 @@ def load_predictor(run_dir: Path) -> dict:
 def write_submission(frame: pd.DataFrame, output: Path) -> None:
     """The CSV written whole or not at all (temp + rename): a kill or a full disk leaves the
     previous submission as it was."""
-    output.parent.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(output.parent, "pass -o with a file path inside a folder")
     write_atomic(output, lambda tmp: frame.to_csv(tmp, index=False))
 
 

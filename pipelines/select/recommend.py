@@ -240,12 +240,9 @@ def _choice(value: str, allowed: Sequence[str], option: str) -> str:
 
 def resolve_device(device: str) -> str:
     """auto -> cuda when torch sees a GPU, else cpu (torch imported only for auto)."""
-    _choice(device, DEVICES, "--device")
-    if device != "auto":
-        return device
-    import torch
+    from pipelines.core.device import auto_device_name
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return auto_device_name(_choice(device, DEVICES, "--device"))
 
 
 # --------------------------------------------------------------------------- the rules
@@ -496,7 +493,7 @@ def measure_timing(entry, c: Constraints, decode_paths: Sequence[str] = (), warm
     weights on this machine, and the decoding of `decode_paths` (a sample of the user's files)."""
     import torch
 
-    from pipelines.extract.mapper import resolve_device as torch_device
+    from pipelines.core.device import resolve_device as torch_device
 
     device = torch_device(c.device)
     batch = 8 if device.type == "cpu" else 64
