@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipelines.data.embeddings import read_embeddings, read_errors
-from pipelines.extract.audio_mapper import ClipPooler
-from pipelines.extract.audio_reader import AudioReader, ClipStream, WindowPlan, stream_windows, window_starts
+from pipelines.extract.mappers.audio import ClipPooler
+from pipelines.extract.readers.audio import AudioReader, ClipStream, WindowPlan, stream_windows, window_starts
 from pipelines.extract.config import ExtractConfig
 from pipelines.data.inputs import InputItem
 from pipelines.extract.runner import run_extraction

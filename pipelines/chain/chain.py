@@ -170,10 +170,10 @@ def check_backbone(name: str | None, modality: str) -> str:
 
 
 def _check_extract(extract, split: str) -> str:
-    from pipelines.extract.audio_mapper import POOLINGS
+    from pipelines.extract.mappers.audio import POOLINGS
     from pipelines.data.inputs import infer_modality
     from pipelines.core.device import PRECISIONS, check_device_name
-    from pipelines.extract.mapper import TTA_MODES, parse_batch_size
+    from pipelines.extract.mappers.image import TTA_MODES, parse_batch_size
 
     if not Path(extract.inputs).exists():
         raise ConfigError(f"data.{split} {extract.inputs} does not exist; point data.{split} at a folder or an id,path listing")

@@ -35,7 +35,7 @@ from PIL import Image
 from pipelines.extract.config import ExtractConfig
 from pipelines.data.inputs import list_inputs
 from pipelines.core.device import autocast_for, resolve_device, resolve_precision
-from pipelines.extract.mapper import default_batch_size
+from pipelines.extract.mappers.image import default_batch_size
 from pipelines.extract.runner import default_workers, run_extraction
 
 RESULTS = Path(".bench/results.json")
@@ -97,8 +97,8 @@ def time_decode_only(images: Path, backbone, device: torch.device, batch_size: i
                      gpu: bool = False) -> float:
     """The reader stage alone with extract's workers and batch size: CPU decode, or bytes + nvJPEG."""
     from pipelines.extract.config import DEFAULT_MAX_IMAGE_PIXELS
-    from pipelines.extract.gpu_decode import DeviceJpegDecoder
-    from pipelines.extract.reader import ImageReader, collate, jpeg_views
+    from pipelines.extract.readers.gpu_decode import DeviceJpegDecoder
+    from pipelines.extract.readers.image import ImageReader, collate, jpeg_views
     from pipelines.extract.stages import loader
 
     items = list_inputs(images)

@@ -467,7 +467,7 @@ def measure_decode_seconds(paths: Sequence[str], c: Constraints, data_config: di
         return None
     started = time.perf_counter()
     if c.modality == "audio":
-        from pipelines.extract.audio_reader import ClipStream
+        from pipelines.extract.readers.audio import ClipStream
 
         for path in paths:
             try:
@@ -477,7 +477,7 @@ def measure_decode_seconds(paths: Sequence[str], c: Constraints, data_config: di
                 continue
     else:
         from pipelines.extract.config import DEFAULT_MAX_IMAGE_PIXELS
-        from pipelines.extract.reader import decode_size, load_rgb, make_image_transform
+        from pipelines.extract.readers.image import decode_size, load_rgb, make_image_transform
 
         transform, min_side = make_image_transform(data_config), decode_size(data_config)
         for path in paths:
