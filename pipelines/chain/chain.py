@@ -170,7 +170,7 @@ def check_backbone(name: str | None, modality: str) -> str:
 
 
 def _check_extract(extract, split: str) -> str:
-    from pipelines.extract.mappers.audio import POOLINGS
+    from pipelines.extract.config import POOLINGS
     from pipelines.data.inputs import infer_modality
     from pipelines.core.device import PRECISIONS, check_device_name
     from pipelines.extract.mappers.image import TTA_MODES, parse_batch_size

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipelines.core.config import check_instance
 from pipelines.core.errors import ConfigError
 
 # PIL's own decompression-bomb threshold (2 × Image.MAX_IMAGE_PIXELS): larger images are
 # recorded as errors instead of eating a worker's memory.
 DEFAULT_MAX_IMAGE_PIXELS = 178_956_970
+POOLINGS = ("mean", "max", "meanmax")  # audio: window embeddings -> one clip vector
 
 
 @dataclass
@@ -44,13 +46,14 @@ class ExtractConfig:
     shard_index: int | None = None  # which shard this process extracts (0-based)
 
     def __post_init__(self):
-        """Range checks, the same as the CLI's typer ranges, so a TOML `[extract]` table gets them too."""
+        """Type and range checks, the same as the CLI's typer ranges, so a TOML `[extract]` table
+        gets them too, before any model loads."""
         check_settings(self)
 
 
 def _bad(key: str, value, rule: str) -> ConfigError:
     flag = "--" + key.replace("_", "-")
-    return ConfigError(f"extract setting {key} = {value!r} (option {flag}) is invalid: {rule}")
+    return ConfigError(f"extract.{key} = {value!r} (option {flag}) is invalid: {rule}")
 
 
 def _is_int(value) -> bool:
@@ -64,6 +67,7 @@ def _is_number(value) -> bool:
 def check_settings(config: ExtractConfig) -> None:
     import math
 
+    check_instance(config, "extract")
     at_least = {"part_size": 1, "max_image_pixels": 1}
     for key, low in at_least.items():
         value = getattr(config, key)
@@ -86,6 +90,8 @@ def check_settings(config: ExtractConfig) -> None:
         text = str(batch).strip()
         if isinstance(batch, bool) or not text.isdigit() or int(text) < 1:
             raise _bad("batch_size", batch, 'use a whole number ≥ 1 or "auto", e.g. --batch-size 64 or --batch-size auto')
+    if config.pool not in POOLINGS:
+        raise _bad("pool", config.pool, f"use one of {', '.join(POOLINGS)}")
     for key in ("compile", "overwrite"):
         if not isinstance(getattr(config, key), bool):
             raise _bad(key, getattr(config, key), "use true or false")

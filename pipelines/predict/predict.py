@@ -160,8 +160,12 @@ def _layout(run: dict, proba: bool, sample: pd.DataFrame | None, notify: Progres
             notify("info", f"--proba: one probability column per class in place of the sample's '{columns[0]}'")
             return id_name, list(classes), "proba"
         return id_name, columns, "label"
-    raise MismatchError(
-        f"the sample submission's columns ({', '.join(columns)}) are not the run's classes "
+    raise _not_the_runs(columns, classes, "classes")
+
+
+def _not_the_runs(columns: list[str], classes: list[str], what: str) -> MismatchError:
+    return MismatchError(
+        f"the sample submission's columns ({', '.join(columns)}) are not the run's {what} "
         f"({', '.join(classes)}); pass the contest's sample file, or drop --sample-submission"
     )
 
@@ -186,10 +190,7 @@ def _multilabel_layout(run: dict, proba: bool, sample: pd.DataFrame | None, noti
             notify("info", f"--proba: one probability column per label in place of the sample's '{columns[0]}'")
             return id_name, list(classes), "proba"
         return id_name, columns, "joined"
-    raise MismatchError(
-        f"the sample submission's columns ({', '.join(columns)}) are not the run's labels "
-        f"({', '.join(classes)}); pass the contest's sample file, or drop --sample-submission"
-    )
+    raise _not_the_runs(columns, classes, "labels")
 
 
 def _decisions(pred: np.ndarray, run: dict, threshold: float | None) -> np.ndarray:

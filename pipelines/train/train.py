@@ -37,6 +37,7 @@ import pandas as pd
 from pipelines.data import cv
 from pipelines.train import metrics
 from pipelines.data.embeddings import EmbeddingSet, fingerprint, read_embeddings, read_errors
+from pipelines.core.config import check_instance
 from pipelines.core.errors import ConfigError, InputError, first_line
 from pipelines.core.io import json_ready, write_atomic, write_json_atomic
 from pipelines.train.features import TRANSFORMS_DIR, FeatureSpec, FeatureTransform, transform_file
@@ -214,7 +215,12 @@ def _oof_frame(ids, folds, oof, target: Target) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- the run
 
+def _option(name: str) -> str:
+    return {"head_params": "--param", "embeddings": "EMBEDDINGS"}.get(name, "--" + name.replace("_", "-"))
+
+
 def _validate(config: TrainConfig) -> None:
+    check_instance(config, "head", _option)  # types first (a TOML [head] table, a notebook's values)
     if not config.embeddings:
         raise ConfigError("no embedding directory given; e.g. olymp train-head train_emb/ --labels labels.csv -o runs/a")
     if config.task is not None and config.task not in TASKS:

@@ -15,8 +15,8 @@ import torch
 
 from pipelines.core.errors import ConfigError
 from pipelines.core.device import autocast_for, resolve_precision
+from pipelines.extract.config import POOLINGS
 
-POOLINGS = ("mean", "max", "meanmax")
 
 
 class AudioMapper:
