@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-import typer
 from rich.table import Table
 
 from cli.console import JsonOption, QuietOption, RunDirArgument, console, exit_on_error, quiet_output, summary_done

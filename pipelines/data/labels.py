@@ -31,7 +31,7 @@ def target_columns(target_col: str) -> list[str]:
 MISSING_TARGETS = frozenset({"NaN", "nan", "NAN", "-NaN", "-nan", "NA", "N/A", "n/a", "#N/A", "<NA>", "NULL", "null"})
 
 
-def _missing_target_note(path: Path, counts: dict[str, int], n_rows: int, target_col: str) -> str:
+def missing_target_note(path: Path, counts: dict[str, int], n_rows: int, target_col: str) -> str:
     shown = ", ".join(f"'{value}' ({n})" for value, n in sorted(counts.items()))
     return (
         f"{n_rows} rows of {path.name} have {shown} in '{target_col}': read as missing, "

@@ -103,7 +103,7 @@ def time_decode_only(images: Path, backbone, device: torch.device, batch_size: i
     from pipelines.extract.config import DEFAULT_MAX_IMAGE_PIXELS
     from pipelines.extract.readers.gpu_decode import DeviceJpegDecoder
     from pipelines.extract.readers.image import ImageReader, collate, jpeg_views
-    from pipelines.extract.stages import loader
+    from pipelines.extract.prefetch import loader
 
     items = list_inputs(images)
     dataset = ImageReader(items, backbone.data_config, DEFAULT_MAX_IMAGE_PIXELS, jpeg_bytes=gpu)

@@ -49,7 +49,7 @@ from pipelines.train.report import BLEND_PICTURE, draw_blend
 from pipelines.data.tasks import TASKS
 from pipelines.data.labels import read_labels, target_from_labels
 from pipelines.train.rundir import RUN_FORMAT, RUN_MANIFEST
-from pipelines.train.blenddir import BLEND_KIND, _read_json, member_dir
+from pipelines.train.blenddir import BLEND_KIND, _read_json
 
 METHODS = ("greedy", "nnls")
 BLEND_FILES = (RUN_MANIFEST, "oof.csv", "scores.json")

@@ -38,16 +38,16 @@ from pipelines.data import cv
 from pipelines.train import metrics
 from pipelines.data.embeddings import EmbeddingSet, fingerprint, read_embeddings, read_errors
 from pipelines.core.config import check_instance
-from pipelines.core.errors import ConfigError, InputError, first_line
+from pipelines.core.errors import ConfigError, InputError
 from pipelines.core.io import json_ready, write_atomic, write_json_atomic
 from pipelines.train.features import TRANSFORMS_DIR, FeatureSpec, FeatureTransform, transform_file
 from pipelines.core.hashing import file_sha256
 from pipelines.heads import get_head
-from pipelines.data.labels import read_labels, target_columns, target_from_labels
+from pipelines.data.labels import missing_target_note, read_labels, target_columns, target_from_labels
 from pipelines.data.sampling import subsample_rows
 from pipelines.data.ids import FROM_FOLDERS, common_extension, file_extensions, folder_labels, match_ids
 from pipelines.train.report import write_reports
-from pipelines.data.tasks import TASKS, Target, infer_task, multilabel_target, prior
+from pipelines.data.tasks import TASKS, Target, prior
 from pipelines.core.versions import package_versions
 from pipelines.train.rundir import DONE_SUFFIX, MODELS_DIR, RUN_FORMAT, RUN_MANIFEST, RUN_MARKER, check_run_dir, prepare_run_dir
 
@@ -270,7 +270,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     notes = []
     missing_rows = labels.attrs.get("missing_rows", 0)
     if missing_rows:
-        notes.append(_missing_target_note(labels_path, labels.attrs["missing_values"], missing_rows, config.target_col))
+        notes.append(missing_target_note(labels_path, labels.attrs["missing_values"], missing_rows, config.target_col))
     empty = labels.attrs["dropped"] - missing_rows
     if empty > 0:
         notes.append(f"{empty} rows of {labels_path.name} have no '{config.target_col}'; they are left out")
