@@ -45,12 +45,17 @@ class StageTimes:
     def timed(self, name: str, items: Iterable) -> Iterator:
         """`items`, with the time spent waiting for each one added to `name`."""
         iterator = iter(items)
-        while True:
-            with self.timing(name):
-                item = next(iterator, StopIteration)
-            if item is StopIteration:
-                return
-            yield item
+        try:
+            while True:
+                with self.timing(name):
+                    item = next(iterator, StopIteration)
+                if item is StopIteration:
+                    return
+                yield item
+        finally:  # stopped early (an error, Ctrl-C): stop the reader now (its prefetch thread, workers)
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
 
     def as_dict(self, seconds: float) -> dict:
         return {"read_s": round(self.read, 3), "forward_s": round(self.forward, 3), "write_s": round(self.write, 3),
