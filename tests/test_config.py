@@ -51,7 +51,9 @@ def test_check_instance_takes_paths_for_strings(tmp_path):
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [
-        ({"pool": "median"}, "extract.pool = 'median' (option --pool) is invalid: use one of mean, max, meanmax"),
+        ({"pool": "median"}, "extract.pool = 'median' is not one of mean, max, meanmax; pass --pool"),
+        ({"max_error_rate": 2.0}, "extract.max_error_rate = 2.0 (option --max-error-rate) is invalid: use a share"),
+        ({"workers": -1}, "extract.workers = -1 (option --workers) is invalid: use a whole number ≥ 0, or leave it out"),
         ({"window": -1.0}, "extract.window = -1.0 (option --window)"),
         ({"workers": "two"}, "extract.workers = 'two' (option --workers) is invalid: expected"),
     ],

@@ -19,8 +19,9 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.core.config import check_fields, field_types, unknown_key
+from pipelines.core.config import check_fields, field_types, in_range, unknown_key
 from pipelines.core.errors import ConfigError
+from pipelines.extract.config import RANGES as EXTRACT_RANGES
 from pipelines.extract.config import ExtractConfig
 from pipelines.predict.config import PredictConfig
 from pipelines.train.train import TrainConfig
@@ -93,8 +94,9 @@ def parse_scalar(text: str):
 
 # (table, key) -> (lowest, highest, whether the bounds themselves are allowed): the ranges the CLI
 # options enforce (typer's min=/max=, TrainConfig's checks), so a TOML value can't slip past them.
-# For a list, every element is checked. [extract] has none here: ExtractConfig checks its own.
+# For a list, every element is checked. [extract]: ExtractConfig's own table (extract/config.py).
 RANGES = {
+    **{("extract", key): bounds for key, bounds in EXTRACT_RANGES.items()},
     ("smoke", "limit"): (1, None, True),
     ("smoke", "folds"): (2, None, True),
     ("head", "folds"): (2, None, True),
@@ -113,14 +115,7 @@ def _out_of_range(value, bounds) -> bool:
         return False
     if isinstance(value, list):
         return any(_out_of_range(item, bounds) for item in value)
-    if not isinstance(value, (int, float)):
-        return False
-    low, high, inclusive = bounds
-    if value != value:  # NaN
-        return True
-    if low is not None and (value < low or (not inclusive and value == low)):
-        return True
-    return high is not None and (value > high or (not inclusive and value == high))
+    return isinstance(value, (int, float)) and not in_range(value, bounds)
 
 
 def _range_text(bounds) -> str:

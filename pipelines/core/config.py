@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -102,3 +103,13 @@ def check_instance(obj, what: str, option=lambda name: "--" + name.replace("_", 
         if not accepts(hint, value, paths=True):
             raise ConfigError(f"{what}.{name} = {value!r} (option {option(name)}) is invalid: "
                               f"expected {type_name(hint)}")
+
+
+def in_range(value, bounds) -> bool:
+    """A finite number within (low, high, inclusive) bounds (either may be None: unbounded)."""
+    low, high, inclusive = bounds
+    if not math.isfinite(value):
+        return False
+    if low is not None and (value < low or (not inclusive and value == low)):
+        return False
+    return high is None or (value < high or (inclusive and value == high))
