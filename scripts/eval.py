@@ -120,7 +120,7 @@ def esc_listing(esc: Path) -> Path:
     """ESC-10's clips sit in class folders; its labels name them by file stem: an id,path listing."""
     import pandas as pd
 
-    from pipelines.core.fileio import write_text_atomic
+    from pipelines.core.io import write_text_atomic
 
     files = {path.stem: path for path in esc.rglob("*.ogg")}
     ids = pd.read_csv(esc / "labels.csv")["id"].astype(str)
@@ -201,7 +201,7 @@ def main(argv=None) -> int:
         print(f"\n{dataset.name} ({'groups: ' + dataset.group_col if dataset.group_col else '5-fold stratified'}), OOF accuracy")
         print(table(dataset_rows), flush=True)
         rows += dataset_rows
-    from pipelines.core.fileio import write_text_atomic
+    from pipelines.core.io import write_text_atomic
 
     out = CACHE / ("results.csv" if not args.only else f"results-{args.only}.csv")
     import io

@@ -69,7 +69,7 @@ def trial_table(trial) -> str:
 
 
 def run(devdata: Path, cache: Path, args) -> None:
-    from pipelines.core.fileio import write_text_atomic
+    from pipelines.core.io import write_text_atomic
     from pipelines.select.recommend import RecommendConfig
     from pipelines.select.trial import recommend_and_trial
 

@@ -42,12 +42,13 @@ from pathlib import Path
 
 from pipelines.data.embeddings import MANIFEST_NAME
 from pipelines.core.errors import ConfigError
-from pipelines.core.fileio import write_json_atomic, write_text_atomic
+from pipelines.core.io import prepare_output_dir, write_json_atomic, write_text_atomic
 from pipelines.core.hashing import file_sha256, json_digest
 from pipelines.chain.runconfig import AUTO, STEP_TABLES, RunConfig
-from pipelines.extract.inputs import listing_fingerprint
+from pipelines.data.inputs import listing_fingerprint
 
 STATE_FILE = "steps.json"
+CHAIN_DIR_FIX = "set data.output to a folder, e.g. --set data.output=olymp-out"
 SUBMISSION = "submission.csv"
 # ExtractConfig fields that change how fast extraction runs, not what it computes.
 EXTRACT_RUN_ONLY = frozenset({"device", "batch_size", "decode", "compile", "workers", "part_size", "max_error_rate"})
@@ -172,9 +173,10 @@ def check_backbone(name: str | None, modality: str) -> str:
 
 
 def _check_extract(extract, split: str) -> str:
-    from pipelines.extract.audio_mapper import POOLINGS
-    from pipelines.extract.inputs import infer_modality
-    from pipelines.extract.mapper import PRECISIONS, TTA_MODES, parse_batch_size
+    from pipelines.extract.config import POOLINGS
+    from pipelines.data.inputs import infer_modality
+    from pipelines.core.device import PRECISIONS, check_device_name
+    from pipelines.extract.mappers.image import TTA_MODES, parse_batch_size
 
     if not Path(extract.inputs).exists():
         raise ConfigError(f"data.{split} {extract.inputs} does not exist; point data.{split} at a folder or an id,path listing")
@@ -182,9 +184,7 @@ def _check_extract(extract, split: str) -> str:
                                 ("tta", extract.tta, TTA_MODES), ("pool", extract.pool, POOLINGS)):
         if value not in allowed:
             raise ConfigError(f"extract.{key} = {value!r} is not one of {', '.join(allowed)}; fix [extract] {key}")
-    if extract.device != "auto" and not (extract.device == "cpu" or extract.device == "cuda"
-                                         or (extract.device.startswith("cuda:") and extract.device[5:].isdigit())):
-        raise ConfigError(f"extract.device = {extract.device!r} is not auto, cpu, cuda or cuda:N; fix [extract] device")
+    check_device_name(extract.device, "extract.device", "fix [extract] device")
     parse_batch_size(extract.batch_size)
     if extract.weights not in (None, "random") and not Path(extract.weights).is_file():
         raise ConfigError(f"extract.weights {extract.weights} is not a file; give a .safetensors/.pt path, 'random', or leave it out")
@@ -199,7 +199,8 @@ def check_config(config: RunConfig, smoke: bool = False, limit: int | None = Non
     returned lines (what each name resolved to)."""
     from pipelines.heads import get_head
     from pipelines.train.metrics import metrics_for
-    from pipelines.train.train import _validate, read_labels, target_from_labels
+    from pipelines.data.labels import read_labels, target_from_labels
+    from pipelines.train.train import _validate
 
     if config.data.labels is None and not config.head.get("labels_from_folders"):
         raise ConfigError("no data.labels; point data.labels at the labels CSV, or set [head] labels_from_folders = true")
@@ -216,7 +217,7 @@ def check_config(config: RunConfig, smoke: bool = False, limit: int | None = Non
     train = config.train_config(["-"], "", **changes, **({"head": "logreg"} if auto_head else {}))
     _validate(train)
     if train.labels_from_folders:  # the classes are the parent folders' names
-        from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
+        from pipelines.data.inputs import extensions_for, infer_modality, list_inputs
         from pipelines.data.ids import folder_labels
         from pipelines.data.tasks import infer_task
 
@@ -265,7 +266,7 @@ def resolve_auto(config: RunConfig, root: Path, dry_run: bool = False, notify: P
     if not (auto_backbone or auto_head):
         return config, []
     extract = config.extract_config(config.data.train, "")
-    from pipelines.extract.inputs import infer_modality
+    from pipelines.data.inputs import infer_modality
 
     modality = infer_modality(extract.inputs, extract.modality)
     labels = config.data.labels
@@ -468,8 +469,9 @@ def stratified_listing(config: RunConfig, limit: int, root: Path) -> tuple[str, 
     import numpy as np
     import pandas as pd
 
-    from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
-    from pipelines.train.train import read_labels, subsample_rows
+    from pipelines.data.inputs import extensions_for, infer_modality, list_inputs
+    from pipelines.data.labels import read_labels
+    from pipelines.data.sampling import subsample_rows
 
     train = config.train_config([], "")
     extract = config.extract_config(config.data.train, "")
@@ -498,7 +500,7 @@ def stratified_listing(config: RunConfig, limit: int, root: Path) -> tuple[str, 
     chosen = subsample_rows(codes, limit, train.seed, stratify=True)
     ids = [labelled[i].id for i in chosen]
     listing = pd.DataFrame({"id": ids, "path": [labelled[i].path for i in chosen]}).to_csv(index=False)
-    root.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(root, CHAIN_DIR_FIX)
     paths = root / "subsample-train.csv", root / "subsample-labels.csv"
     if train.labels_from_folders:
         subset = None
@@ -524,7 +526,7 @@ def _read_state(root: Path) -> dict:
 
 
 def _write_state(root: Path, state: dict) -> None:
-    root.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(root, CHAIN_DIR_FIX)
     write_json_atomic(root / STATE_FILE, {"olymp_format": 1, "kind": "chain", "steps": json.loads(json.dumps(state, default=str))})
 
 

@@ -258,12 +258,9 @@ def _choice(value: str, allowed: Sequence[str], option: str) -> str:
 
 def resolve_device(device: str) -> str:
     """auto -> cuda when torch sees a GPU, else cpu (torch imported only for auto)."""
-    _choice(device, DEVICES, "--device")
-    if device != "auto":
-        return device
-    import torch
+    from pipelines.core.device import auto_device_name
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return auto_device_name(_choice(device, DEVICES, "--device"))
 
 
 # --------------------------------------------------------------------------- the rules
@@ -488,7 +485,7 @@ def measure_decode_seconds(paths: Sequence[str], c: Constraints, data_config: di
         return None
     started = time.perf_counter()
     if c.modality == "audio":
-        from pipelines.extract.audio_reader import ClipStream
+        from pipelines.extract.readers.audio import ClipStream
 
         for path in paths:
             try:
@@ -498,7 +495,7 @@ def measure_decode_seconds(paths: Sequence[str], c: Constraints, data_config: di
                 continue
     else:
         from pipelines.extract.config import DEFAULT_MAX_IMAGE_PIXELS
-        from pipelines.extract.reader import decode_size, load_rgb, make_image_transform
+        from pipelines.extract.readers.image import decode_size, load_rgb, make_image_transform
 
         transform, min_side = make_image_transform(data_config), decode_size(data_config)
         for path in paths:
@@ -514,7 +511,7 @@ def measure_timing(entry, c: Constraints, decode_paths: Sequence[str] = (), warm
     weights on this machine, and the decoding of `decode_paths` (a sample of the user's files)."""
     import torch
 
-    from pipelines.extract.mapper import resolve_device as torch_device
+    from pipelines.core.device import resolve_device as torch_device
 
     device = torch_device(c.device)
     batch = 8 if device.type == "cpu" else 64
@@ -587,7 +584,7 @@ def decode_sample(data_path: str | None, modality: str, size: int = DECODE_SAMPL
     """A seeded sample of the user's files to time decoding on."""
     import random
 
-    from pipelines.extract.inputs import extensions_for, list_inputs
+    from pipelines.data.inputs import extensions_for, list_inputs
 
     if not data_path:
         return []

@@ -211,8 +211,8 @@ def labelled_items(data_path: str, modality: str, labels: str | None, id_col: st
                    group_col: str | None) -> tuple[list[tuple[str, str, str, str | None]], str]:
     """(file id, path, label, group) of every labelled input, and where the labels came from."""
     from pipelines.data.ids import folder_labels, match_ids
-    from pipelines.extract.inputs import extensions_for, list_inputs
-    from pipelines.train.train import read_labels
+    from pipelines.data.inputs import extensions_for, list_inputs
+    from pipelines.data.labels import read_labels
 
     listed = list_inputs(data_path, extensions_for(modality))
     if not listed:
@@ -348,7 +348,7 @@ def extract_route(route: Route, sample: list[tuple[str, str]], device: str, cach
     writer = csv.writer(buffer)
     writer.writerow(["id", "path"])
     writer.writerows(sample)
-    from pipelines.core.fileio import write_text_atomic
+    from pipelines.core.io import write_text_atomic
 
     if not listing.is_file() or listing.read_text() != buffer.getvalue():
         write_text_atomic(listing, buffer.getvalue())
