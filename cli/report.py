@@ -27,7 +27,7 @@ def report(
 
     Example:  olymp report runs/lgbm
     """
-    from cli.views import scores_table
+    from cli.views import head_choice_table, scores_table, tuning_table
     from pipelines.train.report import load_report
 
     with exit_on_error(), quiet_output(quiet):
@@ -38,6 +38,9 @@ def report(
     if quiet:
         return
     console.print(scores_table(loaded))
+    for table in (tuning_table(loaded), head_choice_table(loaded)):
+        if table is not None:
+            console.print(table)
     if loaded.provenance:  # how the numbers above were obtained, in one line
         from pipelines.train.metrics import provenance_line
 

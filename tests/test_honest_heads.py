@@ -199,7 +199,7 @@ def test_the_default_head_is_logreg(tmp_path, grouped):
 
 
 def test_lgbm_threads_use_only_idle_cores(monkeypatch):
-    from pipelines.heads import lgbm
+    from pipelines.heads import base as lgbm  # threads_for lives in heads.base (lgbm and logreg share it)
 
     monkeypatch.setattr(lgbm, "available_cores", lambda: 8)
     monkeypatch.setattr(lgbm.os, "getloadavg", lambda: (16.0, 16.0, 16.0))  # every core busy with others' work
