@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import eval_heads  # noqa: E402 (scripts/ is on sys.path when this runs as a script)
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DEVDATA = REPO.parent / "shared" / "devdata"
 CACHE = Path(os.environ.get("OLYMP_EVAL_CACHE", REPO / ".bench" / "eval"))
@@ -210,6 +212,7 @@ def main(argv=None) -> int:
     writer.writerows(rows)
     write_text_atomic(out, buffer.getvalue())
     print(f"\nresults: {out}")
+    eval_heads.run(args.devdata, CACHE, args)  # tuned vs untuned heads + a hand-tuned logreg (scripts/eval_heads.py)
     return 0
 
 

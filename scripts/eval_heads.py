@@ -91,12 +91,14 @@ def run(devdata: Path, cache: Path, args) -> None:
                     head=head, tune=tune, seed=SEED, overwrite=True,
                 ))
                 first_run = first_run or run_dir
-                chosen = sorted({tuple(sorted((r.get("params") or {}).items())) for r in result.tuning if r})
+                from pipelines.heads.tuning import describe_params
+
+                chosen = sorted({describe_params(r.get("params") or {}) for r in result.tuning if r})
                 dataset_rows.append({
                     "dataset": dataset.name, "route": route.name, "head": head, "tune": tune,
                     "accuracy": round(result.oof["accuracy"], 4), "logloss": round(result.oof["logloss"], 4),
                     "seconds": round(time.perf_counter() - started, 1),
-                    "chosen": "; ".join(" ".join(f"{k}={v}" for k, v in c) or "defaults" for c in chosen),
+                    "chosen": "; ".join(chosen),
                 })
                 print(f"{dataset.name}: {head} --tune {tune}: accuracy {result.oof['accuracy']:.4f}", file=sys.stderr, flush=True)
         started = time.perf_counter()
