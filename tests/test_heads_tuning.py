@@ -212,3 +212,18 @@ def test_tune_spec_parses():
     assert TuneSpec.parse(5) == TuneSpec("count", 5) and TuneSpec.parse("5").describe() == "5"
     with pytest.raises(ConfigError):
         TuneSpec.parse("-1")
+
+
+def test_a_candidate_replaces_the_defaults_only_when_clearly_better():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    signed = tuning.scorer("binary", "logloss")
+    default = np.column_stack([np.full(300, 0.5), np.full(300, 0.5)])
+    sharp = np.where(y[:, None] == np.arange(2), 0.8, 0.2)  # right on every row
+    assert tuning.beats_share(signed, y, sharp, default, seed=1) == 1.0
+    assert tuning.beats_share(signed, y, default, default, seed=1) == 0.0  # as good is not better
+    right = np.arange(300) < 162  # a little better on 54% of the rows, a little worse on the rest
+    p_true = np.where(right, 0.55, 0.45)
+    slightly = np.where(y[:, None] == np.arange(2), p_true[:, None], 1 - p_true[:, None])
+    assert signed(y, slightly) > signed(y, default)  # better on these rows, by chance as likely as not
+    assert 0.3 < tuning.beats_share(signed, y, slightly, default, seed=1) < tuning.SWITCH_CONFIDENCE

@@ -140,15 +140,17 @@ class Head(ABC):
     def search(
         cls, inner: InnerData, candidates: list[dict], task: str, n_classes: int, fixed: dict,
         metric: str | None, seed: int,
-    ) -> list[tuple[dict, float]]:
-        """(candidate, inner-validation score) of each candidate scored; a head may skip some
-        (logreg stops a C path once it only gets worse). Fits on `inner.fit_rows` only."""
+    ) -> list[tuple[dict, float, np.ndarray]]:
+        """(candidate, inner-validation score, its predictions of the held rows) of each candidate
+        scored; a head may skip some (logreg stops a C path once it only gets worse). Fits on
+        `inner.fit_rows` only."""
         scored = []
         for candidate in candidates:
             head = cls(task, n_classes, {**fixed, **candidate}, metric, seed)
             head.fit_for_tuning(inner.X, inner.y, inner.fit_rows, inner.held_rows, inner.groups)
             held = inner.held_rows
-            scored.append((candidate, inner.score(inner.y[held], head.predict(inner.X[held]))))
+            pred = head.predict(inner.X[held])
+            scored.append((candidate, inner.score(inner.y[held], pred), pred))
         return scored
 
     def fit_for_tuning(self, X, y, fit_rows, held_rows, groups=None) -> Head:

@@ -135,8 +135,9 @@ class LogRegHead(Head):
                 for i in members:
                     head.params = resolved[i]
                     head._fit(X_fit, y_fit)
-                    value = inner.score(y_held, head.predict(X_held))
-                    scored.append((candidates[i], value))
+                    pred = head.predict(X_held)
+                    value = inner.score(y_held, pred)
+                    scored.append((candidates[i], value, pred))
                     best, since = (value, 0) if value > best else (best, since + 1)
                     if since >= PATH_PATIENCE:
                         break

@@ -73,7 +73,7 @@ class TrainConfig:
     metric: str | None = None  # reported first and watched for early stopping; None: task default
     head: str = "logreg"  # logreg | mlp | lgbm | auto (the best of the fast heads on the same folds; README)
     head_params: dict = field(default_factory=dict)  # overrides of the head's defaults (fixed: never tuned)
-    tune: str = "auto"  # auto | off | N: the head's parameters searched inside each fold (pipelines.heads.tuning)
+    tune: str | int = "auto"  # auto | off | N: the head's parameters searched inside each fold (pipelines.heads.tuning)
     # --- cross-validation
     folds: int = 5  # number of folds
     seed: int = 42  # fold shuffling and model seeds
