@@ -7,7 +7,8 @@ assign folds -> fit one head per fold -> write the run directory:
       manifest.json   versions, inputs (+ fingerprints, labels SHA-256), task, classes, head, folds
       folds.csv       id, fold
       oof.csv         id, fold, one probability column per class or label (or `prediction`)
-      scores.json     every metric per fold, mean, std and on all out-of-fold rows (+ per seed)
+      scores.json     every metric per fold, mean, std and on all out-of-fold rows (+ per seed); per fold
+                      what tuning chose ("tuning"); with --head auto every head's OOF scores ("head_choice")
       models/fold-K.txt | fold-K.json | fold-K.safetensors (+ .json)   one model per fold
                       (LightGBM text, or a JSON list of them for multilabel / logreg JSON / mlp);
                       fold-K-seed-S.* with several --seeds (OOF = their mean)
