@@ -41,6 +41,9 @@ class SmokeConfig:
     folds: int = 2  # CV folds in a smoke run
 
 
+AUTO = "auto"  # extract.backbone / head.name: chosen by measuring on the data (`olymp run`, pipelines/chain/chain.py)
+
+
 # table -> (dataclass, {config key: dataclass field} renames, fields the chain sets itself)
 STEP_TABLES = {
     "extract": (ExtractConfig, {}, {"inputs", "output", "overwrite"}),
@@ -260,7 +263,7 @@ def _check_steps(config: RunConfig) -> None:
     output = Path(config.data.output)
     steps = (  # placeholders where the chain fills in paths
         config.extract_config(config.data.train, str(output / "emb" / "train")),
-        config.train_config([str(output / "emb" / "train")], str(output / "run")),
+        config.train_config([str(output / "emb" / "train")], str(output / "run"), **_auto_placeholders(config)),
         config.predict_config(str(output / "run"), [str(output / "emb" / "test")], str(output / "submission.csv")),
     )
     for step in steps:
@@ -268,6 +271,13 @@ def _check_steps(config: RunConfig) -> None:
         if callable(check):
             _in_source(check, source)
     _in_source(lambda: _validate(steps[1]), source)
+
+
+def _auto_placeholders(config: RunConfig) -> dict:
+    """head.name = "auto" is checked as logreg until the chain resolves it (when train has no auto head)."""
+    from pipelines.heads import HEADS
+
+    return {"head": "logreg"} if config.head.get("name") == AUTO and AUTO not in HEADS else {}
 
 
 def _in_source(check, source: str) -> None:
