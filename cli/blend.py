@@ -78,7 +78,7 @@ def blend(
 
 
 def blend_table(result) -> Table:
-    from pipelines.train.metrics import GREATER_IS_BETTER
+    from pipelines.data.metrics import GREATER_IS_BETTER
 
     table = Table(title=f"blend ({result.method}) · {result.task} · {result.n_rows} OOF rows")
     table.add_column("run")

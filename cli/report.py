@@ -16,7 +16,7 @@ def report(
 
     Example:  olymp report runs/lgbm
     """
-    from cli.views import scores_table
+    from cli.views import head_choice_table, scores_table, tuning_table
     from pipelines.train.report import load_report
 
     with exit_on_error(), quiet_output(quiet):
@@ -24,8 +24,11 @@ def report(
     if summary_done(loaded.summary(), json_out, quiet):
         return
     console.print(scores_table(loaded))
+    for table in (tuning_table(loaded), head_choice_table(loaded)):
+        if table is not None:
+            console.print(table)
     if loaded.provenance:  # how the numbers above were obtained, in one line
-        from pipelines.train.metrics import provenance_line
+        from pipelines.data.metrics import provenance_line
 
         console.print(f"how: {provenance_line(loaded.provenance)}", highlight=False, soft_wrap=True)
     if loaded.per_class is not None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.views import scores_table
+from cli.views import head_choice_table, scores_table, tuning_table
 from cli.console import (JsonOption, QuietOption, console, dirs_argument, err_console, exit_on_error, quiet_output,
                          score_text, summary_done)
 
@@ -56,8 +56,16 @@ def train_head(
     head: Annotated[
         str,
         typer.Option("--head", help="logreg (default: close to the best measured on real embeddings, deterministic) | mlp | lgbm "
-                                    "(early-stopped on an inner split; slower on a CPU)."),
+                                    "(early-stopped on an inner split; slower on a CPU) | auto (logreg and mlp, lgbm on small data, "
+                                    "on the same folds: the best OOF score wins)."),
     ] = "logreg",
+    tune: Annotated[
+        str,
+        typer.Option("--tune", help="auto | off | N: search the head's parameters inside each fold, on an inner split of its "
+                                    "training part (logreg: scaling x C; mlp: weight_decay, dropout, hidden; lgbm: leaves, "
+                                    "min_data_in_leaf, feature_fraction, learning_rate); N = candidates; --param fixes one.",
+                     metavar="auto|off|N"),
+    ] = "auto",
     param: Annotated[
         list[str] | None,
         typer.Option(
@@ -99,6 +107,7 @@ def train_head(
     Example:  olymp train-head emb/effnet emb/panns --labels train.csv -o runs/lgbm --head lgbm --normalize standard --pca 256 --folds-from runs/lr
     Multilabel: olymp train-head emb/train --labels train.csv --target-col tags --label-sep ' ' -o runs/tags --head mlp
     Seeds:      olymp train-head emb/train --labels train.csv -o runs/lgbm3 --head lgbm --seeds 0,1,2 --group-col patient
+    Best head:  olymp train-head emb/train --labels train.csv -o runs/best --head auto
     """
     from pipelines.heads import parse_params
     from pipelines.train.train import TrainConfig, train
@@ -122,6 +131,8 @@ def train_head(
         end_round_line()
         if kind == "warning":
             err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+        elif kind == "head":
+            err_console.print(f"[bold]{message}[/]", highlight=False, soft_wrap=True)
         elif kind == "fold":
             shown.print(f"[dim]{message}[/]", highlight=False)
         else:
@@ -133,7 +144,7 @@ def train_head(
             labels_from_folders=labels_from_folders,
             id_col=id_col, target_col=target_col, label_sep=label_sep, group_col=group_col, task=task, metric=metric,
             threshold=threshold,
-            head=head, head_params=parse_params(param), folds=folds, seed=seed, overwrite=overwrite,
+            head=head, head_params=parse_params(param), tune=tune, folds=folds, seed=seed, overwrite=overwrite,
             seeds=parse_seeds(seeds), folds_from=None if folds_from is None else str(folds_from),
             normalize=normalize, pca=pca,
             limit=limit,
@@ -146,6 +157,9 @@ def train_head(
     if summary_done(result.summary(), json_out, quiet):
         return
     console.print(scores_table(result))
+    for table in (tuning_table(result), head_choice_table(result)):
+        if table is not None:
+            console.print(table)
     if result.seed_scores:
         each = ", ".join(f"{score_text(entry[result.metric])} (seed {entry['seed']})" for entry in result.seed_scores)
         console.print(f"oof {result.metric} of each seed alone: {each}; their mean: {score_text(result.oof[result.metric])}",

@@ -8,7 +8,7 @@ from cli.console import score_text
 
 
 def scores_table(result) -> Table:
-    from pipelines.train.metrics import GREATER_IS_BETTER
+    from pipelines.data.metrics import GREATER_IS_BETTER
 
     table = Table(title=f"{result.head} · {result.task} · {len(result.fold_scores)} folds · {result.n_rows} rows")
     table.add_column("fold")
@@ -34,4 +34,43 @@ def scores_table(result) -> Table:
         *(f"{score_text(result.mean[n])} ± {score_text(result.std[n])}" for n in result.metrics),
     )
     table.add_row("all oof", str(result.n_rows), *pad, *(score_text(result.oof[n]) for n in result.metrics))
+    return table
+
+
+def tuning_table(result) -> Table | None:
+    """Per fold: the parameters tuning chose, their inner-validation score next to the defaults',
+    how many candidates were scored and the seconds it took; None when the run was not tuned."""
+    from pipelines.heads.tuning import describe_params
+
+    records = [(fold, record) for fold, record in enumerate(getattr(result, "tuning", None) or []) if record]
+    if not records:
+        return None
+    metric = records[0][1].get("metric", result.metric)
+    table = Table(title=f"tuning (inner split of each fold's training part, {metric})", title_justify="left")
+    for name, justify in (("fold", "left"), ("chosen", "left"), (f"inner {metric}", "right"), ("defaults", "right"),
+                          ("tried", "right"), ("s", "right")):
+        table.add_column(name, justify=justify)
+    for fold, record in records:
+        chosen = record.get("skipped") or describe_params(record.get("params") or {})
+        table.add_row(
+            str(fold), chosen, score_text(record.get("inner_score")), score_text(record.get("default_inner_score")),
+            str(record.get("tried", "")), f"{record.get('seconds', 0):.1f}",
+        )
+    return table
+
+
+def head_choice_table(result) -> Table | None:
+    """--head auto: every candidate head's OOF score and seconds, the winner marked."""
+    choice = getattr(result, "head_choice", None)
+    if not choice:
+        return None
+    metric = choice["metric"]
+    table = Table(title=f"--head auto: candidates on the same folds (oof {metric})", title_justify="left")
+    for name, justify in (("head", "left"), (f"oof {metric}", "right"), ("s", "right"), ("", "left")):
+        table.add_column(name, justify=justify)
+    for candidate in choice["candidates"]:
+        won = "winner" if candidate["head"] == choice["winner"] else ""
+        table.add_row(candidate["head"], score_text(candidate["oof"][metric]), f"{candidate['seconds']:.1f}", won)
+    for head, why in (choice.get("left_out") or {}).items():
+        table.add_row(head, "-", "-", f"left out: {why}")
     return table

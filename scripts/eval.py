@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import eval_heads  # noqa: E402 (scripts/ is on sys.path when this runs as a script)
 import eval_trial  # noqa: E402 — scripts/ is on sys.path when this file runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -213,6 +214,7 @@ def main(argv=None) -> int:
     write_text_atomic(out, buffer.getvalue())
     print(f"\nresults: {out}")
     eval_trial.run(args.devdata, CACHE, args)
+    eval_heads.run(args.devdata, CACHE, args)  # tuned vs untuned heads + a hand-tuned logreg (scripts/eval_heads.py)
     return 0
 
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines.train.metrics import GREATER_IS_BETTER
+from pipelines.data.metrics import GREATER_IS_BETTER
 from pipelines.predict.predict import predict
 from pipelines.predict.config import PredictConfig
 
@@ -62,7 +62,7 @@ def oof_values(run_dir):
 # --------------------------------------------------------------------------- an independent cross-fit
 
 def score_of(metric, y, pred):
-    """The metric, written from scikit-learn (not pipelines.train.metrics)."""
+    """The metric, written from scikit-learn (not pipelines.data.metrics)."""
     from sklearn.metrics import accuracy_score, log_loss
 
     if metric == "logloss":

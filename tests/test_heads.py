@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipelines.data import cv
-from pipelines.train import metrics
+from pipelines.data import metrics
 from pipelines.core.errors import ConfigError, InputError
 from pipelines.heads import get_head
 from pipelines.data.tasks import Target, multilabel_target
@@ -108,7 +108,8 @@ def test_multilabel_runs_blend_and_the_blend_predicts_tags(tmp_path, tagged):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     best = max(member["oof"]["lwlrap"] for member in summary["members"])
-    assert summary["oof"]["lwlrap"] >= best - 1e-12
+    # cross-fitted weights may land below the best member out of sample: then a warning says so
+    assert summary["oof"]["lwlrap"] >= best - 1e-12 or any("does not beat" in w for w in summary["warnings"])
     manifest = json.loads((tmp_path / "blend" / "manifest.json").read_text())
     assert 0 < manifest["threshold"] < 1 and manifest["at_least_one_label"] is True
 

@@ -49,14 +49,24 @@ def test_early_stopping_never_sees_the_scored_fold(tmp_path, grouped, monkeypatc
     from pipelines.heads.lgbm import LGBMHead
     from pipelines.heads.mlp import MLPHead
 
-    calls = []  # per head.fit call (one per fold): [(rows trained on, rows early-stopped on)]
+    from pipelines.train import train as train_module
+
+    calls = []  # per fold (tuning, then head.fit): [(rows trained on, rows early-stopped on)]
     head_cls = LGBMHead if head == "lgbm" else MLPHead
-    fit = head_cls.fit
+    fit, tune, tuned = head_cls.fit, train_module.tune, []
+
+    def recording_tune(*args, **kwargs):  # a fold starts with tuning: its candidates count too
+        calls.append([])
+        tuned.append(True)
+        return tune(*args, **kwargs)
 
     def recording_fit(self, *args, **kwargs):
-        calls.append([])
+        if not tuned:
+            calls.append([])
+        tuned.clear()
         return fit(self, *args, **kwargs)
 
+    monkeypatch.setattr(train_module, "tune", recording_tune)
     monkeypatch.setattr(head_cls, "fit", recording_fit)
     if head == "lgbm":
         lgb_train = lightgbm.train
@@ -103,7 +113,7 @@ def test_early_stopping_never_sees_the_scored_fold(tmp_path, grouped, monkeypatc
         assert not seen & scored, f"fold {k}: {len(seen & scored)} scored rows were given to the head"
         assert seen == training_part  # the refit uses the whole training part
         if head == "lgbm":
-            trained, watched = fold_calls[0]  # the early-stopped fit: inner-train, inner-validation
+            trained, watched = fold_calls[0]  # a tuning candidate's early-stopped fit: inner-train, inner-validation
             assert watched and not trained & watched and trained | watched == training_part
             assert not set(groups[list(trained)]) & set(groups[list(watched)])  # groups kept whole
             assert fold_calls[-1] == (training_part, set())  # then the refit, with nothing watched
@@ -199,7 +209,7 @@ def test_the_default_head_is_logreg(tmp_path, grouped):
 
 
 def test_lgbm_threads_use_only_idle_cores(monkeypatch):
-    from pipelines.heads import lgbm
+    from pipelines.heads import base as lgbm  # threads_for lives in heads.base (lgbm and logreg share it)
 
     monkeypatch.setattr(lgbm, "available_cores", lambda: 8)
     monkeypatch.setattr(lgbm.os, "getloadavg", lambda: (16.0, 16.0, 16.0))  # every core busy with others' work

@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines.train import metrics
+from pipelines.data import metrics
 
 runner = CliRunner()
 CLASSES = ("cat", "dog", "fox")

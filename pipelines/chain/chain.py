@@ -198,7 +198,7 @@ def check_config(config: RunConfig, smoke: bool = False, limit: int | None = Non
     `olymp run` calls it before any step, so a bad value costs nothing; --dry-run shows the
     returned lines (what each name resolved to)."""
     from pipelines.heads import get_head
-    from pipelines.train.metrics import metrics_for
+    from pipelines.data.metrics import metrics_for
     from pipelines.data.labels import read_labels, target_from_labels
     from pipelines.train.train import _validate
 

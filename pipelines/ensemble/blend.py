@@ -40,11 +40,11 @@ import numpy as np
 import pandas as pd
 
 from pipelines.data import cv
-from pipelines.train import metrics
+from pipelines.data import metrics
 from pipelines.core.errors import ConfigError, InputError, MismatchError
 from pipelines.core.io import check_output_dir, json_ready, prepare_output_dir, write_atomic, write_json_atomic
 from pipelines.core.hashing import file_sha256
-from pipelines.train.metrics import GREATER_IS_BETTER
+from pipelines.data.metrics import GREATER_IS_BETTER
 from pipelines.train.report import BLEND_PICTURE, draw_blend
 from pipelines.data.tasks import TASKS
 from pipelines.data.labels import read_labels, target_from_labels

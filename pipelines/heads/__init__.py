@@ -21,7 +21,7 @@ HEADS = {
 
 def get_head(name: str) -> type[Head]:
     if name not in HEADS:
-        raise ConfigError(f"unknown head '{name}'; pass --head with one of: {', '.join(HEADS)}")
+        raise ConfigError(f"unknown head '{name}'; pass --head with one of: {', '.join(HEADS)}, auto")
     module, cls = HEADS[name].split(":")
     return getattr(importlib.import_module(module), cls)
 

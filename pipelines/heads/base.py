@@ -13,12 +13,16 @@ part, then refits on the whole training part for the chosen number of rounds/epo
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+
+from pipelines.core.hardware import available_cores
 
 # progress(message): one line about the fit under way, e.g. "round 50: inner-valid multi_logloss 0.81"
 FitProgress = Callable[[str], None]
@@ -27,6 +31,32 @@ INNER_FOLDS = 5  # the inner validation part is one fifth of a fold's training p
 # After early stopping on the inner split, train again on the whole training part for the chosen
 # number of rounds/epochs (scaled to its size). Measured on CIFAR-10/ESC-10 embeddings (README).
 REFIT = True
+
+
+# Below this many feature values per fold, one thread beats several: OpenMP's per-tree sync
+# costs more than the histogram work. Above it, only cores that are idle now are worth asking
+# for: OpenMP/BLAS threads spin at every barrier, and on a busy machine a thread that waits for a
+# descheduled sibling stalls the round (measured on a 2-core machine at load 16: 300 CIFAR rows
+# x 1280-d, one lgbm fold, 333 s with 2 threads vs 4.6 s with 1; one logistic regression on
+# 1,600 x 1280-d at load 12, 15.8 s with 2 BLAS threads vs 0.39 s with 1).
+SINGLE_THREAD_CELLS = 200_000
+
+
+def idle_cores(cores: int) -> int:
+    """Cores not busy with other work right now (the 1-minute load average, this process's own
+    share left out); all of them where the load cannot be read."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows
+        return cores
+    return max(1, min(cores, int(cores - max(0.0, load - 1.0) + 0.5)))
+
+
+def threads_for(n_rows: int, n_features: int, n_jobs: int | None = None) -> int:
+    """Threads worth using for a training part of this size on this machine now."""
+    if n_rows * n_features < SINGLE_THREAD_CELLS:
+        return 1
+    return n_jobs or idle_cores(available_cores())
 
 
 def inner_split(
@@ -52,9 +82,24 @@ def inner_split(
     return None
 
 
+@dataclass
+class InnerData:
+    """What a head's tuning search sees: a fold's training part, split once into inner-train rows
+    (candidates are fitted on them) and inner-validation rows (candidates are scored on them).
+    The fold's own scored rows are not in `X` at all."""
+
+    X: np.ndarray  # the fold's training part (after the fold's --normalize/--pca)
+    y: np.ndarray
+    groups: np.ndarray | None  # one per row of X, or None
+    fit_rows: np.ndarray  # positions into X: candidates are fitted here
+    held_rows: np.ndarray  # positions into X: candidates are scored here (early stopping watches them too)
+    score: Callable[[np.ndarray, np.ndarray], float]  # (y_held, predictions) -> higher is better
+
+
 class Head(ABC):
     name: ClassVar[str]  # registry name, e.g. "lgbm"
     suffix: ClassVar[str]  # model file extension, e.g. ".txt"
+    auto_candidates: ClassVar[int] = 4  # how many candidates `--tune auto` scores (the first ones of `candidates`)
 
     def __init__(
         self,
@@ -82,6 +127,36 @@ class Head(ABC):
         """Whether the seed changes the fitted model under these (resolved) params; averaging
         several seeds (`--seeds`) only helps a stochastic head. Heads override when it depends."""
         return True
+
+    # ------------------------------------------------------------------ tuning (pipelines.heads.tuning)
+
+    @classmethod
+    def candidates(cls, task: str, n_classes: int, fixed: dict, X: np.ndarray) -> list[dict]:
+        """Parameter overrides worth trying on this training part, the most promising first; the
+        first is {} (the defaults). Keys the user fixed (`fixed`, from --param) never appear."""
+        return [{}]
+
+    @classmethod
+    def search(
+        cls, inner: InnerData, candidates: list[dict], task: str, n_classes: int, fixed: dict,
+        metric: str | None, seed: int,
+    ) -> list[tuple[dict, float, np.ndarray]]:
+        """(candidate, inner-validation score, its predictions of the held rows) of each candidate
+        scored; a head may skip some (logreg stops a C path once it only gets worse). Fits on
+        `inner.fit_rows` only."""
+        scored = []
+        for candidate in candidates:
+            head = cls(task, n_classes, {**fixed, **candidate}, metric, seed)
+            head.fit_for_tuning(inner.X, inner.y, inner.fit_rows, inner.held_rows, inner.groups)
+            held = inner.held_rows
+            pred = head.predict(inner.X[held])
+            scored.append((candidate, inner.score(inner.y[held], pred), pred))
+        return scored
+
+    def fit_for_tuning(self, X, y, fit_rows, held_rows, groups=None) -> Head:
+        """Fit a candidate on the inner-train rows; heads that early-stop override this to stop on
+        `held_rows` (no refit). Never used for the saved models."""
+        return self.fit(X[fit_rows], y[fit_rows], None if groups is None else groups[fit_rows])
 
     @abstractmethod
     def fit(

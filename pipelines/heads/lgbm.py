@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 from functools import cache
 from pathlib import Path
 
@@ -22,7 +21,8 @@ import numpy as np
 from pipelines.core.errors import ConfigError
 from pipelines.core.io import write_text_atomic
 from pipelines.core.hardware import available_cores
-from pipelines.heads.base import REFIT, Head, inner_split
+from pipelines.heads.tuning import without_fixed
+from pipelines.heads.base import REFIT, SINGLE_THREAD_CELLS, Head, idle_cores, inner_split, threads_for  # noqa: F401 (re-exported)
 
 NUM_BOOST_ROUND = 1000  # upper bound; early stopping usually ends far sooner
 NO_SPLIT_ROUNDS = 100  # rounds when the training part is too small for an inner split
@@ -45,31 +45,6 @@ LGBM_METRIC = {
 DEFAULT_LGBM_METRIC = {
     "binary": "binary_logloss", "multiclass": "multi_logloss", "regression": "l2", "multilabel": "binary_logloss",
 }
-
-
-# Below this many feature values per fold, one thread beats several: OpenMP's per-tree sync
-# costs more than the histogram work. Above it, only cores that are idle now are worth asking
-# for: OpenMP threads spin at every barrier, and on a busy machine a thread that waits for a
-# descheduled sibling stalls the round (measured on a 2-core machine at load 16: 300 CIFAR rows
-# x 1280-d, one fold, 333 s with 2 threads vs 4.6 s with 1).
-SINGLE_THREAD_CELLS = 200_000
-
-
-def idle_cores(cores: int) -> int:
-    """Cores not busy with other work right now (the 1-minute load average, this process's own
-    share left out); all of them where the load cannot be read."""
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # Windows
-        return cores
-    return max(1, min(cores, int(cores - max(0.0, load - 1.0) + 0.5)))
-
-
-def threads_for(n_rows: int, n_features: int, n_jobs: int | None = None) -> int:
-    """Threads worth using for a training part of this size on this machine now."""
-    if n_rows * n_features < SINGLE_THREAD_CELLS:
-        return 1
-    return n_jobs or idle_cores(available_cores())
 
 
 def default_lgbm_params(
@@ -225,7 +200,7 @@ class LGBMHead(Head):
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ConfigError(f"LightGBM refused the parameters ({reason}); fix the --param values") from None
 
-    def _fit_one(self, X, y, split, label: str, progress) -> tuple:
+    def _fit_one(self, X, y, split, label: str, progress, refit: bool = REFIT) -> tuple:
         """One booster on the training part: rounds chosen on the inner split, then (REFIT) the
         whole part for that many rounds scaled to its size. Returns (booster, inner best, trees)."""
         params = dict(self.params)
@@ -237,20 +212,44 @@ class LGBMHead(Head):
         inner, held = split
         booster = self._train(params, X[inner], y[inner], (X[held], y[held]), label, progress)
         best = int(booster.best_iteration or booster.current_iteration())
-        if not REFIT:
+        if not refit:
             return booster, best, best
         rounds = max(1, round(best * len(X) / len(inner)))
         params = _set(_set(params, "early_stopping_round", None), "num_iterations", rounds)
         refit = self._train(params, X, y, label=f"{label} refit".strip(), progress=progress)
         return refit, best, refit.current_iteration()
 
+    # ------------------------------------------------------------------ tuning
+
+    auto_candidates = 3
+
+    @classmethod
+    def candidates(cls, task, n_classes, fixed, X):
+        """Defaults first; then smaller and larger trees, a slower learning rate, twice the columns."""
+        width = feature_fraction_for(np.shape(X)[1])
+        options = [
+            {"num_leaves": 7, "min_data_in_leaf": 20},
+            {"num_leaves": 31, "min_data_in_leaf": 5},
+            {"learning_rate": 0.05},
+            {"feature_fraction": float(f"{min(1.0, 2 * width):.3g}")},
+            {"num_leaves": 7, "min_data_in_leaf": 40, "feature_fraction": float(f"{min(1.0, 2 * width):.3g}")},
+        ]
+        fixed_names = {name for key in fixed for name in _aliases(key)}
+        return without_fixed(options, fixed_names)
+
+    def fit_for_tuning(self, X, y, fit_rows, held_rows, groups=None):
+        """Early-stopped on the held rows, no refit: the booster of the best round."""
+        return self._fit_split(X, y, (fit_rows, held_rows), None, refit=False)
+
     def fit(self, X, y, groups=None, progress=None):
+        return self._fit_split(X, y, inner_split(self.task, y, self.n_classes, self.seed, groups), progress)
+
+    def _fit_split(self, X, y, split, progress, refit: bool = REFIT):
         self._sized(X)
-        split = inner_split(self.task, y, self.n_classes, self.seed, groups)
         if split is not None and not _aliases("early_stopping_round") & set(self.overrides):
             self.params["early_stopping_round"] = patience_for(len(split[0]))
         if self.task != "multilabel":
-            self.booster, best, trees = self._fit_one(X, y, split, "", progress)
+            self.booster, best, trees = self._fit_one(X, y, split, "", progress, refit)
             self.info = {"best_iteration": int(trees), "inner_best_iteration": int(best)}
             return self
         # one binary booster per label (one inner split for all); a label constant in this training part gets its rate
@@ -261,7 +260,7 @@ class LGBMHead(Head):
                 self.boosters.append(None)
                 self.constants.append(float(np.clip(column.mean(), 1e-3, 1 - 1e-3)))
                 continue
-            booster, best, trees = self._fit_one(X, column, split, f"label {j + 1}/{y.shape[1]}", progress)
+            booster, best, trees = self._fit_one(X, column, split, f"label {j + 1}/{y.shape[1]}", progress, refit)
             self.boosters.append(booster)
             self.constants.append(None)
             bests.append(best)

@@ -15,6 +15,7 @@ params); `load` rebuilds the network from the JSON. No pickle.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -26,6 +27,7 @@ from pipelines.core.device import resolve_device
 from pipelines.core.errors import ConfigError
 from pipelines.core.io import write_atomic, write_text_atomic
 from pipelines.heads.base import REFIT, Head, inner_split
+from pipelines.heads.tuning import without_fixed
 
 MLP_DEFAULTS = {
     "hidden": [512],  # hidden layer widths, e.g. [1024, 256]; [] is a linear model
@@ -158,32 +160,66 @@ class MLPHead(Head):
             self.y_mean = float(np.mean(y))
             self.y_scale = float(np.std(y)) or 1.0
 
-    def fit(self, X, y, groups=None, progress=None):
+    # ------------------------------------------------------------------ tuning
+
+    @classmethod
+    def candidates(cls, task, n_classes, fixed, X):
+        """Defaults first, then stronger / wider / weaker regularized variants, then the rest of
+        weight_decay x dropout x hidden."""
+        curated = [
+            {"weight_decay": 0.1, "dropout": 0.5},
+            {"hidden": [1024], "dropout": 0.5},
+            {"hidden": [256], "dropout": 0.1, "weight_decay": 1e-3},
+        ]
+        grid = [
+            {"weight_decay": wd, "dropout": dropout, "hidden": [width]}
+            for width in (512, 1024, 256) for wd in (1e-2, 1e-1, 1e-3) for dropout in (0.3, 0.5, 0.1)
+        ]
+        defaults = {"weight_decay": MLP_DEFAULTS["weight_decay"], "dropout": MLP_DEFAULTS["dropout"], "hidden": MLP_DEFAULTS["hidden"]}
+        out = without_fixed(curated + grid, set(fixed))
+        return [c for c in out if c == {} or {**defaults, **c} != defaults]  # {} is the defaults already
+
+    def fit_for_tuning(self, X, y, fit_rows, held_rows, groups=None):
+        """Early-stopped on the held rows (best epoch's weights kept), no refit."""
+        X, y = np.asarray(X, dtype=np.float32), np.asarray(y)
+        with self._context(X):
+            self.history = self._run(X[fit_rows], y[fit_rows], (X[held_rows], y[held_rows]), self.params["epochs"], None, "")
+        self.info = {"best_epoch": int(np.argmin(self.history)) + 1 if self.history else self.params["epochs"]}
+        self.network.eval()
+        return self
+
+    @contextlib.contextmanager
+    def _context(self, X):
+        """Device, threads (one for small CPU fits) and a forked RNG, restored afterwards."""
         import torch
 
-        p = self.params
-        self.device = resolve_device(p["device"], "--param device=")
-        X = np.asarray(X, dtype=np.float32)
-        y = np.asarray(y)
-        split = inner_split(self.task, y, self.n_classes, self.seed, groups)
+        self.device = resolve_device(self.params["device"], "--param device=")
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         threads = torch.get_num_threads()
         if self.device.type == "cpu" and X.size < SINGLE_THREAD_CELLS:
             torch.set_num_threads(1)
         try:
             with torch.random.fork_rng(devices=devices):  # seeded without touching the caller's RNG
-                if split is None:  # too few rows to hold some out: every epoch on the whole part
-                    self.history = self._run(X, y, None, p["epochs"], progress, "")
-                    self.info = {"best_epoch": p["epochs"], "epochs_run": p["epochs"]}
-                else:
-                    inner, held = split
-                    self.history = self._run(X[inner], y[inner], (X[held], y[held]), p["epochs"], progress, "")
-                    best_epoch = int(np.argmin(self.history)) + 1
-                    self.info = {"best_epoch": best_epoch, "epochs_run": len(self.history)}
-                    if REFIT:
-                        self._run(X, y, None, best_epoch, progress, "refit ")
+                yield
         finally:
             torch.set_num_threads(threads)
+
+    def fit(self, X, y, groups=None, progress=None):
+        p = self.params
+        X = np.asarray(X, dtype=np.float32)
+        y = np.asarray(y)
+        split = inner_split(self.task, y, self.n_classes, self.seed, groups)
+        with self._context(X):
+            if split is None:  # too few rows to hold some out: every epoch on the whole part
+                self.history = self._run(X, y, None, p["epochs"], progress, "")
+                self.info = {"best_epoch": p["epochs"], "epochs_run": p["epochs"]}
+            else:
+                inner, held = split
+                self.history = self._run(X[inner], y[inner], (X[held], y[held]), p["epochs"], progress, "")
+                best_epoch = int(np.argmin(self.history)) + 1
+                self.info = {"best_epoch": best_epoch, "epochs_run": len(self.history)}
+                if REFIT:
+                    self._run(X, y, None, best_epoch, progress, "refit ")
         self.network.eval()
         return self
 

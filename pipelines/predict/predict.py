@@ -19,7 +19,7 @@ import pandas as pd
 from pipelines.data.embeddings import MANIFEST_NAME, part_files, read_errors
 from pipelines.core.errors import ConfigError, InputError, MismatchError
 from pipelines.core.io import prepare_output_dir, write_atomic, write_text_atomic
-from pipelines.train.metrics import DEFAULT_THRESHOLD, multilabel_decisions
+from pipelines.data.metrics import DEFAULT_THRESHOLD, multilabel_decisions
 from pipelines.train.blenddir import BLEND_KIND, load_blend, manifest_kind
 from pipelines.train.rundir import TEST_EMBEDDINGS_DIR, load_run
 from pipelines.predict.blend_predictor import predict_blend

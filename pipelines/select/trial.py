@@ -385,7 +385,7 @@ def run_trial(candidates: Sequence, c, *, data_path: str, labels: str | None, id
 
     from pipelines.data.tasks import infer_task
     from pipelines.select.recommend import format_duration
-    from pipelines.train.metrics import GREATER_IS_BETTER, metrics_for
+    from pipelines.data.metrics import GREATER_IS_BETTER, metrics_for
     from pipelines.train.train import TrainConfig, train
 
     report = report or (lambda message: None)

@@ -200,7 +200,7 @@ def fold_scores_figure(task: str, metric: str, folds: list[dict], oof: dict):
 
 
 def metrics_greater(name: str) -> bool:
-    from pipelines.train.metrics import GREATER_IS_BETTER
+    from pipelines.data.metrics import GREATER_IS_BETTER
 
     return GREATER_IS_BETTER.get(name, True)
 
@@ -336,15 +336,17 @@ class RunReport:
     per_class: pd.DataFrame | None
     pictures: dict[str, str]  # kind -> path
     provenance: dict[str, str] = field(default_factory=dict)  # how each number was obtained (scores.json)
+    tuning: list = field(default_factory=list)  # per fold: what tuning chose (scores.json "tuning"; None entries: off)
+    head_choice: dict | None = None  # --head auto: the candidate heads' OOF scores and the winner
 
     def summary(self) -> dict:
-        return {
+        return {"tuning": self.tuning, "head_choice": self.head_choice, **{
             "run_dir": str(self.run_dir), "head": self.head, "task": self.task, "classes": self.classes,
             "metric": self.metric, "n_rows": self.n_rows, "folds": self.fold_scores, "mean": self.mean,
             "std": self.std, "oof": self.oof,
             "per_class": None if self.per_class is None else self.per_class.to_dict(orient="records"),
             "pictures": self.pictures, "provenance": self.provenance,
-        }
+        }}
 
 
 def load_report(run_dir: str | Path) -> RunReport:
@@ -369,5 +371,6 @@ def load_report(run_dir: str | Path) -> RunReport:
         task=manifest["task"], classes=manifest.get("classes"),
         metric=scores["metric"], metrics=scores["metrics"], fold_scores=scores["folds"], mean=scores["mean"],
         std=scores["std"], oof=scores["oof"], n_rows=int(manifest["n_rows"]), per_class=per_class, pictures=pictures,
-        provenance=scores.get("provenance") or {},
+        provenance=scores.get("provenance") or {}, tuning=scores.get("tuning") or [],
+        head_choice=scores.get("head_choice"),
     )

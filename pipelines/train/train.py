@@ -7,7 +7,8 @@ assign folds -> fit one head per fold -> write the run directory:
       manifest.json   versions, inputs (+ fingerprints, labels SHA-256), task, classes, head, folds
       folds.csv       id, fold
       oof.csv         id, fold, one probability column per class or label (or `prediction`)
-      scores.json     every metric per fold, mean, std and on all out-of-fold rows (+ per seed)
+      scores.json     every metric per fold, mean, std and on all out-of-fold rows (+ per seed); per fold
+                      what tuning chose ("tuning"); with --head auto every head's OOF scores ("head_choice")
       models/fold-K.txt | fold-K.json | fold-K.safetensors (+ .json)   one model per fold
                       (LightGBM text, or a JSON list of them for multilabel / logreg JSON / mlp);
                       fold-K-seed-S.* with several --seeds (OOF = their mean)
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -35,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.data import cv
-from pipelines.train import metrics
+from pipelines.data import metrics
 from pipelines.data.embeddings import EmbeddingSet, fingerprint, read_embeddings, read_errors
 from pipelines.core.config import check_instance
 from pipelines.core.errors import ConfigError, InputError
@@ -45,6 +47,7 @@ from pipelines.core.hashing import file_sha256
 from pipelines.heads import get_head
 from pipelines.data.labels import missing_target_note, read_labels, target_columns, target_from_labels
 from pipelines.data.sampling import subsample_rows
+from pipelines.heads.tuning import TuneSpec, tune
 from pipelines.data.ids import FROM_FOLDERS, common_extension, file_extensions, folder_labels, match_ids
 from pipelines.train.report import write_reports
 from pipelines.data.tasks import TASKS, Target, prior
@@ -53,8 +56,8 @@ from pipelines.train.rundir import DONE_SUFFIX, MODELS_DIR, RUN_FORMAT, RUN_MANI
 
 
 # on_progress(kind, message): kind is "task" (the inferred task and why), "fold" (a fold's main
-# score), "round" (a head's progress inside a fold: round/epoch, inner-validation score) or
-# "warning"; the CLI decides how to show each.
+# score), "round" (a head's progress inside a fold: round/epoch, inner-validation score, what
+# tuning chose), "head" (--head auto: which head won) or "warning"; the CLI decides how to show each.
 Progress = Callable[[str, str], None]
 
 
@@ -73,8 +76,9 @@ class TrainConfig:
     task: str | None = None  # binary | multiclass | regression | multilabel; None: inferred from the target
     threshold: float | None = None  # multilabel decision threshold; None: tuned on the OOF for micro-F1
     metric: str | None = None  # reported first and watched for early stopping; None: task default
-    head: str = "logreg"  # logreg | mlp | lgbm (logreg: never far from the best measured, deterministic; README)
-    head_params: dict = field(default_factory=dict)  # overrides of the head's defaults
+    head: str = "logreg"  # logreg | mlp | lgbm | auto (the best of the fast heads on the same folds; README)
+    head_params: dict = field(default_factory=dict)  # overrides of the head's defaults (fixed: never tuned)
+    tune: str | int = "auto"  # auto | off | N: the head's parameters searched inside each fold (pipelines.heads.tuning)
     # --- cross-validation
     folds: int = 5  # number of folds
     seed: int = 42  # fold shuffling and model seeds
@@ -86,6 +90,10 @@ class TrainConfig:
     # --- output
     overwrite: bool = False  # replace an existing run in `output`
     limit: int | None = None  # a stratified subsample of N labelled rows (seeded), for smoke runs
+
+    @property
+    def tune_spec(self) -> TuneSpec:
+        return TuneSpec.parse(self.tune)
 
     @property
     def features(self) -> FeatureSpec:
@@ -112,6 +120,8 @@ class TrainResult:
     seconds: float
     seed_scores: list[dict] = field(default_factory=list)  # with several --seeds: each seed's OOF metrics
     threshold: float | None = None  # multilabel decision threshold (tuned or given)
+    tuning: list[dict | None] = field(default_factory=list)  # per fold: the chosen params, inner scores, seconds
+    head_choice: dict | None = None  # --head auto: every candidate head's OOF scores and the winner
 
     def summary(self) -> dict:
         """JSON-ready digest (what `train-head --json` prints)."""
@@ -121,6 +131,7 @@ class TrainResult:
             "n_rows": self.n_rows, "n_features": self.n_features, "folds": self.fold_scores,
             "mean": self.mean, "std": self.std, "oof": self.oof, "seeds": self.seed_scores,
             "warnings": self.warnings, "seconds": round(self.seconds, 3), "threshold": self.threshold,
+            "tuning": self.tuning, "head_choice": self.head_choice,
         })
 
 
@@ -244,7 +255,12 @@ def _validate(config: TrainConfig) -> None:
         raise ConfigError("--labels-from-folders gives one class per file; drop --label-sep")
     if config.labels is None and not config.labels_from_folders:
         raise ConfigError("no labels given; pass --labels labels.csv, or --labels-from-folders when files sit in class folders")
-    get_head(config.head)  # unknown head fails before any work
+    config.tune_spec  # noqa: B018 (a bad --tune fails before any work)
+    if config.head == AUTO_HEAD:
+        if config.head_params:
+            raise ConfigError("--param sets one head's parameter; with --head auto, drop --param (or pass --head logreg|mlp|lgbm with it)")
+    else:
+        get_head(config.head)  # unknown head fails before any work
 
 
 @dataclass
@@ -319,6 +335,7 @@ class FoldResults:
     threshold: float | None = None  # multilabel decision threshold, set by decide_threshold
     decided_at: np.ndarray | None = None  # multilabel: each row's threshold for the reported F1 (cross-fitted)
     threshold_source: str | None = None  # multilabel: "cross-fitted" (tuned) or "given" (--threshold)
+    tuning: list[dict | None] = field(default_factory=list)  # per fold: what tuning chose (None: --tune off)
 
 
 def model_seeds(config: TrainConfig) -> list[int]:
@@ -370,6 +387,7 @@ def fold_key(data: TrainingData, folds: np.ndarray, config: TrainConfig, params:
     settings = {
         "head": config.head, "params": params, "seeds": model_seeds(config), "task": data.target.task,
         "classes": data.target.classes, "metrics": names, "features": [config.normalize, config.pca],
+        "tune": config.tune_spec.describe(), "fixed": sorted(config.head_params),
         "ids": data.ids.tolist(),
     }
     digest.update(json.dumps(json_ready(settings), sort_keys=True, default=str).encode())
@@ -410,7 +428,7 @@ def fit_folds(
     seeds = model_seeds(config)
     seed_oof = {seed: np.zeros_like(oof) for seed in seeds}
     spec = config.features
-    scores, model_files, model_folds, notes, head_params = [], [], [], [], {}
+    scores, model_files, model_folds, notes, head_params, tunings = [], [], [], [], {}, []
     transform_files = None if spec.is_identity else []
     for k in range(config.folds):
         train_idx, valid_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
@@ -425,6 +443,7 @@ def fit_folds(
                 model_files.append(model_file)
                 model_folds.append(k)
             infos, head_params = done["infos"], done["params"]
+            tunings.append(done.get("tuning"))
             notify("warning", f"fold {k}: reused from the interrupted run")
         else:
             written = []
@@ -436,8 +455,14 @@ def fit_folds(
                 transform_files.append(transform_file(k))
                 written.append(transform_file(k))
             infos, fold_models = [], []
+            # tuned on the training part only (an inner split of it); every seed's model uses the choice
+            train_groups = None if groups is None else groups[train_idx]
+            tuned = tune(head_cls, target.task, target.n_classes, config.head_params, names[0], config.seed,
+                         X_train, y[train_idx], train_groups, config.tune_spec,
+                         lambda message, k=k: notify("round", f"fold {k}: {message}"))
+            tunings.append(tuned.record)
             for seed in seeds:
-                head = head_cls(target.task, target.n_classes, config.head_params, names[0], seed)
+                head = head_cls(target.task, target.n_classes, {**config.head_params, **tuned.params}, names[0], seed)
                 head.fit(X_train, y[train_idx], None if groups is None else groups[train_idx],
                          lambda message, k=k: notify("round", f"fold {k}: {message}"))
                 seed_oof[seed][valid_idx] = head.predict(X_valid)
@@ -452,7 +477,7 @@ def fit_folds(
             if key is not None:  # written after the fold's files: it vouches for them
                 write_json_atomic(run_dir / _done_file(k), {
                     "key": key, "models": fold_models, "files": files_sha256(run_dir, written),
-                    "infos": infos, "params": head_params,
+                    "infos": infos, "params": head_params, "tuning": tuned.record,
                 })
         oof[valid_idx] = np.mean([seed_oof[seed][valid_idx] for seed in seeds], axis=0)
         info = _merge_info(infos)
@@ -462,7 +487,8 @@ def fit_folds(
         fold = metrics.score(target.task, y[valid_idx], oof[valid_idx], names)
         scores.append({"fold": k, "n_train": len(train_idx), "n_valid": len(valid_idx), **info, **fold})
         notify("fold", f"fold {k}: {names[0]} {fold[names[0]]:.4f}")
-    return FoldResults(oof, scores, model_files, head_params, notes, model_folds, seed_oof, transform_files)
+    return FoldResults(oof, scores, model_files, head_params, notes, model_folds, seed_oof, transform_files,
+                       tuning=tunings)
 
 
 def run_manifest(
@@ -565,6 +591,87 @@ def score_provenance(fitted: FoldResults) -> dict[str, str]:
     return how
 
 
+# --------------------------------------------------------------------------- --head auto
+
+AUTO_HEAD = "auto"
+AUTO_DIR = f"{MODELS_DIR}/auto"  # inside the run dir while --head auto fits its candidates (one folder each)
+AUTO_HEADS = ("logreg", "mlp", "lgbm")
+# lgbm joins --head auto only where its fit stays within a few times logreg's on a CPU: rows x
+# features x boosters per round (classes for multiclass, labels for multilabel) up to this.
+# CIFAR-10 subset (2,000 x 1280 x 10 = 25.6M) and ESC-10 (400 x 1280 x 10 = 5.1M) are beyond it:
+# there lgbm took 150-185 s against logreg's seconds and never scored best (README).
+LGBM_AUTO_MAX_CELLS = 2_000_000
+
+
+def auto_heads(target: Target, shape: tuple[int, int]) -> tuple[list[str], dict[str, str]]:
+    """The heads --head auto fits, and those it leaves out with the reason."""
+    n_rows, n_features = shape
+    boosters = target.n_classes if target.task in ("multiclass", "multilabel") else 1
+    cells = n_rows * n_features * max(1, boosters)
+    if cells <= LGBM_AUTO_MAX_CELLS:
+        return list(AUTO_HEADS), {}
+    return ["logreg", "mlp"], {"lgbm": (
+        f"{n_rows} rows x {n_features} features x {boosters} boosters is too slow for LightGBM on a CPU; "
+        "--head lgbm tries it"
+    )}
+
+
+def auto_winner(candidates: list[dict], metric: str) -> str:
+    """The head with the best OOF `metric` (NaN counts as the worst); ties: the faster."""
+    greater = metrics.GREATER_IS_BETTER[metric]
+
+    def rank(candidate: dict) -> tuple[float, float]:
+        value = candidate["oof"][metric]
+        value = -np.inf if value != value else (value if greater else -value)
+        return round(float(value), 6), -candidate["seconds"]
+
+    return max(candidates, key=rank)["head"]
+
+
+def fit_auto(
+    heads: list[str], left_out: dict[str, str], data: TrainingData, folds: np.ndarray, names: list[str],
+    config: TrainConfig, run_dir: Path, notify: Progress, source_dims: list[int],
+) -> tuple[str, FoldResults, dict]:
+    """Every head on the same folds (each tuned as --tune says); the best OOF score of the main
+    metric wins (ties: the faster). The winner's models and transforms become the run's own."""
+    target, candidates, fits = data.target, [], {}
+    for name in heads:
+        head_cls = get_head(name)
+        head_config = replace(config, head=name)
+        params = head_cls.resolve_params(target.task, target.n_classes, {}, names[0], config.seed)
+        where = run_dir / AUTO_DIR / name
+        (where / MODELS_DIR).mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+
+        def tagged(kind: str, message: str, name=name) -> None:
+            notify(kind, f"{name}: {message}" if kind in ("fold", "round", "warning") else message)
+
+        fitted = fit_folds(head_cls, target, data.X, folds, names, head_config, where, tagged, source_dims,
+                           fold_key(data, folds, head_config, params, names), data.groups)
+        decide_threshold(target, folds, fitted, names, config.threshold)
+        oof = metrics.score(target.task, target.y, fitted.oof, names, fitted.decided_at)
+        fits[name] = fitted
+        candidates.append({"head": name, "oof": oof, "seconds": round(time.perf_counter() - started, 3)})
+    metric = names[0]
+    winner = auto_winner(candidates, metric)
+    for folder in (MODELS_DIR, TRANSFORMS_DIR):  # the winner's files become the run's own
+        source = run_dir / AUTO_DIR / winner / folder
+        if source.is_dir():
+            for item in source.iterdir():
+                destination = run_dir / folder / item.name
+                destination.parent.mkdir(exist_ok=True)
+                item.replace(destination)
+    shutil.rmtree(run_dir / AUTO_DIR, ignore_errors=True)
+    others = ", ".join(f"{c['head']} {c['oof'][metric]:.4f}" for c in candidates if c["head"] != winner)
+    best = next(c for c in candidates if c["head"] == winner)
+    line = f"--head auto: {winner} wins on oof {metric} ({best['oof'][metric]:.4f}; {others or 'no other head'})"
+    if left_out:
+        line += "; left out: " + ", ".join(left_out)
+    notify("head", line)
+    choice = {"requested": AUTO_HEAD, "winner": winner, "metric": metric, "candidates": candidates, "left_out": left_out}
+    return winner, fits[winner], choice
+
+
 def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResult:
     """Fit `config.head` on every fold, write the run directory, return scores."""
     notify = on_progress or (lambda kind, message: None)
@@ -585,9 +692,11 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     else:
         folds, fold_notes = cv.assign_folds(target, config.folds, config.seed, data.groups)
     notes = data.notes + fold_notes
-    head_cls = get_head(config.head)
-    params = head_cls.resolve_params(target.task, target.n_classes, config.head_params, names[0], config.seed)  # fail early
-    if len(model_seeds(config)) > 1 and not head_cls.is_stochastic(params):
+    heads, left_out = auto_heads(target, data.X.shape) if config.head == AUTO_HEAD else ([config.head], {})
+    for name in heads:  # fail early
+        head_cls = get_head(name)
+        params = head_cls.resolve_params(target.task, target.n_classes, config.head_params, names[0], config.seed)
+    if config.head != AUTO_HEAD and len(model_seeds(config)) > 1 and not head_cls.is_stochastic(params):
         notes.append(
             f"{config.head} with these params is deterministic: --seeds {','.join(map(str, model_seeds(config)))} "
             "fit identical models; drop --seeds, or use a head/params with randomness (e.g. lgbm)"
@@ -599,9 +708,14 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
 
     run_dir = prepare_run_dir(config.output, config.overwrite, notify)
     source_dims = [emb.dim for emb in data.sets]
-    key = fold_key(data, folds, config, params, names)
-    fitted = fit_folds(head_cls, target, data.X, folds, names, config, run_dir, notify, source_dims, key, data.groups)
-    decide_threshold(target, folds, fitted, names, config.threshold)
+    head_choice = None
+    if config.head == AUTO_HEAD:
+        winner, fitted, head_choice = fit_auto(heads, left_out, data, folds, names, config, run_dir, notify, source_dims)
+        config = replace(config, head=winner)
+    else:
+        key = fold_key(data, folds, config, params, names)
+        fitted = fit_folds(head_cls, target, data.X, folds, names, config, run_dir, notify, source_dims, key, data.groups)
+        decide_threshold(target, folds, fitted, names, config.threshold)
     mean, std = metrics.summarize(fitted.scores, names)
     oof_scores = metrics.score(target.task, target.y, fitted.oof, names, fitted.decided_at)
 
@@ -609,7 +723,8 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
     _write_csv(run_dir / "folds.csv", pd.DataFrame({"id": data.ids, "fold": folds}))
     _write_csv(run_dir / "oof.csv", _oof_frame(data.ids, folds, fitted.oof, target))
     scores = {"metric": names[0], "metrics": names, "folds": fitted.scores, "mean": mean, "std": std, "oof": oof_scores,
-              "threshold": fitted.threshold, "provenance": score_provenance(fitted)}
+              "threshold": fitted.threshold, "provenance": score_provenance(fitted),
+              "tuning": fitted.tuning, "head_choice": head_choice}
     seed_scores = [
         {"seed": seed, **metrics.score(target.task, target.y, pred, names, fitted.decided_at)}
         for seed, pred in fitted.seed_oof.items()
@@ -618,6 +733,9 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
         scores["seeds"] = seed_scores
     write_json_atomic(run_dir / "scores.json", scores)
     manifest = run_manifest(config, data, names, fitted, cv.fold_hash(data.ids, folds))
+    manifest["tuning"] = {"spec": config.tune_spec.describe(), "folds": fitted.tuning}
+    if head_choice is not None:
+        manifest["head"]["choice"] = head_choice
     manifest["reports"] = write_reports(
         run_dir, target.task, target.classes, target.y, fitted.oof, scores,
         None if fitted.decided_at is None else fitted.decided_at[:, None],  # per-label F1 cross-fitted too
@@ -638,7 +756,7 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
         metric=names[0], metrics=names, head=config.head, fold_scores=fitted.scores, mean=mean,
         std=std, oof=oof_scores, n_rows=int(len(data.ids)), n_features=int(data.X.shape[1]),
         warnings=notes + fitted.notes, seconds=time.perf_counter() - started, seed_scores=seed_scores,
-        threshold=fitted.threshold,
+        threshold=fitted.threshold, tuning=fitted.tuning, head_choice=head_choice,
     )
 
 
