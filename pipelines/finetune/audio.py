@@ -1,14 +1,13 @@
-"""The audio front end of a fine-tuned network: clip -> windows -> log-mel images.
+"""The audio front end a fine-tuned network trains on: clip -> windows -> log-mel images.
 
-It is extract's log-mel image route (pipelines.backbones.logmel.LogMelImage: 32 kHz, 128 Slaney
-mel bands, top 80 dB, per-window min-max, time on x, low frequencies at the bottom, bilinear
-resize to the network's input, its mean/std), so a fine-tuned network sees during training what
-`predict` later feeds it. A clip is cut into windows of `window_seconds` (hop = window, the last
-window flush with the clip's end; a shorter clip is zero-padded at its end to one window); a
-clip's probabilities are the mean over its windows.
-
-`audio_meta` is what a fold's network.json records under "audio"; `clip_images(path, audio)`
-turns a test file into the network's input exactly as validation did (predict uses it).
+It is extract's log-mel image route (pipelines.backbones.logmel.LogMelImage.images: 32 kHz,
+128 Slaney mel bands, top 80 dB, per-window min-max, time on x, low frequencies at the bottom,
+bilinear resize to the network's input size, its mean/std), with the front-end parameters of
+network.json's `audio` (pipelines.finetune.network.AudioFrontEnd). Windows are cut as extract's
+audio reader cuts them (pipelines.extract.audio_reader: hop = window, the last flush with the
+clip's end; a shorter clip is one window zero-padded to a multiple of 0.25 s), so predict,
+which feeds test clips through network.audio_frontend, sees what validation saw. A clip's
+probabilities are the mean over its windows.
 """
 
 from __future__ import annotations
@@ -17,60 +16,39 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.backbones.logmel import IMAGE_N_MELS, IMAGE_TOP_DB, IMAGE_WINDOW_SECONDS, SAMPLE_RATE, LogMelImage
+from pipelines.backbones.logmel import IMAGE_WINDOW_SECONDS, MIN_SECONDS, LogMel, LogMelImage
+from pipelines.extract.audio_reader import WindowPlan, window_starts
 
-AUDIO_FRONTEND = "olymp-logmel-image/1"
 
+def front_end_settings(window_seconds: float | None):
+    """network.json's `audio` for a run (AudioFrontEnd: the log-mel image route's defaults)."""
+    from pipelines.finetune.network import AudioFrontEnd
 
-def audio_meta(input_size, mean, std, window_seconds: float | None) -> dict:
-    """The front-end parameters of a fold's network (network.json "audio")."""
-    return {
-        "frontend": AUDIO_FRONTEND,
-        "sample_rate": SAMPLE_RATE,
-        "window_seconds": float(window_seconds or IMAGE_WINDOW_SECONDS),
-        "hop_seconds": float(window_seconds or IMAGE_WINDOW_SECONDS),
-        "n_mels": IMAGE_N_MELS,
-        "top_db": IMAGE_TOP_DB,
-        "input_size": [int(v) for v in input_size],
-        "mean": [float(v) for v in mean],
-        "std": [float(v) for v in std],
-        "pooling": "mean of the windows' probabilities",
-    }
+    return AudioFrontEnd(window_seconds=float(window_seconds or IMAGE_WINDOW_SECONDS), min_seconds=MIN_SECONDS)
 
 
 class FrontEnd(nn.Module):
-    """(B, samples) windows at 32 kHz -> (B, C, H, W) normalized log-mel images."""
+    """(B, samples) windows -> (B, C, H, W) normalized log-mel images (no gradients)."""
 
-    def __init__(self, audio: dict):
+    def __init__(self, audio, data_config: dict):
         super().__init__()
-        self.images = LogMelImage(nn.Identity(), tuple(audio["input_size"]), tuple(audio["mean"]),
-                                  tuple(audio["std"]), n_mels=int(audio["n_mels"])).eval()
+        self.images = LogMelImage(nn.Identity(), tuple(data_config["input_size"]), tuple(data_config["mean"]),
+                                  tuple(data_config["std"]), n_mels=audio.n_mels).eval()
+        self.images.logmel = LogMel(audio.n_mels, audio.sample_rate, audio.n_fft, audio.hop_length, audio.f_min, audio.f_max)
 
     @torch.no_grad()
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         return self.images.images(windows)
 
 
-def window_length(audio: dict) -> int:
-    return int(round(audio["window_seconds"] * audio["sample_rate"]))
+def window_plan(audio) -> WindowPlan:
+    return WindowPlan.from_seconds(audio.sample_rate, audio.window_seconds, audio.window_seconds, audio.min_seconds)
 
 
-def clip_windows(clip: np.ndarray, window: int) -> np.ndarray:
-    """(n_windows, window) float32: hop = window, the last flush with the end; short clips padded."""
-    if len(clip) <= window:
-        out = np.zeros((1, window), np.float32)
-        out[0, : len(clip)] = clip
-        return out
-    starts = list(range(0, len(clip) - window + 1, window))
-    if starts[-1] + window < len(clip):
-        starts.append(len(clip) - window)
-    return np.stack([clip[s: s + window] for s in starts]).astype(np.float32, copy=False)
-
-
-def clip_images(path: str, audio: dict, front_end: FrontEnd | None = None) -> torch.Tensor:
-    """A file's network inputs (n_windows, C, H, W), as validation computed them."""
-    from pipelines.finetune.data import read_clip
-
-    front_end = front_end or FrontEnd(audio)
-    windows = clip_windows(read_clip(path, int(audio["sample_rate"])), window_length(audio))
-    return front_end(torch.from_numpy(windows))
+def clip_windows(clip: np.ndarray, plan: WindowPlan) -> list[np.ndarray]:
+    """The clip's windows as extract's audio reader cuts them."""
+    if len(clip) >= plan.window:
+        return [clip[s: s + plan.window] for s in window_starts(len(clip), plan.window, plan.hop)]
+    out = np.zeros(plan.padded_length(len(clip)), np.float32)
+    out[: len(clip)] = clip
+    return [out]

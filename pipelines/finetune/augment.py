@@ -79,21 +79,21 @@ class ImageInputs:
 
 
 class AudioInputs:
-    """Labelled clips (decoded once, kept in memory at 32 kHz) -> log-mel images (C, H, W)."""
+    """Labelled clips (decoded once, kept in memory) -> log-mel images (C, H, W)."""
 
     modality = "audio"
 
-    def __init__(self, items: Sequence[InputItem], audio: dict, spec_augment: bool):
-        from pipelines.finetune.audio import FrontEnd, window_length
+    def __init__(self, items: Sequence[InputItem], audio, data_config: dict, spec_augment: bool):
+        from pipelines.finetune.audio import FrontEnd, window_plan
         from pipelines.finetune.data import read_clip
 
         self.items = items
         self.audio = audio
-        self.front_end = FrontEnd(audio)
-        self.window = window_length(audio)
-        self.clips = [read_clip(item.path, int(audio["sample_rate"])) for item in items]
+        self.front_end = FrontEnd(audio, data_config)
+        self.plan = window_plan(audio)
+        self.clips = [read_clip(item.path, audio.sample_rate) for item in items]
         self.spec_augment = spec_augment
-        _, height, width = audio["input_size"]
+        _, height, width = data_config["input_size"]
         self.height, self.width = int(height), int(width)
 
     def __len__(self) -> int:
@@ -103,20 +103,22 @@ class AudioInputs:
         """(n_windows, C, H, W)."""
         from pipelines.finetune.audio import clip_windows
 
-        return self.front_end(torch.from_numpy(clip_windows(self.clips[row], self.window)))
+        return torch.cat([self.front_end(torch.from_numpy(np.ascontiguousarray(w))[None])
+                          for w in clip_windows(self.clips[row], self.plan)])
 
     def train_input(self, row: int, seed: int) -> torch.Tensor:
         import torchaudio.transforms as T
 
-        clip = self.clips[row]
+        clip, window = self.clips[row], self.plan.window
         rng = np.random.default_rng(seed)
-        if len(clip) > self.window:
-            start = int(rng.integers(0, len(clip) - self.window + 1))
-            wave = clip[start: start + self.window].copy()
-        else:
-            wave = np.zeros(self.window, np.float32)
+        if len(clip) > window:  # a random crop of one window
+            start = int(rng.integers(0, len(clip) - window + 1))
+            wave = clip[start: start + window].copy()
+        else:  # padded as for evaluation
+            wave = np.zeros(self.plan.padded_length(len(clip)), np.float32)
             wave[: len(clip)] = clip
-        wave = np.roll(wave, int(rng.integers(-int(SHIFT_SHARE * self.window), int(SHIFT_SHARE * self.window) + 1)))
+        shift = int(SHIFT_SHARE * len(wave))
+        wave = np.roll(wave, int(rng.integers(-shift, shift + 1)))
         wave = wave * np.float32(10 ** (rng.uniform(-GAIN_DB, GAIN_DB) / 20))
         image = self.front_end(torch.from_numpy(wave).unsqueeze(0))[0]
         if self.spec_augment:

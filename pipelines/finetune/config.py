@@ -92,8 +92,9 @@ class FinetuneConfig:
                 number = int(text)
             except ValueError:
                 raise ConfigError(f"--train-layers {self.train_layers!r}: pass all or a number of top stages, e.g. --train-layers 2") from None
-            if number < 0:
-                raise ConfigError(f"--train-layers {number}: pass 0 (head only) or more, or all")
+            if number < 1:
+                raise ConfigError(f"--train-layers {number}: pass 1 or more top stages, or all "
+                                  "(a frozen backbone with a head alone is olymp extract + olymp train-head)")
             text = str(number)
         self.train_layers = text
         if self.modality not in ("auto", "image", "audio"):
