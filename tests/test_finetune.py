@@ -235,3 +235,10 @@ def test_a_class_too_small_for_the_folds_is_refused(tmp_path, coloured):
     frame.to_csv(labels, index=False)
     result = invoke(images, "--labels", labels, "-o", tmp_path / "run", *TINY)
     assert result.exit_code == 1 and "'blue': 1" in result.output and "fewer than 2 labelled files" in result.output
+
+
+def test_no_offline_weights_is_one_line_naming_the_fix(tmp_path, coloured):
+    images, labels = coloured
+    result = invoke(images, "--labels", labels, "-o", tmp_path / "run", "--backbone", "resnet18", "--folds", "2")
+    assert result.exit_code == 1 and "no offline weights" in result.output and "--weights" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "run").exists()
