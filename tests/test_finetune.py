@@ -242,3 +242,11 @@ def test_no_offline_weights_is_one_line_naming_the_fix(tmp_path, coloured):
     result = invoke(images, "--labels", labels, "-o", tmp_path / "run", "--backbone", "resnet18", "--folds", "2")
     assert result.exit_code == 1 and "no offline weights" in result.output and "--weights" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
+
+def test_a_one_row_last_batch_does_not_reach_batchnorm_alone(tmp_path, coloured):
+    images, labels = coloured  # 16 rows: 2 folds -> 8 training rows -> 7 fit rows = 2 inner-split rows, 6 fit rows = a batch of 5 + 1
+    result = invoke(images, "--labels", labels, "-o", tmp_path / "run", "--backbone", "test_efficientnet", "--weights",
+                    "random", "--folds", "2", "--epochs", "1", "--resolution", "32", "--batch-size", "5", "--views", "1",
+                    "--stop-share", "0.1")
+    assert result.exit_code == 0, result.output
