@@ -182,20 +182,29 @@ def test_blend_with_a_head_run_on_the_same_folds(runs, tmp_path):
 
 
 def test_extract_with_a_fold_network_records_its_fingerprint(runs, tmp_path):
-    folder = runs / "ft" / "fold-0"
+    folder = tmp_path / "fold-0"
+    shutil.copytree(runs / "ft" / "fold-0", folder)
     ok("extract", runs / "test", "-o", tmp_path / "emb", "--backbone", folder, *TINY)
     manifest = json.loads((tmp_path / "emb" / "_manifest.json").read_text())
     assert manifest["weights_sha256"] == network_fingerprint(folder)
     assert manifest["backbone"] == str(folder) and "fine-tuned network" in manifest["weights_source"]
-    assert manifest["counts"]["errors"] == 1
-    again = ok("extract", runs / "test", "-o", tmp_path / "emb", "--backbone", folder, *TINY)
-    assert "0" in flat(again.output)  # resumed: nothing re-embedded
-    # retrain fold 0 (other weights): the same output is refused as made by another network
-    model, meta = load_network(folder)
+    assert manifest["counts"] == {"inputs": 7, "embedded": 6, "errors": 1}
+    model, _ = load_network(folder)
+    from pipelines.data.embeddings import read_embeddings
+    from pipelines.finetune.network import eval_transform, pre_logits, read_meta
+
+    embedded = read_embeddings(tmp_path / "emb")
+    batch = torch.stack([eval_transform(read_meta(folder))(Image.open(runs / "test" / f"{i}.png").convert("RGB"))
+                         for i in embedded.ids])
+    with torch.inference_mode():
+        assert np.allclose(embedded.vectors, pre_logits(model, batch).numpy(), atol=0.05, rtol=0.02)  # bf16
+    # resumed (the broken file is retried once; alone, it is 100% of the work: allow that)
+    again = ok("extract", runs / "test", "-o", tmp_path / "emb", "--backbone", folder, "--max-error-rate", "1", *TINY)
+    assert "6 inputs already done" in flat(again.output)
+    # the fold retrained in place (other weights): its old embeddings are refused, naming the weights
+    _, meta = load_network(folder)
     with torch.no_grad():
         next(model.parameters()).add_(1.0)
-    changed = tmp_path / "changed"
-    shutil.copytree(folder, changed)
-    save_network(changed, model, meta)
-    refused = invoke("extract", runs / "test", "-o", tmp_path / "emb", "--backbone", changed, *TINY)
-    assert refused.exit_code == 1, refused.output
+    save_network(folder, model, meta)
+    refused = invoke("extract", runs / "test", "-o", tmp_path / "emb", "--backbone", folder, *TINY)
+    assert refused.exit_code == 1 and "weights_sha256" in flat(refused.output), refused.output
