@@ -82,17 +82,23 @@ def build_finetune_run(head_run: Path, run_dir: Path, hflip: bool = True) -> Pat
     return run_dir
 
 
+FINETUNE = ["--backbone", "test_efficientnet", "--weights", "random", "--epochs", "2", "--resolution", "32",
+            "--batch-size", "8", "--views", "1", "--patience", "5", "--device", "cpu"]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
+    """A train-head run and a real 2-fold `olymp finetune` run (with --hflip) on its folds."""
     root = tmp_path_factory.mktemp("ftio")
-    labels = write_colour_images(root / "train", 24, seed=0)
+    labels = write_colour_images(root / "train", 30, seed=0)
     write_colour_images(root / "test", 6, seed=1)
     (root / "test" / "broken.png").write_bytes(b"not an image")
     pd.DataFrame({"id": list(labels), "label": list(labels.values())}).to_csv(root / "labels.csv", index=False)
     ok("extract", root / "train", "-o", root / "emb", "--backbone", "test_resnet", "--weights", "random", *TINY)
     ok("train-head", root / "emb", "--labels", root / "labels.csv", "--head", "logreg", "--folds", "2",
        "-o", root / "head")
-    build_finetune_run(root / "head", root / "ft")
+    ok("finetune", root / "train", "--labels", root / "labels.csv", "--folds-from", root / "head", "--hflip",
+       *FINETUNE, "-o", root / "ft")
     return root
 
 
@@ -157,13 +163,15 @@ def test_predict_refusals_are_one_line(runs, tmp_path):
     weights = damaged / "fold-1" / "network.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     result = invoke("predict", damaged, runs / "test", "-o", tmp_path / "x.csv", *TINY[2:])
-    assert result.exit_code == 1 and "damaged" in flat(result.output) and "fold-1" in flat(result.output)
+    assert result.exit_code == 1 and "differs from what olymp finetune wrote" in flat(result.output)
+    assert "fold-1" in flat(result.output)
 
 
 def test_report_shows_a_finetune_run(runs):
     result = ok("report", runs / "ft", "--json")
     report = json.loads(result.stdout)
     assert report["head"] == "finetune:test_efficientnet"
+    assert report["oof"] == json.loads((runs / "ft" / "scores.json").read_text())["oof"]
     assert report["metric"] and len(report["folds"]) == 2
 
 

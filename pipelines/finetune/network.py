@@ -370,7 +370,22 @@ def load_finetune_run(run_dir: str | Path) -> dict:
             raise InputError(f"{path} points a network at {name!r}, outside the run folder {run_dir}; refused")
         if not is_network_dir(run_dir / name):
             raise InputError(f"{run_dir / name} has no {NETWORK_META}; {REBUILD_FINETUNE}")
+    recorded = manifest.get("files_sha256") or {}
+    for name in recorded if isinstance(recorded, dict) else []:
+        target = (root / str(name)).resolve()
+        if Path(str(name)).is_absolute() or root not in target.parents:
+            raise InputError(f"{path} lists file {name!r}, outside the run folder {run_dir}; refused")
     return manifest
+
+
+def check_finetune_files(run_dir: str | Path, manifest: dict) -> None:
+    """Refuse a network file that is missing or differs from what finetune wrote (files_sha256)."""
+    for name, sha in (manifest.get("files_sha256") or {}).items():
+        file = Path(run_dir) / name
+        if not file.is_file():
+            raise InputError(f"{file} is missing; {REBUILD_FINETUNE}")
+        if file_sha256(file) != sha:
+            raise InputError(f"{file} differs from what olymp finetune wrote (changed or cut short); {REBUILD_FINETUNE}")
 
 
 def run_label(run: dict) -> str:

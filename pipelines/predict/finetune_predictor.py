@@ -21,6 +21,7 @@ from pipelines.core.errors import ConfigError, InputError, MismatchError
 from pipelines.data.embeddings import read_embeddings, read_errors
 from pipelines.finetune.network import (
     FINETUNE_KIND,
+    check_finetune_files,
     check_linear_head,
     classify,
     load_network,
@@ -62,6 +63,7 @@ def predict_finetune(run_dir: Path, run: dict, config: PredictConfig, notify: Pr
             f"{run_dir} is a fine-tuned run: it predicts from the raw test files (one folder or listing), "
             f"not from {given}; e.g. olymp predict {run_dir} test/ -o submission.csv"
         )
+    check_finetune_files(run_dir, run)
     loaded = [load_network(Path(run_dir) / name) for name in run["networks"]]
     metas = [meta for _, meta in loaded]
     check_tta(Path(run_dir), metas, config.tta)
