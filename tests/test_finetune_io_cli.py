@@ -216,3 +216,53 @@ def test_extract_with_a_fold_network_records_its_fingerprint(runs, tmp_path):
     save_network(folder, model, meta)
     refused = invoke("extract", runs / "test", "-o", tmp_path / "emb", "--backbone", folder, *TINY)
     assert refused.exit_code == 1 and "weights_sha256" in flat(refused.output), refused.output
+
+
+def test_audio_run_predicts_raw_clips_through_the_front_end_it_trained_on(tmp_path):
+    """A real audio finetune run; predict on raw clips equals the fold networks fed the log-mel
+    images of pipelines/finetune/frontend.py directly (one window per clip)."""
+    import soundfile
+
+    from pipelines.finetune.frontend import audio_frontend
+
+    rate = 32000
+    t = np.arange(int(0.6 * rate)) / rate
+    clips, rows = tmp_path / "clips", []
+    clips.mkdir()
+    for i in range(10):
+        freq = 300.0 if i % 2 == 0 else 2500.0
+        soundfile.write(clips / f"clip{i}.wav", (0.3 * np.sin(2 * np.pi * (freq + 10 * i) * t)).astype(np.float32), rate)
+        rows.append((f"clip{i}", "low" if i % 2 == 0 else "high"))
+    pd.DataFrame(rows, columns=["id", "label"]).to_csv(tmp_path / "clips.csv", index=False)
+    test = tmp_path / "test"
+    test.mkdir()
+    for i, freq in enumerate((320.0, 2600.0, 900.0)):
+        soundfile.write(test / f"t{i}.wav", (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), rate)
+    (test / "cut.wav").write_bytes(b"RIFF\x00\x00")
+    run = tmp_path / "run"
+    ok("finetune", clips, "--labels", tmp_path / "clips.csv", "-o", run, "--backbone", "test_efficientnet",
+       "--weights", "random", "--folds", "2", "--epochs", "1", "--resolution", "32", "--batch-size", "4",
+       "--train-layers", "all", "--window", "1", "--device", "cpu")
+    refused = invoke("predict", run, test, "-o", tmp_path / "x.csv", "--tta", "hflip", "--device", "cpu")
+    assert refused.exit_code == 1 and "audio networks have no mirror view" in flat(refused.output)
+
+    ok("predict", run, test, "-o", tmp_path / "sub.csv", "--proba", "--device", "cpu")
+    sub = pd.read_csv(tmp_path / "sub.csv", dtype={"id": str}).set_index("id")
+    classes = json.loads((run / "manifest.json").read_text())["classes"]
+    assert list(sub.columns) == classes and len(sub) == 4
+    assert np.allclose(sub.loc["cut", classes].to_numpy(dtype=float),
+                       json.loads((run / "manifest.json").read_text())["prior"])
+    waves = []
+    for i in range(3):
+        wave, _ = soundfile.read(test / f"t{i}.wav", dtype="float32")
+        padded = np.zeros(int(0.75 * rate), np.float32)  # the reader pads a short clip to a multiple of 0.25 s
+        padded[: len(wave)] = wave
+        waves.append(padded)
+    total = 0
+    for fold in ("fold-0", "fold-1"):
+        model, meta = load_network(run / fold)
+        with torch.inference_mode():
+            total = total + model(audio_frontend(meta, model).images(torch.from_numpy(np.stack(waves)))).softmax(1).numpy()
+    expected = total / 2
+    got = sub.loc[[f"t{i}" for i in range(3)], classes].to_numpy(dtype=float)
+    assert np.allclose(got, expected, atol=5e-3), (got, expected)  # bf16 autocast where the CPU has it
