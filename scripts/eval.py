@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import eval_finetune  # scripts/eval_finetune.py (this folder is on sys.path when run as a script)
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DEVDATA = REPO.parent / "shared" / "devdata"
 CACHE = Path(os.environ.get("OLYMP_EVAL_CACHE", REPO / ".bench" / "eval"))
@@ -210,6 +212,7 @@ def main(argv=None) -> int:
     writer.writerows(rows)
     write_text_atomic(out, buffer.getvalue())
     print(f"\nresults: {out}")
+    eval_finetune.run(args.devdata, CACHE, args)  # frozen probe vs fine-tuning, side by side
     return 0
 
 

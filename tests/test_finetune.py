@@ -214,17 +214,39 @@ def test_audio_run_end_to_end_all_layers(tmp_path):
 @pytest.mark.parametrize("args, expected", [
     (["--train-layers", "99"], "--train-layers 99"),
     (["--train-layers", "some"], "--train-layers 'some'"),
+    (["--train-layers", "0"], "--train-layers 0"),
     (["--schedule", "linear"], "--schedule 'linear'"),
-    (["--folds", "9"], "fewer than 2 labelled files"),
+    (["--task", "regression"], "finetune trains classifiers"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, coloured, args, expected):
     images, labels = coloured
-    if "9" in args:  # a class with one file
-        frame = pd.read_csv(labels)
-        frame.loc[0, "label"] = "blue"
-        frame.to_csv(labels, index=False)
-        args = ["--folds", "2"]
-    result = invoke(images, "--labels", labels, "-o", tmp_path / "run", *[a for a in TINY if a not in ()][:4], *args)
+    result = invoke(images, "--labels", labels, "-o", tmp_path / "run", "--backbone", "test_efficientnet",
+                    "--weights", "random", *args)
     assert result.exit_code == 1
     assert expected in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) <= 3
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_class_too_small_for_the_folds_is_refused(tmp_path, coloured):
+    images, labels = coloured
+    frame = pd.read_csv(labels)
+    frame.loc[0, "label"] = "blue"  # one file only
+    frame.to_csv(labels, index=False)
+    result = invoke(images, "--labels", labels, "-o", tmp_path / "run", *TINY)
+    assert result.exit_code == 1 and "'blue': 1" in result.output and "fewer than 2 labelled files" in result.output
+
+
+def test_no_offline_weights_is_one_line_naming_the_fix(tmp_path, coloured):
+    images, labels = coloured
+    result = invoke(images, "--labels", labels, "-o", tmp_path / "run", "--backbone", "resnet18", "--folds", "2")
+    assert result.exit_code == 1 and "no offline weights" in result.output and "--weights" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
+
+def test_a_one_row_last_batch_does_not_reach_batchnorm_alone(tmp_path, coloured):
+    images, labels = coloured  # 16 rows: 2 folds -> 8 training rows -> 7 fit rows = 2 inner-split rows, 6 fit rows = a batch of 5 + 1
+    result = invoke(images, "--labels", labels, "-o", tmp_path / "run", "--backbone", "test_efficientnet", "--weights",
+                    "random", "--folds", "2", "--epochs", "1", "--resolution", "32", "--batch-size", "5", "--views", "1",
+                    "--stop-share", "0.1")
+    assert result.exit_code == 0, result.output

@@ -31,6 +31,7 @@ MAX_IMAGE_PIXELS = 178_956_970  # PIL's own decompression-bomb limit
 @dataclass
 class LabelledFiles:
     items: list[InputItem]  # the labelled, readable files, in label order
+    label_ids: np.ndarray  # object array: each file's id as the labels spell it (train-head's ids)
     target: Target
     groups: np.ndarray | None  # object array, or None without --group-col
     modality: str  # image | audio
@@ -41,7 +42,7 @@ class LabelledFiles:
 
     @property
     def ids(self) -> np.ndarray:
-        return np.asarray([item.id for item in self.items], dtype=object)
+        return self.label_ids
 
 
 def load_labelled_files(config: FinetuneConfig, probe: bool = True) -> LabelledFiles:
@@ -54,6 +55,7 @@ def load_labelled_files(config: FinetuneConfig, probe: bool = True) -> LabelledF
         classes = folder_labels(item_ids, config.inputs)
         labels = pd.DataFrame({config.id_col: item_ids, config.target_col: classes})
         positions, form, extension = np.arange(len(items)), FROM_FOLDERS, None
+        label_ids = np.asarray(item_ids, dtype=object)
     else:
         labels_path = Path(config.labels)
         labels = read_labels(labels_path, config.id_col, config.target_col, config.group_col)
@@ -87,6 +89,9 @@ def load_labelled_files(config: FinetuneConfig, probe: bool = True) -> LabelledF
     if failed:
         notes.append(f"{len(failed)} labelled files could not be read (e.g. '{errors[0]['id']}': {errors[0]['error']}); "
                      "they are left out (see errors.csv in the run)")
+    spelled = {item.id: str(label_ids[row]) for item, row in zip(chosen, rows)}
+    for row in errors:  # error rows keyed as the labels spell them, like every other output
+        row["id"] = spelled.get(row["id"], row["id"])
     readable = np.asarray([item.id not in failed for item in chosen], dtype=bool)
     rows, chosen = rows[readable], [item for item, ok in zip(chosen, readable) if ok]
     if not chosen:
@@ -97,7 +102,8 @@ def load_labelled_files(config: FinetuneConfig, probe: bool = True) -> LabelledF
                          f"({target.reason}); pass --task multiclass if its values are classes, or use "
                          "olymp extract + olymp train-head for regression")
     groups = None if config.group_col is None else labels[config.group_col].to_numpy(dtype=object)[rows]
-    return LabelledFiles(chosen, target, groups, modality, errors, notes, form, extension)
+    return LabelledFiles(chosen, np.asarray([str(i) for i in label_ids[rows]], dtype=object), target, groups, modality,
+                         errors, notes, form, extension)
 
 
 def probe_file(item: InputItem, modality: str) -> dict | None:
@@ -141,5 +147,6 @@ def read_clip(path: str, sample_rate: int) -> np.ndarray:
 
 def with_rows(data: LabelledFiles, rows: np.ndarray) -> LabelledFiles:
     """`data` cut to `rows` (positions)."""
-    return replace(data, items=[data.items[i] for i in rows], target=replace(data.target, y=data.target.y[rows]),
+    return replace(data, items=[data.items[i] for i in rows], label_ids=data.label_ids[rows],
+                   target=replace(data.target, y=data.target.y[rows]),
                    groups=None if data.groups is None else data.groups[rows])

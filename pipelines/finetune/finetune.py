@@ -168,14 +168,12 @@ def check_class_counts(data: LabelledFiles, n_folds: int) -> None:
                          f"with --folds {n_folds}; add examples or drop those rows from the labels")
 
 
-def load_backbone_for(config: FinetuneConfig, modality: str):
+def load_backbone_for(config: FinetuneConfig):
+    """The image backbone with its offline weights (audio runs feed it log-mel images)."""
     from pipelines.backbones.names import resolve_name
     from pipelines.backbones.registry import load_backbone
 
-    try:
-        resolved = resolve_name(config.backbone)
-    except (InputError, ConfigError):
-        raise
+    resolved = resolve_name(config.backbone)
     if resolved.entry is not None and getattr(resolved.entry, "modality", "image") == "audio":
         raise ConfigError(f"--backbone {config.backbone}: finetune trains image backbones (audio goes through the "
                           "log-mel image route); pass an image backbone, e.g. --backbone efficientnet_lite0")
@@ -250,7 +248,7 @@ def finetune(config: FinetuneConfig, on_progress: Notify | None = None,
     for note in notes:
         notify("warning", note, {})
 
-    backbone = load_backbone_for(config, data.modality)
+    backbone = load_backbone_for(config)
     data_config = resolved_data_config(backbone.data_config, config.resolution)
     audio = None
     if data.modality == "audio":

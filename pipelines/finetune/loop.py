@@ -102,9 +102,14 @@ class Feeder:
 
         rng = np.random.default_rng(epoch_seed)
         order = rows[rng.permutation(len(rows))]
+        # A last batch of one row would meet BatchNorm in train mode alone: it joins the batch before.
+        starts = list(range(0, len(order), batch_size))
+        if len(starts) > 1 and len(order) - starts[-1] == 1:
+            starts.pop()
+        ends = starts[1:] + [len(order)]
         if self.cached is not None:
-            for start in range(0, len(order), batch_size):
-                chunk = order[start: start + batch_size]
+            for start, end in zip(starts, ends):
+                chunk = order[start:end]
                 picks = rng.integers(0, self.cached[0][1].shape[0], size=len(chunk))
                 x = torch.stack([self.cached[int(r)][1][int(v)] for r, v in zip(chunk, picks)])
                 yield self._to_device(x), torch.as_tensor(self.labels[chunk], device=self.runtime.device)
@@ -112,7 +117,7 @@ class Feeder:
         loader = torch.utils.data.DataLoader(
             TrainViews(self.inputs, order, self.labels, epoch_seed), batch_size=batch_size, shuffle=False,
             num_workers=self.runtime.workers, pin_memory=self.runtime.device.type == "cuda",
-            persistent_workers=False,
+            persistent_workers=False, drop_last=len(order) > 1 and len(order) % batch_size == 1,
         )
         for x, y in loader:
             yield self._to_device(x), y.to(self.runtime.device)
