@@ -8,8 +8,13 @@ import torch
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines.backbones.logmel import STATS_N_MELS, load_logmel_stats
+from pipelines.backbones.audio import load_audio_backbone
+from pipelines.backbones.audio.logmel import STATS_N_MELS
 from pipelines.data.embeddings import read_embeddings
+
+
+def load_logmel_stats():
+    return load_audio_backbone("logmel-stats")[0]
 
 runner = CliRunner()
 N = STATS_N_MELS

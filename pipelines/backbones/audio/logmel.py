@@ -1,14 +1,14 @@
 """Log-mel backbones: weight-free log-mel statistics, and any timm image model on log-mel "images".
 
-Both share one front end, `LogMel` (torch.stft + a librosa-style mel filterbank, run on the
-model's device in float32 with autocast off):
+The image route uses the shared front end `frontends.LogMel` (torch.stft + a librosa-style mel
+filterbank, run on the model's device in float32 with autocast off; PANNs uses it too):
 
     sample rate 32 kHz, n_fft 1024 (32 ms periodic Hann window), hop 320 (10 ms),
     center=True with zero padding (librosa's default pad_mode="constant"),
     power spectrogram -> Slaney mel filterbank (librosa.filters.mel defaults: slaney scale,
     slaney area norm), 50-14000 Hz -> 10*log10(power + 1e-10) dB.
 
-`load_logmel_stats()` ("logmel-stats", 128-d, no weights) has its own front end, the one a
+"logmel-stats" (128-d, no weights) has its own front end, the one a
 careful hand-written probe uses (it scores ~80% on ESC-10 with a standardized logistic
 regression, where the 32 kHz dB statistics above scored 75%):
 
@@ -31,7 +31,7 @@ regression, where the 32 kHz dB statistics above scored 75%):
     std over them, i.e. [mean_0..mean_63, std_0..std_63]. Companions (deltas, MFCCs, spectral
     contrast, percentiles) are not added: they have not been measured yet.
 
-`load_logmel_image(timm_name, weights)` (route 1: audio -> log-mel -> ImageNet CNN): 128 mel
+The log-mel image route, any timm name (route 1: audio -> log-mel -> ImageNet CNN): 128 mel
 bands; each window becomes an image:
     1. dB clamped to the window's top 80 dB (max - 80, like librosa.power_to_db(top_db=80));
     2. min-max scaled to [0, 1] within that window (depends on that window only, so a clip gives
@@ -41,12 +41,13 @@ bands; each window becomes an image:
        data_config input_size (H, W);
     4. repeated to the model's input channels and normalized with its data_config mean/std;
     5. the model's pooled pre-logits (`forward_head(..., pre_logits=True)`) are the embedding.
-Default window 5 s (501 frames squeezed into e.g. 224 pixels); weights as for image backbones
+Default window 5 s (the catalog's window_seconds of the "both" entries; 501 frames squeezed
+into e.g. 224 pixels); weights as for image backbones
 (`load_backbone`: the packaged efficientnet_lite0 works offline, a path, or "random").
 
 Example:
 
-    backbone = load_logmel_stats()
+    backbone, _ = load_audio_backbone("logmel-stats")
     vectors = backbone.embed(torch.randn(2, 16000 * 10))      # (2, 128), 16 kHz input
 """
 
@@ -56,15 +57,11 @@ import torch
 import torchaudio.functional as audio_functional
 from torch import nn
 
-from pipelines.backbones.audio_base import AudioBackbone, measure_embedding_dim
+from pipelines.backbones.audio.base import AudioSpec, Network, register_network
+from pipelines.backbones.audio.frontends import SAMPLE_RATE, LogMel
+from pipelines.backbones.checkpoints import is_random
 from pipelines.backbones.registry import load_backbone
-
-SAMPLE_RATE = 32000
-N_FFT = 1024
-HOP_LENGTH = 320
-F_MIN = 50.0
-F_MAX = 14000.0
-POWER_FLOOR = 1e-10  # dB = 10*log10(power + POWER_FLOOR)
+from pipelines.core.errors import ConfigError
 
 STATS_SAMPLE_RATE = 16000
 STATS_N_FFT = 400
@@ -73,36 +70,10 @@ STATS_F_MIN = 0.0
 STATS_F_MAX = 8000.0
 STATS_LOG_FLOOR = 1e-6  # log(power + STATS_LOG_FLOOR)
 STATS_N_MELS = 64
-STATS_WINDOW_SECONDS = 10.0
 IMAGE_N_MELS = 128
-IMAGE_WINDOW_SECONDS = 5.0
+IMAGE_WINDOW_SECONDS = 5.0  # for timm models outside the catalog (catalog entries carry window_seconds)
 IMAGE_TOP_DB = 80.0
 MIN_SECONDS = 0.1
-
-
-class LogMel(nn.Module):
-    """(B, samples) waveform -> (B, n_mels, frames) log-mel in dB, float32, autocast off."""
-
-    def __init__(self, n_mels: int, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT,
-                 hop_length: int = HOP_LENGTH, f_min: float = F_MIN, f_max: float = F_MAX):
-        super().__init__()
-        self.n_fft, self.hop_length = n_fft, hop_length
-        self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
-        fbanks = audio_functional.melscale_fbanks(
-            n_freqs=n_fft // 2 + 1, f_min=f_min, f_max=f_max, n_mels=n_mels,
-            sample_rate=sample_rate, norm="slaney", mel_scale="slaney",
-        )  # (freqs, mels)
-        self.register_buffer("mel_matrix", fbanks.T.contiguous(), persistent=False)  # (mels, freqs)
-
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=waveforms.device.type, enabled=False):
-            spectrum = torch.stft(
-                waveforms.float(), n_fft=self.n_fft, hop_length=self.hop_length, window=self.window,
-                center=True, pad_mode="constant", return_complex=True,
-            )
-            power = spectrum.real.square() + spectrum.imag.square()  # (B, freqs, frames)
-            mel = torch.matmul(self.mel_matrix, power)
-            return 10.0 * torch.log10(mel + POWER_FLOOR)
 
 
 class LogMelStats(nn.Module):
@@ -202,38 +173,32 @@ class LogMelImage(nn.Module):
         return self.image_model.forward_head(self.image_model.forward_features(images), pre_logits=True)
 
 
-def load_logmel_stats(name: str = "logmel-stats") -> AudioBackbone:
+@register_network("logmel.stats")
+def build_logmel_stats(spec: AudioSpec, weights: str | None) -> Network:
     """Weight-free per-band log-mel mean and std (128-d): instant, no download, no GPU needed."""
-    model = LogMelStats().eval()
-    return AudioBackbone(
-        name=name,
-        model=model,
-        sample_rate=STATS_SAMPLE_RATE,
-        window_seconds=STATS_WINDOW_SECONDS,
-        min_seconds=MIN_SECONDS,
-        embedding_dim=measure_embedding_dim(model, STATS_SAMPLE_RATE),
-        frontend={
-            "sample_rate": STATS_SAMPLE_RATE, "n_fft": STATS_N_FFT, "win_length": STATS_N_FFT,
-            "hop_length": STATS_HOP_LENGTH, "window": "hann (periodic)", "center": True, "pad_mode": "constant",
-            "power": 2.0, "n_mels": STATS_N_MELS, "f_min": STATS_F_MIN,
-            "f_max": f"min({STATS_F_MAX:g}, the clip's Nyquist)", "mel_scale": "slaney", "mel_norm": "slaney",
-            "log": f"ln(power + {STATS_LOG_FLOOR:g})",
-            "pooling": "concat(mean, population std) over the real frames (end padding left out)",
-        },
-        weights_source="none: weight-free features",
-        weights_sha256=None,
-        architecture="logmel-stats",
-    )
+    if weights is not None and not is_random(weights):
+        raise ConfigError(f"{spec.name} is weight-free: drop --weights {weights}")
+    frontend = {
+        "sample_rate": STATS_SAMPLE_RATE, "n_fft": STATS_N_FFT, "win_length": STATS_N_FFT,
+        "hop_length": STATS_HOP_LENGTH, "window": "hann (periodic)", "center": True, "pad_mode": "constant",
+        "power": 2.0, "n_mels": STATS_N_MELS, "f_min": STATS_F_MIN,
+        "f_max": f"min({STATS_F_MAX:g}, the clip's Nyquist)", "mel_scale": "slaney", "mel_norm": "slaney",
+        "log": f"ln(power + {STATS_LOG_FLOOR:g})",
+        "pooling": "concat(mean, population std) over the real frames (end padding left out)",
+    }
+    return Network(LogMelStats().eval(), "logmel-stats", STATS_SAMPLE_RATE, MIN_SECONDS, frontend,
+                   "none: weight-free features", None)
 
 
-def load_logmel_image(timm_name: str, weights: str | None) -> AudioBackbone:
+@register_network("logmel.image")
+def build_logmel_image(spec: AudioSpec, weights: str | None) -> Network:
     """A timm image backbone on log-mel images; weights resolved by `load_backbone` (offline)."""
-    image = load_backbone(timm_name, weights)
+    image = load_backbone(spec.timm_name, weights)
     config = image.data_config
     input_size = tuple(int(v) for v in config["input_size"])
     model = LogMelImage(image.model, input_size, tuple(config["mean"]), tuple(config["std"])).eval()
     frontend = {
-        **_frontend(IMAGE_N_MELS),
+        **model.logmel.describe(),
         "image": {
             "top_db": IMAGE_TOP_DB,
             "scaling": "per-window min-max to [0, 1] after clamping to the top 80 dB",
@@ -244,27 +209,8 @@ def load_logmel_image(timm_name: str, weights: str | None) -> AudioBackbone:
             "std": [float(v) for v in config["std"]],
         },
     }
-    return AudioBackbone(
-        name=image.name,
-        model=model,
-        sample_rate=SAMPLE_RATE,
-        window_seconds=IMAGE_WINDOW_SECONDS,
-        min_seconds=MIN_SECONDS,
-        embedding_dim=measure_embedding_dim(model, SAMPLE_RATE),
-        frontend=frontend,
-        weights_source=image.weights_source,
-        weights_sha256=image.weights_sha256,
-        architecture=f"logmel-image:{image.timm_name}",
-    )
-
-
-def _frontend(n_mels: int) -> dict:
-    return {
-        "sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "win_length": N_FFT, "hop_length": HOP_LENGTH,
-        "window": "hann (periodic)", "center": True, "pad_mode": "constant", "power": 2.0,
-        "n_mels": n_mels, "f_min": F_MIN, "f_max": F_MAX, "mel_scale": "slaney", "mel_norm": "slaney",
-        "log": f"10*log10(power + {POWER_FLOOR:g})",
-    }
+    return Network(model, f"logmel-image:{image.timm_name}", model.logmel.sample_rate, MIN_SECONDS, frontend,
+                   image.weights_source, image.weights_sha256)
 
 
 def _per_channel(values: tuple[float, ...], channels: int) -> torch.Tensor:
