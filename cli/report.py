@@ -1,4 +1,4 @@
-"""`olymp report`: a train-head run's (or a blend's) score tables again, how they were obtained, and where its pictures are."""
+"""`olymp report`: a train-head or finetune run's (or a blend's) score tables again, how they were obtained, and where its pictures are."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def report(
     run_dir: Annotated[
         Path,
         typer.Argument(
-            help="Run directory written by `olymp train-head`, or a blend dir from `olymp blend`.",
+            help="Run directory written by `olymp train-head` or `olymp finetune`, or a blend dir from `olymp blend`.",
             exists=True, file_okay=False, metavar="RUN_DIR",
         ),
     ],

@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 
 from pipelines.core.errors import InputError, MismatchError, WeightsError
+from pipelines.finetune.frontend import audio_frontend
 from pipelines.finetune.network import (
     NETWORK_META,
     NETWORK_WEIGHTS,
     AudioFrontEnd,
     NetworkMeta,
-    audio_frontend,
     eval_transform,
     is_network_dir,
     load_network,
@@ -171,3 +171,27 @@ def test_audio_frontend_feeds_the_network_its_log_mel_image(tmp_path: Path) -> N
         assert torch.allclose(front(waves), pre_logits(model, images), atol=1e-5)
     with pytest.raises(InputError, match="route"):
         AudioFrontEnd.from_dict({"route": "panns"})
+
+
+def test_audio_defaults_are_extracts_log_mel_image_route() -> None:
+    from pipelines.backbones import logmel
+
+    default = AudioFrontEnd()
+    assert (default.sample_rate, default.n_fft, default.hop_length, default.f_min, default.f_max) == (
+        logmel.SAMPLE_RATE, logmel.N_FFT, logmel.HOP_LENGTH, logmel.F_MIN, logmel.F_MAX)
+    assert (default.n_mels, default.window_seconds, default.top_db, default.min_seconds) == (
+        logmel.IMAGE_N_MELS, logmel.IMAGE_WINDOW_SECONDS, logmel.IMAGE_TOP_DB, logmel.MIN_SECONDS)
+
+
+def test_a_network_folder_loads_as_a_backbone(saved) -> None:
+    from pipelines.backbones import load_backbone
+
+    folder, model, meta = saved
+    backbone = load_backbone(str(folder))
+    assert backbone.weights_sha256 == network_fingerprint(folder)
+    assert "fine-tuned network" in backbone.weights_source and backbone.timm_name == meta.timm_name
+    batch = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        assert torch.allclose(backbone.embed(batch), pre_logits(model, batch), atol=1e-5)
+    with pytest.raises(InputError, match="drop --weights"):
+        load_backbone(str(folder), weights="random")

@@ -1,4 +1,4 @@
-"""`blend`: train-head runs on the same folds -> weights chosen on their out-of-fold predictions.
+"""`blend`: train-head (and finetune) runs on the same folds -> weights chosen on their out-of-fold predictions.
 
 Steps: load the runs and refuse any that differs from the first (task, class order, ids, fold
 assignment, labels) -> read the truth from the labels CSV -> cross-fit the weights on the OOF
@@ -49,6 +49,7 @@ from pipelines.data.tasks import TASKS
 from pipelines.train.train import read_labels, target_from_labels
 from pipelines.train.rundir import RUN_FORMAT, RUN_MANIFEST
 from pipelines.ensemble.blenddir import BLEND_KIND, _read_json, member_dir
+from pipelines.finetune.network import FINETUNE_KIND, load_finetune_run, run_label
 
 METHODS = ("greedy", "nnls")
 BLEND_FILES = (RUN_MANIFEST, "oof.csv", "scores.json")
@@ -132,9 +133,13 @@ def read_run(path: Path) -> dict:
     run = _read_json(manifest_path, _rebuild_run(path))
     if run.get("kind") == BLEND_KIND:
         raise InputError(f"{path} is a blend; pass its member runs (listed in its manifest.json) instead")
-    if run.get("kind") != "head_run":
+    if run.get("kind") == FINETUNE_KIND:
+        run = load_finetune_run(path)  # its own checks (networks inside the run dir); no head
+        run["head"] = {"name": run_label(run)}
+    elif run.get("kind") != "head_run":
         raise InputError(
-            f"{manifest_path} is not a train-head manifest (kind {run.get('kind')!r}); pass a train-head -o directory"
+            f"{manifest_path} is not a train-head or finetune manifest (kind {run.get('kind')!r}); "
+            "pass a train-head or finetune -o directory"
         )
     labels, head = run.get("labels"), run.get("head")
     problems = [
@@ -597,17 +602,28 @@ def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress, extrac
     from pipelines.data.embeddings import load_manifest
     from pipelines.predict.run_predictor import RunPrediction, _prior_rows, extract_raw, is_embedding_dir, predict_run
 
+    from pipelines.predict.finetune_predictor import predict_finetune
+
     members = [(member_dir(blend_dir, m), m["weight"]) for m in blend["members"] if m["weight"] > 0]
     runs = [read_run(path) for path, _ in members]
     inputs = [str(p) for p in config.inputs]  # checked by predict (check_test_inputs)
-    if len(inputs) == 1 and not is_embedding_dir(inputs[0]):
+    fine_tuned = [path for (path, _), run in zip(members, runs) if run["kind"] == FINETUNE_KIND]
+    if config.tta != "none" and not fine_tuned:
+        raise ConfigError(f"--tta {config.tta} is for fine-tuned runs and this blend has none; drop --tta")
+    raw = len(inputs) == 1 and not is_embedding_dir(inputs[0])
+    if fine_tuned and not raw:
+        raise InputError(
+            f"blend member {fine_tuned[0]} is a fine-tuned run: it predicts from the raw test files; "
+            f"pass one raw test folder or listing, e.g. olymp predict {blend_dir} test/ -o submission.csv"
+        )
+    if raw:
         extracted: dict[str, str] = {}  # one extraction per distinct training embedding
         member_dirs = []
         for run in runs:
-            for entry in run["embeddings"]:
+            for entry in run.get("embeddings", []):
                 if _key(entry["fingerprint"]) not in extracted:
                     extracted[_key(entry["fingerprint"])] = extract_raw(inputs[0], entry, blend_dir, config, notify, extract_progress)
-            member_dirs.append([extracted[_key(entry["fingerprint"])] for entry in run["embeddings"]])
+            member_dirs.append([extracted[_key(entry["fingerprint"])] for entry in run.get("embeddings", [])])
     else:
         raw = [p for p in inputs if not is_embedding_dir(p)]
         if raw:
@@ -620,7 +636,8 @@ def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress, extrac
         ]
 
     results = [
-        predict_run(path, run, dirs, config.allow_tta_mismatch, notify)
+        predict_finetune(path, run, config, notify, extract_progress) if run["kind"] == FINETUNE_KIND
+        else predict_run(path, run, dirs, config.allow_tta_mismatch, notify)
         for (path, _), run, dirs in zip(members, runs, member_dirs)
     ]
     all_ids = np.asarray(sorted(set().union(*(r.ids.tolist() for r in results))), dtype=object)
@@ -639,5 +656,5 @@ def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress, extrac
     absent = int(np.logical_or.reduce([pos < 0 for pos in positions]).sum())
     if absent:
         notes.append(f"{absent} test ids are missing from some member's test embeddings; they get the training prior")
-    used = sorted({d for dirs in member_dirs for d in dirs})
+    used = sorted({d for result in results for d in result.dirs})
     return RunPrediction(all_ids, pred, usable, notes, used, sum(r.n_models for r in results))

@@ -10,15 +10,20 @@ Typical use:
 
     model, meta = load_network("run/fold-0")                  # eval mode, on CPU
     batch = eval_transform(meta)(image).unsqueeze(0)          # images
-    batch = audio_frontend(meta, model).images(waveforms)     # audio: (B, samples) -> (B, C, H, W)
+    batch = audio_frontend(meta, model).images(waveforms)     # audio (pipelines/finetune/frontend.py)
     probabilities = model(batch).softmax(dim=1)               # columns in meta.classes order
     embedding = pre_logits(model, batch)                      # what `extract --backbone run/fold-0` writes
+
+`extract --backbone RUN_DIR/fold-K` reaches `as_backbone` through one lazy check in
+pipelines/backbones/registry.py's load_backbone. This module must therefore never import the
+backbone registry (nor logmel, which imports it): the log-mel front end of audio networks lives in
+pipelines/finetune/frontend.py.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -257,23 +262,136 @@ def eval_transform(meta: NetworkMeta):
     return create_transform(**meta.data_config, is_training=False)
 
 
-def audio_frontend(meta: NetworkMeta, model):
-    """The log-mel image front end of an audio network, wrapping `model`: `.images(waveforms)`
-    gives the (B, C, H, W) input the network was trained on; calling it gives pre-logits."""
-    from pipelines.backbones import logmel
-
-    if meta.audio is None:
-        raise MismatchError(f"network {meta.backbone} (fold {meta.fold}) is an image network, not audio")
-    audio = meta.audio
-    if audio.top_db != logmel.IMAGE_TOP_DB:
-        raise MismatchError(f"network.json audio.top_db {audio.top_db} differs from this olymp's {logmel.IMAGE_TOP_DB}")
-    config = meta.data_config
-    front = logmel.LogMelImage(model, tuple(config["input_size"]), tuple(config["mean"]), tuple(config["std"]),
-                               n_mels=audio.n_mels)
-    front.logmel = logmel.LogMel(audio.n_mels, audio.sample_rate, audio.n_fft, audio.hop_length, audio.f_min, audio.f_max)
-    return front.eval()
-
-
 def pre_logits(model, images):
     """The fine-tuned network's pooled pre-logits for a normalized batch (extract's embedding)."""
     return model.forward_head(model.forward_features(images), pre_logits=True)
+
+
+def check_linear_head(model, meta: NetworkMeta) -> None:
+    """Refuse a network whose logits are not `get_classifier()(pre_logits)`: predict averages
+    pre-logits over views/windows and applies the classifier to them."""
+    import torch
+
+    blank = torch.randn(2, *meta.data_config["input_size"], generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        direct = model(blank)
+        through = model.get_classifier()(pre_logits(model, blank))
+    if direct.shape != through.shape or not torch.allclose(direct, through, atol=1e-4, rtol=1e-4):
+        raise MismatchError(f"{meta.timm_name}'s logits are not its classifier applied to its pre-logits; "
+                            "olymp predict cannot run it: fine-tune another backbone")
+
+
+def classify(model, embeddings):
+    """(N, D) pre-logits (numpy or tensor) -> (N, K) float64 class probabilities (softmax; binary
+    networks with one output: [1 - p, p])."""
+    import numpy as np
+    import torch
+
+    classifier = model.get_classifier()
+    with torch.inference_mode():
+        features = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
+        logits = classifier(features.to(next(classifier.parameters()).device)).float().cpu()
+    if logits.shape[1] == 1:
+        positive = torch.sigmoid(logits[:, 0])
+        return torch.stack([1 - positive, positive], dim=1).double().numpy()
+    return logits.softmax(dim=1).double().numpy()
+
+
+AUDIO_DEFAULT_ONLY = ("route", "n_mels", "n_fft", "hop_length", "f_min", "f_max", "top_db", "sample_rate")
+
+
+def as_backbone(folder: str | Path, weights: str | None = None):
+    """A network folder as a LoadedBackbone embedding its pre-logits (`extract --backbone RUN_DIR/fold-K`).
+
+    Its weights_sha256 is `network_fingerprint`, so an extraction's resume and predict's
+    fingerprint checks tell two networks (or a retrained fold) apart."""
+    from pipelines.backbones.timm_backbone import LoadedBackbone, measure_embedding_dim
+
+    if weights is not None:
+        raise InputError(f"--backbone {folder} is a fine-tuned network with its own weights; drop --weights {weights}")
+    model, meta = load_network(folder)
+    if meta.audio is not None:
+        default = AudioFrontEnd()
+        differ = [name for name in AUDIO_DEFAULT_ONLY if getattr(meta.audio, name) != getattr(default, name)]
+        if differ:
+            raise MismatchError(
+                f"{folder} was trained on a log-mel front end with other {', '.join(differ)} than extract's "
+                "log-mel image route; use olymp predict on this run instead of extract"
+            )
+    data_config = dict(meta.data_config)
+    return LoadedBackbone(
+        name=str(folder),
+        timm_name=meta.timm_name,
+        model=model,
+        data_config=data_config,
+        embedding_dim=measure_embedding_dim(model, data_config),
+        weights_source=(f"fine-tuned network {folder} ({meta.backbone}, fold {meta.fold}, "
+                        f"epoch {meta.best_epoch}, train_layers {meta.train_layers})"),
+        weights_sha256=network_fingerprint(folder),
+    )
+
+
+# --------------------------------------------------------------------------- the run directory, as readers see it
+
+FINETUNE_KIND = "finetune_run"
+REBUILD_FINETUNE = "re-run the same olymp finetune command (finished folds are kept) or pass --overwrite to rebuild it"
+
+
+def load_finetune_run(run_dir: str | Path) -> dict:
+    """A finetune run's manifest.json, checked to hold what predict, report and blend read: task,
+    classes, labels, prior, metric and one network folder per fold, all inside the run dir."""
+    import json
+
+    run_dir = Path(run_dir)
+    path = run_dir / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{run_dir} is not a finished olymp finetune run (no manifest.json); {REBUILD_FINETUNE}") from None
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise InputError(f"{path} is not valid JSON (cut short?); {REBUILD_FINETUNE}") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != FINETUNE_KIND:
+        kind = manifest.get("kind") if isinstance(manifest, dict) else type(manifest).__name__
+        raise InputError(f"{path} is not a finetune manifest (kind {kind!r}); pass an olymp finetune -o directory")
+    wanted = {"task": str, "classes": list, "labels": dict, "networks": list, "metric": str}
+    problems = [key for key, kind in wanted.items() if not isinstance(manifest.get(key), kind)]
+    if "prior" not in manifest:
+        problems.append("prior")
+    if problems:
+        raise InputError(f"{path} lacks a valid {', '.join(problems)}; {REBUILD_FINETUNE}")
+    if manifest["task"] not in TASKS:
+        raise InputError(f"{path} has task {manifest['task']!r}; olymp finetune runs are {' or '.join(TASKS)}")
+    if not manifest["networks"]:
+        raise InputError(f"{path} lists no fold networks; {REBUILD_FINETUNE}")
+    root = run_dir.resolve()
+    for name in manifest["networks"]:
+        target = (root / str(name)).resolve()
+        if not isinstance(name, str) or Path(name).is_absolute() or root not in target.parents:
+            raise InputError(f"{path} points a network at {name!r}, outside the run folder {run_dir}; refused")
+        if not is_network_dir(run_dir / name):
+            raise InputError(f"{run_dir / name} has no {NETWORK_META}; {REBUILD_FINETUNE}")
+    recorded = manifest.get("files_sha256") or {}
+    for name in recorded if isinstance(recorded, dict) else []:
+        target = (root / str(name)).resolve()
+        if Path(str(name)).is_absolute() or root not in target.parents:
+            raise InputError(f"{path} lists file {name!r}, outside the run folder {run_dir}; refused")
+    return manifest
+
+
+def check_finetune_files(run_dir: str | Path, manifest: dict) -> None:
+    """Refuse a network file that is missing or differs from what finetune wrote (files_sha256)."""
+    for name, sha in (manifest.get("files_sha256") or {}).items():
+        file = Path(run_dir) / name
+        if not file.is_file():
+            raise InputError(f"{file} is missing; {REBUILD_FINETUNE}")
+        if file_sha256(file) != sha:
+            raise InputError(f"{file} differs from what olymp finetune wrote (changed or cut short); {REBUILD_FINETUNE}")
+
+
+def run_label(run: dict) -> str:
+    """How a run is named in tables: its head for a train-head run, finetune:<backbone> here."""
+    if run.get("kind") == FINETUNE_KIND:
+        backbone = (run.get("finetune") or {}).get("backbone") if isinstance(run.get("finetune"), dict) else None
+        return f"finetune:{backbone or run.get('backbone') or 'network'}"
+    head = run.get("head")
+    return str(head.get("name")) if isinstance(head, dict) else "?"
