@@ -9,7 +9,7 @@ import typer.core
 from typer.core import TyperGroup
 
 import cli.help_format  # noqa: F401  (flags without `<bool>` in --help)
-from cli import blend, extract, inspect, predict, recommend, report, run, train_head, weights
+from cli import blend, extract, finetune, inspect, predict, recommend, report, run, train_head, weights
 from cli.console import debug_enabled, err_console, error_text, print_error
 
 # The click typer runs on: its own vendored copy in recent typer, the `click` package before.
@@ -103,6 +103,7 @@ def _options(
 
 app.command("extract")(extract.extract)
 app.command("train-head")(train_head.train_head)
+app.command("finetune")(finetune.finetune)
 app.command("predict")(predict.predict)
 app.command("blend")(blend.blend)
 app.add_typer(weights.app, name="weights")

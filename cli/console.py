@@ -19,7 +19,7 @@ from pipelines.core.errors import OlympError, first_line
 RunDirArgument = Annotated[
     Path,
     typer.Argument(
-        help="Run directory written by `olymp train-head`, or a blend dir from `olymp blend`.",
+        help="Run directory written by `olymp train-head` or `olymp finetune`, or a blend dir from `olymp blend`.",
         exists=True, file_okay=False, metavar="RUN_DIR",
     ),
 ]

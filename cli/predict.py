@@ -40,6 +40,9 @@ def predict(
     ] = None,
     device: Annotated[str, typer.Option("--device", help="For raw inputs: auto | cpu | cuda | cuda:N.")] = "auto",
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="For raw inputs: images per forward pass (default: 8 on CPU, 128 on GPU).", min=1)] = None,
+    tta: Annotated[
+        str, typer.Option("--tta", help="Fine-tuned runs: none | hflip (mean with the mirrored image; only where the run trained with --hflip).")
+    ] = "none",
     allow_tta_mismatch: Annotated[bool, typer.Option("--allow-tta-mismatch", help="Accept test embeddings made with another --tta than the training ones.")] = False,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
@@ -50,6 +53,7 @@ def predict(
 
     Example:  olymp predict runs/blend emb/test-effnet emb/test-panns -o submission.csv
     Scripted: ls test/*.png | olymp predict runs/lgbm - -o - --quiet > submission.csv
+    Fine-tuned run, on the raw test files:  olymp predict runs/ft test/ -o submission.csv --tta hflip
     Multilabel at another threshold:  olymp predict runs/tags emb/test -o submission.csv --threshold 0.4
     """
     from pipelines.predict.predict import inputs_from_text
@@ -72,7 +76,7 @@ def predict(
         config = PredictConfig(
             run_dir=str(run_dir), inputs=paths, output=None if to_stdout else output, proba=proba, threshold=threshold,
             sample_submission=None if sample_submission is None else str(sample_submission),
-            device=device, batch_size=batch_size, allow_tta_mismatch=allow_tta_mismatch,
+            device=device, batch_size=batch_size, allow_tta_mismatch=allow_tta_mismatch, tta=tta,
         )
         # Raw test files are extracted first: a bar with items/s on stderr (none under --quiet).
         with ExtractView() as view:

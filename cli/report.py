@@ -1,4 +1,4 @@
-"""`olymp report`: a train-head run's (or a blend's) score tables again, how they were obtained, and where its pictures are."""
+"""`olymp report`: a train-head or finetune run's (or a blend's) score tables again, how they were obtained, and where its pictures are."""
 
 from __future__ import annotations
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import eval_heads  # noqa: E402 (scripts/ is on sys.path when this runs as a script)
+import eval_finetune  # scripts/eval_finetune.py (this folder is on sys.path when run as a script)
 import eval_trial  # noqa: E402 — scripts/ is on sys.path when this file runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -215,6 +216,7 @@ def main(argv=None) -> int:
     print(f"\nresults: {out}")
     eval_trial.run(args.devdata, CACHE, args)
     eval_heads.run(args.devdata, CACHE, args)  # tuned vs untuned heads + a hand-tuned logreg (scripts/eval_heads.py)
+    eval_finetune.run(args.devdata, CACHE, args)  # frozen probe vs fine-tuning, side by side
     return 0
 
 

@@ -5,6 +5,8 @@ Weights, by `weights`:
 - "random": random init, for tests and smoke runs;
 - None (offline auto): the catalog entry's pip-packaged weights, else the local Hugging Face
   cache; nothing is ever downloaded.
+A `name` that is a fine-tuned network folder (RUN_DIR/fold-K of `olymp finetune`) is loaded by
+pipelines/finetune/network.py (`as_backbone`): its pre-logits, its preprocessing, its weights.
 """
 
 from __future__ import annotations
@@ -47,6 +49,12 @@ class WeightsChoice:
 
 
 def load_backbone(name: str, weights: str | None = None) -> LoadedBackbone:
+    # A fine-tuned network folder (RUN_DIR/fold-K of `olymp finetune`): its own format and weights.
+    # Imported here, not at the top: backbones sit below finetune, and network.py imports no registry.
+    from pipelines.finetune import network
+
+    if network.is_network_dir(name):
+        return network.as_backbone(name, weights)
     resolved = resolve_name(name)
     choice = _choose_weights(resolved, weights)
     model = build_timm_model(choice.timm_name)

@@ -15,6 +15,8 @@ steps downstream of it.
       emb/test/
       run/             olymp train-head (with its reports)
       submission.csv   olymp predict
+      finetune/        olymp finetune on run/'s folds (only with a [finetune] table)
+      submission-finetune.csv   olymp predict of finetune/ on the raw test files
 
 A smoke run (`--smoke`, or `--limit N`) writes to OUTPUT-smoke (OUTPUT-limitN) instead, so it
 never touches the real outputs.
@@ -50,6 +52,10 @@ from pipelines.data.inputs import listing_fingerprint
 STATE_FILE = "steps.json"
 CHAIN_DIR_FIX = "set data.output to a folder, e.g. --set data.output=olymp-out"
 SUBMISSION = "submission.csv"
+FINETUNE_DIR = "finetune"
+FINETUNE_SUBMISSION = "submission-finetune.csv"
+# FinetuneConfig fields that change where or how fast it runs, not what it computes.
+FINETUNE_RUN_ONLY = frozenset({"device", "workers", "cache_dir", "cache"})
 # ExtractConfig fields that change how fast extraction runs, not what it computes.
 EXTRACT_RUN_ONLY = frozenset({"device", "batch_size", "decode", "compile", "workers", "part_size", "max_error_rate"})
 
@@ -60,7 +66,7 @@ Progress = Callable[[str, str], None]
 
 @dataclass
 class StepResult:
-    name: str  # extract-train | extract-test | train-head | predict
+    name: str  # extract-train | extract-test | train-head | predict | finetune | predict-finetune
     status: str  # ran | skipped | would run | would skip (dry run)
     reason: str  # why it ran, e.g. "settings changed: head.head"
     output: str
@@ -122,6 +128,11 @@ def _complete(step: Step) -> bool:
         if step.name == "train-head":
             manifest = json.loads(step.manifest.read_text())
             return all((step.output / model).is_file() for model in manifest.get("models", []))
+        if step.name == "finetune":
+            from pipelines.finetune.network import is_network_dir
+
+            manifest = json.loads(step.manifest.read_text())
+            return all(is_network_dir(step.output / name) for name in manifest.get("networks", []))
     except (OSError, ValueError, AttributeError, TypeError):
         return False  # a damaged output is rebuilt
     return True
@@ -241,6 +252,10 @@ def check_config(config: RunConfig, smoke: bool = False, limit: int | None = Non
             raise ConfigError(f"predict.sample_submission {predict.sample_submission} does not exist; fix the path or drop it")
         checks.append("predict: " + (f"rows and columns of {predict.sample_submission}" if predict.sample_submission
                                      else "one row per test input"))
+    if config.finetune is not None:
+        finetune = config.finetune_config(config.data.train, "", "", train)
+        checks.append(f"finetune: {check_backbone(finetune.backbone, 'image')}, train layers {finetune.train_layers}, "
+                      f"at most {finetune.epochs} epochs, on train-head's {train.folds} folds")
     return checks
 
 
@@ -458,6 +473,62 @@ def plan_steps(config: RunConfig, root: Path, smoke: bool = False, limit: int | 
             inputs={"run": train_step.key, "embeddings": extract_test.key,
                     "sample_sha256": file_sha256(sample) if sample and Path(sample).is_file() else None},
             run=run_predict, depends=(train_step.name, extract_test.name),
+        ))
+    if config.finetune is not None:
+        steps += _finetune_steps(config, root, train_inputs, train_config, train_step, notify, extract_progress)
+    return steps
+
+
+def _finetune_steps(config: RunConfig, root: Path, train_inputs: str, train_config, train_step: Step,
+                    notify: Progress, extract_progress) -> list[Step]:
+    """[finetune]: fine-tune on the train-head run's folds (so both blend), then predict the raw test files."""
+    from pipelines.finetune.finetune import finetune
+    from pipelines.finetune.network import FINETUNE_KIND
+    from pipelines.predict.predict import predict
+    from pipelines.train.rundir import RUN_MANIFEST
+
+    finetune_config = config.finetune_config(train_inputs, str(root / FINETUNE_DIR), str(train_step.output), train_config)
+    labels = None if finetune_config.labels is None else Path(finetune_config.labels)
+    output = Path(finetune_config.output)
+
+    def run_finetune(overwrite) -> dict:
+        # A finished run is replaced; an interrupted one (same key) resumes at its last epoch.
+        try:
+            finished = json.loads((output / RUN_MANIFEST).read_text()).get("kind") == FINETUNE_KIND
+        except (OSError, ValueError, AttributeError):
+            finished = False
+        result = finetune(dataclasses.replace(finetune_config, overwrite=overwrite or finished),
+                          on_progress=lambda kind, message, data=None: notify("warning" if kind == "warning" else "round", message))
+        return result.summary()
+
+    step = Step(
+        name="finetune", output=output, manifest=output / RUN_MANIFEST,
+        settings=_settings(finetune_config, "finetune", FINETUNE_RUN_ONLY),
+        # the train-head step's key covers what [finetune] takes from [head] (columns, task, folds, seed, limit)
+        inputs={"files": listing_fingerprint(train_inputs, finetune_config.modality),
+                "labels_sha256": None if labels is None else file_sha256(labels), "folds": train_step.key},
+        run=run_finetune, depends=(train_step.name,),
+    )
+    steps = [step]
+    if config.data.test:
+        predict_config = config.predict_config(str(output), [config.data.test], str(root / FINETUNE_SUBMISSION))
+
+        def run_predict(overwrite) -> dict:
+            from pipelines.finetune.network import read_meta
+
+            # --tta hflip wherever the networks trained with flips (images with [finetune] hflip = true)
+            networks = json.loads((output / RUN_MANIFEST).read_text())["networks"]
+            flips = all(read_meta(output / name).hflip_tta_ok for name in networks)
+            result = predict(dataclasses.replace(predict_config, tta="hflip" if flips else "none"), on_progress=notify,
+                             extract_progress=extract_progress)
+            return {"output": str(result.output), "rows": result.n_rows, "prior_rows": result.n_prior,
+                    "models": result.n_models, "warnings": result.warnings}
+
+        steps.append(Step(
+            name="predict-finetune", output=Path(predict_config.output), manifest=Path(predict_config.output),
+            settings=_settings(predict_config, "predict"),
+            inputs={"run": step.key, "files": listing_fingerprint(config.data.test, finetune_config.modality)},
+            run=run_predict, depends=(step.name,),
         ))
     return steps
 

@@ -4,6 +4,9 @@
     [extract]  pipelines.extract.config.ExtractConfig, for the train and the test inputs alike
     [head]     pipelines.train.train.TrainConfig (`name` = its `head`, `params` = its `head_params`)
     [predict]  pipelines.predict.config.PredictConfig
+    [finetune] pipelines.finetune.config.FinetuneConfig (optional): adds a fine-tuning step on the
+               train-head run's folds (labels, columns, task, metric, folds and seed come from
+               [head], so the two runs blend) and, with data.test, its own submission
     [smoke]    SmokeConfig: how `--smoke` shrinks the chain
 
 The step tables are read generically from the step dataclasses' fields, so a field added to
@@ -23,6 +26,7 @@ from pipelines.core.config import check_fields, field_types, in_range, unknown_k
 from pipelines.core.errors import ConfigError
 from pipelines.extract.config import RANGES as EXTRACT_RANGES
 from pipelines.extract.config import ExtractConfig
+from pipelines.finetune.config import FinetuneConfig
 from pipelines.predict.config import PredictConfig
 from pipelines.train.train import TrainConfig
 
@@ -48,7 +52,10 @@ AUTO = "auto"  # extract.backbone / head.name: chosen by measuring on the data (
 STEP_TABLES = {
     "extract": (ExtractConfig, {}, {"inputs", "output", "overwrite"}),
     "head": (TrainConfig, {"name": "head", "params": "head_params"}, {"embeddings", "labels", "output", "overwrite"}),
-    "predict": (PredictConfig, {}, {"run_dir", "inputs", "output"}),
+    "predict": (PredictConfig, {}, {"run_dir", "inputs", "output", "tta"}),  # tta: the chain's (finetune: hflip where trained with it)
+    # [finetune]: what [data]/[head] already say is the chain's to fill, so both runs share folds
+    "finetune": (FinetuneConfig, {}, {"inputs", "labels", "output", "overwrite", "id_col", "target_col", "group_col",
+                                      "labels_from_folders", "task", "metric", "folds", "seed", "folds_from", "limit"}),
 }
 PLAIN_TABLES = {"data": DataConfig, "smoke": SmokeConfig}
 
@@ -61,6 +68,7 @@ class RunConfig:
     predict: dict = field(default_factory=dict)  # PredictConfig fields (checked)
     smoke: SmokeConfig = field(default_factory=SmokeConfig)
     source: str = "-"  # where the config was read from (for messages)
+    finetune: dict | None = None  # FinetuneConfig fields (checked); None: no [finetune] table, no fine-tuning step
 
     def extract_config(self, inputs: str, output: str, **changes) -> ExtractConfig:
         return ExtractConfig(inputs=inputs, output=output, **{**self.extract, **changes})
@@ -72,6 +80,14 @@ class RunConfig:
 
     def predict_config(self, run_dir: str, inputs: list[str], output: str) -> PredictConfig:
         return PredictConfig(run_dir=run_dir, inputs=inputs, output=output, **self.predict)
+
+    def finetune_config(self, inputs: str, output: str, head_run: str, train: TrainConfig) -> FinetuneConfig:
+        """The [finetune] step on `train`'s labels, columns, task, metric and seed, and on the folds
+        of its run `head_run` (folds_from), so the fine-tuned run's OOF predictions blend with it."""
+        shared = {"labels": train.labels, "id_col": train.id_col, "target_col": train.target_col,
+                  "group_col": train.group_col, "labels_from_folders": train.labels_from_folders, "task": train.task,
+                  "metric": train.metric, "folds": train.folds, "seed": train.seed, "limit": train.limit}
+        return FinetuneConfig(inputs=inputs, output=output, folds_from=head_run, **shared, **(self.finetune or {}))
 
 
 def table_class(table: str):
@@ -180,6 +196,7 @@ def build(raw: dict, source: str = "-") -> RunConfig:
     config = RunConfig(
         data=DataConfig(**tables["data"]), extract=tables["extract"], head=tables["head"],
         predict=tables["predict"], smoke=SmokeConfig(**tables["smoke"]), source=source,
+        finetune=tables["finetune"] if "finetune" in raw else None,
     )
     _check_steps(config)
     return config
@@ -205,6 +222,9 @@ def _check_steps(config: RunConfig) -> None:
         if callable(check):
             _in_source(check, source)
     _in_source(lambda: _validate(steps[1]), source)
+    if config.finetune is not None:  # FinetuneConfig checks its values as it is built
+        _in_source(lambda: config.finetune_config(config.data.train, str(output / "finetune"), str(output / "run"),
+                                                  steps[1]), source)
 
 
 def _auto_placeholders(config: RunConfig) -> dict:

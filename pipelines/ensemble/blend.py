@@ -1,4 +1,4 @@
-"""`blend`: train-head runs on the same folds -> weights chosen on their out-of-fold predictions.
+"""`blend`: train-head (and finetune) runs on the same folds -> weights chosen on their out-of-fold predictions.
 
 Steps: load the runs and refuse any that differs from the first (task, class order, ids, fold
 assignment, labels) -> read the truth from the labels CSV -> cross-fit the weights on the OOF
@@ -49,7 +49,8 @@ from pipelines.train.report import BLEND_PICTURE, draw_blend
 from pipelines.data.tasks import TASKS
 from pipelines.data.labels import read_labels, target_from_labels
 from pipelines.train.rundir import RUN_FORMAT, RUN_MANIFEST
-from pipelines.train.blenddir import BLEND_KIND, _read_json
+from pipelines.train.blenddir import BLEND_KIND, _read_json, member_dir
+from pipelines.finetune.network import FINETUNE_KIND, load_finetune_run, run_label
 
 METHODS = ("greedy", "nnls")
 BLEND_FILES = (RUN_MANIFEST, "oof.csv", "scores.json")
@@ -133,9 +134,13 @@ def read_run(path: Path) -> dict:
     run = _read_json(manifest_path, _rebuild_run(path))
     if run.get("kind") == BLEND_KIND:
         raise InputError(f"{path} is a blend; pass its member runs (listed in its manifest.json) instead")
-    if run.get("kind") != "head_run":
+    if run.get("kind") == FINETUNE_KIND:
+        run = load_finetune_run(path)  # its own checks (networks inside the run dir); no head
+        run["head"] = {"name": run_label(run)}
+    elif run.get("kind") != "head_run":
         raise InputError(
-            f"{manifest_path} is not a train-head manifest (kind {run.get('kind')!r}); pass a train-head -o directory"
+            f"{manifest_path} is not a train-head or finetune manifest (kind {run.get('kind')!r}); "
+            "pass a train-head or finetune -o directory"
         )
     labels, head = run.get("labels"), run.get("head")
     problems = [

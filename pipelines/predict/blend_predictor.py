@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.core.errors import InputError, MismatchError
+from pipelines.core.errors import ConfigError, InputError, MismatchError
 from pipelines.data.embeddings import fingerprint, load_manifest, unrecorded_fields
 from pipelines.ensemble.blend import read_run
+from pipelines.finetune.network import FINETUNE_KIND
+from pipelines.predict.finetune_predictor import predict_finetune
 from pipelines.predict.run_predictor import Progress, RunPrediction, _prior_rows, extract_raw, is_embedding_dir, predict_run
 from pipelines.train.blenddir import member_dir
 
@@ -55,14 +57,23 @@ def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress, extrac
     members = [(member_dir(blend_dir, m), m["weight"]) for m in blend["members"] if m["weight"] > 0]
     runs = [read_run(path) for path, _ in members]
     inputs = [str(p) for p in config.inputs]  # checked by predict (check_test_inputs)
-    if len(inputs) == 1 and not is_embedding_dir(inputs[0]):
+    fine_tuned = [path for (path, _), run in zip(members, runs) if run["kind"] == FINETUNE_KIND]
+    if config.tta != "none" and not fine_tuned:
+        raise ConfigError(f"--tta {config.tta} is for fine-tuned runs and this blend has none; drop --tta")
+    raw = len(inputs) == 1 and not is_embedding_dir(inputs[0])
+    if fine_tuned and not raw:
+        raise InputError(
+            f"blend member {fine_tuned[0]} is a fine-tuned run: it predicts from the raw test files; "
+            f"pass one raw test folder or listing, e.g. olymp predict {blend_dir} test/ -o submission.csv"
+        )
+    if raw:
         extracted: dict[str, str] = {}  # one extraction per distinct training embedding
         member_dirs = []
         for run in runs:
-            for entry in run["embeddings"]:
+            for entry in run.get("embeddings", []):
                 if _key(entry["fingerprint"]) not in extracted:
                     extracted[_key(entry["fingerprint"])] = extract_raw(inputs[0], entry, blend_dir, config, notify, extract_progress)
-            member_dirs.append([extracted[_key(entry["fingerprint"])] for entry in run["embeddings"]])
+            member_dirs.append([extracted[_key(entry["fingerprint"])] for entry in run.get("embeddings", [])])
     else:
         raw = [p for p in inputs if not is_embedding_dir(p)]
         if raw:
@@ -75,7 +86,8 @@ def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress, extrac
         ]
 
     results = [
-        predict_run(path, run, dirs, config.allow_tta_mismatch, notify)
+        predict_finetune(path, run, config, notify, extract_progress) if run["kind"] == FINETUNE_KIND
+        else predict_run(path, run, dirs, config.allow_tta_mismatch, notify)
         for (path, _), run, dirs in zip(members, runs, member_dirs)
     ]
     all_ids = np.asarray(sorted(set().union(*(r.ids.tolist() for r in results))), dtype=object)
@@ -94,5 +106,5 @@ def predict_blend(blend_dir: Path, blend: dict, config, notify: Progress, extrac
     absent = int(np.logical_or.reduce([pos < 0 for pos in positions]).sum())
     if absent:
         notes.append(f"{absent} test ids are missing from some member's test embeddings; they get the training prior")
-    used = sorted({d for dirs in member_dirs for d in dirs})
+    used = sorted({d for result in results for d in result.dirs})
     return RunPrediction(all_ids, pred, usable, notes, used, sum(r.n_models for r in results))

@@ -1,4 +1,5 @@
 """`predict`: a train-head run + test embeddings (or raw test inputs) -> a submission frame.
+A finetune run (pipelines/predict/finetune_predictor.py) predicts from raw test inputs only.
 
 Steps: resolve inputs (extracting raw ones with the training backbone) -> check fingerprints
 against training -> average the fold models -> give ids whose extraction failed the training
@@ -271,9 +272,14 @@ def _follow_sample(sample, id_name, ids, pred, usable, run, notes, path, dirs=()
 
 
 def load_predictor(run_dir: Path) -> dict:
-    """The manifest of a train-head run or of a blend (both predict the same way)."""
-    if manifest_kind(run_dir) == BLEND_KIND:  # a corrupt manifest.json: one line naming it
+    """The manifest of a train-head run, a blend or a finetune run (all predict the same way)."""
+    from pipelines.finetune.network import FINETUNE_KIND, load_finetune_run
+
+    kind = manifest_kind(run_dir)  # a corrupt manifest.json: one line naming it
+    if kind == BLEND_KIND:
         return load_blend(run_dir)
+    if kind == FINETUNE_KIND:
+        return load_finetune_run(run_dir)
     return load_run(run_dir)
 
 
@@ -295,7 +301,14 @@ def predict(config: PredictConfig, on_progress: Progress | None = None, extract_
     sample = _read_sample(config.sample_submission) if config.sample_submission else None
     id_name, columns, mode = _layout(run, config.proba, sample, notify)
 
-    if run["kind"] == "head_run":
+    if config.tta != "none" and run["kind"] == "head_run":
+        raise ConfigError(f"--tta {config.tta} is for fine-tuned runs; a train-head run predicts with the --tta its "
+                          "test embeddings were extracted with (olymp extract --tta hflip)")
+    if run["kind"] == "finetune_run":
+        from pipelines.predict.finetune_predictor import predict_finetune
+
+        predicted = predict_finetune(run_dir, run, config, notify, extract_progress)
+    elif run["kind"] == "head_run":
         predicted = predict_run(run_dir, run, resolve_inputs(config, run, notify, extract_progress),
                                 config.allow_tta_mismatch, notify)
     else:

@@ -351,8 +351,11 @@ class RunReport:
 
 def load_report(run_dir: str | Path) -> RunReport:
     run_dir = Path(run_dir)
-    is_blend = manifest_kind(run_dir) == BLEND_KIND
-    manifest = load_blend(run_dir) if is_blend else load_run(run_dir)
+    from pipelines.finetune.network import FINETUNE_KIND, load_finetune_run, run_label
+
+    kind = manifest_kind(run_dir)
+    is_blend = kind == BLEND_KIND
+    manifest = load_blend(run_dir) if is_blend else load_finetune_run(run_dir) if kind == FINETUNE_KIND else load_run(run_dir)
     scores_path = run_dir / "scores.json"
     if not scores_path.is_file():
         raise InputError(f"{run_dir} has no scores.json; re-run olymp train-head to rebuild the run")
@@ -367,7 +370,7 @@ def load_report(run_dir: str | Path) -> RunReport:
     if is_blend and (run_dir / BLEND_PICTURE).is_file():
         pictures["blend"] = str(run_dir / BLEND_PICTURE)
     return RunReport(
-        run_dir=run_dir, head=f"blend ({manifest.get('method')})" if is_blend else manifest["head"]["name"],
+        run_dir=run_dir, head=f"blend ({manifest.get('method')})" if is_blend else run_label(manifest),
         task=manifest["task"], classes=manifest.get("classes"),
         metric=scores["metric"], metrics=scores["metrics"], fold_scores=scores["folds"], mean=scores["mean"],
         std=scores["std"], oof=scores["oof"], n_rows=int(manifest["n_rows"]), per_class=per_class, pictures=pictures,
