@@ -174,11 +174,11 @@ def test_audio_frontend_feeds_the_network_its_log_mel_image(tmp_path: Path) -> N
 
 
 def test_audio_defaults_are_extracts_log_mel_image_route() -> None:
-    from pipelines.backbones import logmel
+    from pipelines.backbones.audio import frontends, logmel
 
     default = AudioFrontEnd()
     assert (default.sample_rate, default.n_fft, default.hop_length, default.f_min, default.f_max) == (
-        logmel.SAMPLE_RATE, logmel.N_FFT, logmel.HOP_LENGTH, logmel.F_MIN, logmel.F_MAX)
+        frontends.SAMPLE_RATE, frontends.N_FFT, frontends.HOP_LENGTH, frontends.F_MIN, frontends.F_MAX)
     assert (default.n_mels, default.window_seconds, default.top_db, default.min_seconds) == (
         logmel.IMAGE_N_MELS, logmel.IMAGE_WINDOW_SECONDS, logmel.IMAGE_TOP_DB, logmel.MIN_SECONDS)
 

@@ -1,6 +1,6 @@
 """The audio front end a fine-tuned network trains on: clip -> windows -> log-mel images.
 
-It is extract's log-mel image route (pipelines.backbones.logmel.LogMelImage.images: 32 kHz,
+It is extract's log-mel image route (pipelines.backbones.audio.logmel.LogMelImage.images: 32 kHz,
 128 Slaney mel bands, top 80 dB, per-window min-max, time on x, low frequencies at the bottom,
 bilinear resize to the network's input size, its mean/std), with the front-end parameters of
 network.json's `audio` (pipelines.finetune.network.AudioFrontEnd). Windows are cut as extract's
@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.backbones.logmel import IMAGE_WINDOW_SECONDS, MIN_SECONDS, LogMel, LogMelImage
+from pipelines.backbones.audio.frontends import LogMel
+from pipelines.backbones.audio.logmel import IMAGE_WINDOW_SECONDS, MIN_SECONDS, LogMelImage
 from pipelines.extract.audio_reader import WindowPlan, window_starts
 
 

@@ -110,7 +110,7 @@ def probe_file(item: InputItem, modality: str) -> dict | None:
     """An error row when the file cannot be decoded, else None."""
     try:
         if modality == "audio":
-            from pipelines.backbones.logmel import MIN_SECONDS
+            from pipelines.backbones.audio.logmel import MIN_SECONDS
 
             if len(read_clip(item.path, 16000)) < MIN_SECONDS * 16000:
                 raise ValueError(f"clip shorter than {MIN_SECONDS:g} s")

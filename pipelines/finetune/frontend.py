@@ -1,4 +1,4 @@
-"""The input of an audio network: extract's log-mel image route (pipelines/backbones/logmel.py)
+"""The input of an audio network: extract's log-mel image route (pipelines/backbones/audio/logmel.py)
 with the parameters network.json records, so training, predict and extract feed it the same images.
 
     front = audio_frontend(meta, model)      # a logmel.LogMelImage wrapping the network
@@ -17,7 +17,7 @@ from pipelines.finetune.network import NetworkMeta
 def audio_frontend(meta: NetworkMeta, model):
     """The log-mel image front end of an audio network, wrapping `model`: `.images(waveforms)`
     gives the (B, C, H, W) input the network was trained on; calling it gives pre-logits."""
-    from pipelines.backbones import logmel
+    from pipelines.backbones.audio import frontends, logmel
 
     if meta.audio is None:
         raise MismatchError(f"network {meta.backbone} (fold {meta.fold}) is an image network, not audio")
@@ -27,5 +27,5 @@ def audio_frontend(meta: NetworkMeta, model):
     config = meta.data_config
     front = logmel.LogMelImage(model, tuple(config["input_size"]), tuple(config["mean"]), tuple(config["std"]),
                                n_mels=audio.n_mels)
-    front.logmel = logmel.LogMel(audio.n_mels, audio.sample_rate, audio.n_fft, audio.hop_length, audio.f_min, audio.f_max)
+    front.logmel = frontends.LogMel(audio.n_mels, audio.sample_rate, audio.n_fft, audio.hop_length, audio.f_min, audio.f_max)
     return front.eval()

@@ -42,7 +42,7 @@ AUDIO_ROUTE = "logmel-image"
 
 @dataclass
 class AudioFrontEnd:
-    """How a clip becomes the network's input (extract's log-mel image route, pipelines/backbones/logmel.py)."""
+    """How a clip becomes the network's input (extract's log-mel image route, pipelines/backbones/audio/logmel.py)."""
 
     route: str = AUDIO_ROUTE  # only "logmel-image": waveform window -> log-mel dB image -> the CNN
     sample_rate: int = 32000  # clips are resampled to this rate (Hz)
