@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import eval_finetune  # scripts/eval_finetune.py (this folder is on sys.path when run as a script)
+import eval_trial  # noqa: E402 — scripts/ is on sys.path when this file runs
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DEVDATA = REPO.parent / "shared" / "devdata"
@@ -213,6 +214,7 @@ def main(argv=None) -> int:
     write_text_atomic(out, buffer.getvalue())
     print(f"\nresults: {out}")
     eval_finetune.run(args.devdata, CACHE, args)  # frozen probe vs fine-tuning, side by side
+    eval_trial.run(args.devdata, CACHE, args)
     return 0
 
 

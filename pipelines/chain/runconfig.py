@@ -45,6 +45,9 @@ class SmokeConfig:
     folds: int = 2  # CV folds in a smoke run
 
 
+AUTO = "auto"  # extract.backbone / head.name: chosen by measuring on the data (`olymp run`, pipelines/chain/chain.py)
+
+
 # table -> (dataclass, {config key: dataclass field} renames, fields the chain sets itself)
 STEP_TABLES = {
     "extract": (ExtractConfig, {}, {"inputs", "output", "overwrite"}),
@@ -277,7 +280,7 @@ def _check_steps(config: RunConfig) -> None:
     output = Path(config.data.output)
     steps = (  # placeholders where the chain fills in paths
         config.extract_config(config.data.train, str(output / "emb" / "train")),
-        config.train_config([str(output / "emb" / "train")], str(output / "run")),
+        config.train_config([str(output / "emb" / "train")], str(output / "run"), **_auto_placeholders(config)),
         config.predict_config(str(output / "run"), [str(output / "emb" / "test")], str(output / "submission.csv")),
     )
     for step in steps:
@@ -288,6 +291,13 @@ def _check_steps(config: RunConfig) -> None:
     if config.finetune is not None:  # FinetuneConfig checks its values as it is built
         _in_source(lambda: config.finetune_config(config.data.train, str(output / "finetune"), str(output / "run"),
                                                   steps[1]), source)
+
+
+def _auto_placeholders(config: RunConfig) -> dict:
+    """head.name = "auto" is checked as logreg until the chain resolves it (when train has no auto head)."""
+    from pipelines.heads import HEADS
+
+    return {"head": "logreg"} if config.head.get("name") == AUTO and AUTO not in HEADS else {}
 
 
 def _in_source(check, source: str) -> None:
