@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from cli.app import app
 from pipelines.finetune.config import FinetuneConfig
 from pipelines.finetune.finetune import finetune
-from pipelines.finetune.network import load_network
+from pipelines.backbones.finetuned import load_network
 from pipelines.data import cv
 from pipelines.data.tasks import infer_task
 
@@ -85,7 +85,7 @@ def test_two_fold_run_end_to_end(tmp_path, coloured):
     # each fold's network loads and predicts what oof.csv says for its validation rows
     model, meta = load_network(run / "fold-0")
     assert meta.fold == 0 and meta.classes == ["green", "red"] and tuple(meta.data_config["input_size"]) == (3, 32, 32)
-    from pipelines.finetune.network import eval_transform
+    from pipelines.backbones.finetuned import eval_transform
     from pipelines.finetune.data import load_image
 
     row = oof[oof["fold"] == 0].iloc[0]

@@ -1,4 +1,4 @@
-"""pipelines.finetune.network: the fold network format (safetensors + network.json) round trip and refusals."""
+"""pipelines.backbones.finetuned: the fold network format (safetensors + network.json) round trip and refusals."""
 
 from __future__ import annotations
 
@@ -12,18 +12,7 @@ from PIL import Image
 
 from pipelines.core.errors import InputError, MismatchError, WeightsError
 from pipelines.finetune.frontend import audio_frontend
-from pipelines.finetune.network import (
-    NETWORK_META,
-    NETWORK_WEIGHTS,
-    AudioFrontEnd,
-    NetworkMeta,
-    eval_transform,
-    is_network_dir,
-    load_network,
-    network_fingerprint,
-    pre_logits,
-    save_network,
-)
+from pipelines.backbones.finetuned import NETWORK_META, NETWORK_WEIGHTS, AudioFrontEnd, NetworkMeta, eval_transform, is_network_dir, load_network, network_fingerprint, pre_logits, save_network
 
 DATA_CONFIG = {"input_size": (3, 32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25),
                "interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center"}

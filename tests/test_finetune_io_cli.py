@@ -17,7 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines.finetune.network import NetworkMeta, load_network, network_fingerprint, save_network
+from pipelines.backbones.finetuned import NetworkMeta, load_network, network_fingerprint, save_network
 
 runner = CliRunner()
 TINY = ["--workers", "0", "--device", "cpu"]
@@ -104,7 +104,7 @@ def runs(tmp_path_factory):
 
 def expected_probabilities(run_dir: Path, image_paths: list[Path], hflip: bool = False) -> np.ndarray:
     """Every fold network on the images, straight through timm: the mean of the softmaxes."""
-    from pipelines.finetune.network import eval_transform
+    from pipelines.backbones.finetuned import eval_transform
 
     total = 0
     folds = sorted(p for p in run_dir.glob("fold-*"))
@@ -199,7 +199,7 @@ def test_extract_with_a_fold_network_records_its_fingerprint(runs, tmp_path):
     assert manifest["counts"] == {"inputs": 7, "embedded": 6, "errors": 1}
     model, _ = load_network(folder)
     from pipelines.data.embeddings import read_embeddings
-    from pipelines.finetune.network import eval_transform, pre_logits, read_meta
+    from pipelines.backbones.finetuned import eval_transform, pre_logits, read_meta
 
     embedded = read_embeddings(tmp_path / "emb")
     batch = torch.stack([eval_transform(read_meta(folder))(Image.open(runs / "test" / f"{i}.png").convert("RGB"))

@@ -6,7 +6,7 @@ Weights, by `weights`:
 - None (offline auto): the catalog entry's pip-packaged weights, else the local Hugging Face
   cache; nothing is ever downloaded.
 A `name` that is a fine-tuned network folder (RUN_DIR/fold-K of `olymp finetune`) is loaded by
-pipelines/finetune/network.py (`as_backbone`): its pre-logits, its preprocessing, its weights.
+pipelines/backbones/finetuned.py (`as_backbone`): its pre-logits, its preprocessing, its weights.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from pipelines.backbones.finetuned import as_backbone, is_network_dir
 from pipelines.backbones.checkpoints import (
     RANDOM_SOURCE,
     RANDOM_WEIGHTS,
@@ -50,11 +51,8 @@ class WeightsChoice:
 
 def load_backbone(name: str, weights: str | None = None) -> LoadedBackbone:
     # A fine-tuned network folder (RUN_DIR/fold-K of `olymp finetune`): its own format and weights.
-    # Imported here, not at the top: backbones sit below finetune, and network.py imports no registry.
-    from pipelines.finetune import network
-
-    if network.is_network_dir(name):
-        return network.as_backbone(name, weights)
+    if is_network_dir(name):
+        return as_backbone(name, weights)
     resolved = resolve_name(name)
     choice = _choose_weights(resolved, weights)
     model = build_timm_model(choice.timm_name)

@@ -129,7 +129,7 @@ def _complete(step: Step) -> bool:
             manifest = json.loads(step.manifest.read_text())
             return all((step.output / model).is_file() for model in manifest.get("models", []))
         if step.name == "finetune":
-            from pipelines.finetune.network import is_network_dir
+            from pipelines.backbones.finetuned import is_network_dir
 
             manifest = json.loads(step.manifest.read_text())
             return all(is_network_dir(step.output / name) for name in manifest.get("networks", []))
@@ -483,7 +483,7 @@ def _finetune_steps(config: RunConfig, root: Path, train_inputs: str, train_conf
                     notify: Progress, extract_progress) -> list[Step]:
     """[finetune]: fine-tune on the train-head run's folds (so both blend), then predict the raw test files."""
     from pipelines.finetune.finetune import finetune
-    from pipelines.finetune.network import FINETUNE_KIND
+    from pipelines.train.finetunedir import FINETUNE_KIND
     from pipelines.predict.predict import predict
     from pipelines.train.rundir import RUN_MANIFEST
 
@@ -514,7 +514,7 @@ def _finetune_steps(config: RunConfig, root: Path, train_inputs: str, train_conf
         predict_config = config.predict_config(str(output), [config.data.test], str(root / FINETUNE_SUBMISSION))
 
         def run_predict(overwrite) -> dict:
-            from pipelines.finetune.network import read_meta
+            from pipelines.backbones.finetuned import read_meta
 
             # --tta hflip wherever the networks trained with flips (images with [finetune] hflip = true)
             networks = json.loads((output / RUN_MANIFEST).read_text())["networks"]

@@ -50,7 +50,7 @@ from pipelines.data.tasks import TASKS
 from pipelines.data.labels import read_labels, target_from_labels
 from pipelines.train.rundir import RUN_FORMAT, RUN_MANIFEST
 from pipelines.train.blenddir import BLEND_KIND, _read_json, member_dir
-from pipelines.finetune.network import FINETUNE_KIND, load_finetune_run, run_label
+from pipelines.train.finetunedir import FINETUNE_KIND, load_finetune_run, run_label
 
 METHODS = ("greedy", "nnls")
 BLEND_FILES = (RUN_MANIFEST, "oof.csv", "scores.json")

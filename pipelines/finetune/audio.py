@@ -3,7 +3,7 @@
 It is extract's log-mel image route (pipelines.backbones.audio.logmel.LogMelImage.images: 32 kHz,
 128 Slaney mel bands, top 80 dB, per-window min-max, time on x, low frequencies at the bottom,
 bilinear resize to the network's input size, its mean/std), with the front-end parameters of
-network.json's `audio` (pipelines.finetune.network.AudioFrontEnd). Windows are cut as extract's
+network.json's `audio` (pipelines.backbones.finetuned.AudioFrontEnd). Windows are cut as extract's
 audio reader cuts them (pipelines.extract.readers.audio: hop = window, the last flush with the
 clip's end; a shorter clip is one window zero-padded to a multiple of 0.25 s), so predict,
 which feeds test clips through network.audio_frontend, sees what validation saw. A clip's
@@ -23,7 +23,7 @@ from pipelines.extract.readers.audio import WindowPlan, window_starts
 
 def front_end_settings(window_seconds: float | None):
     """network.json's `audio` for a run (AudioFrontEnd: the log-mel image route's defaults)."""
-    from pipelines.finetune.network import AudioFrontEnd
+    from pipelines.backbones.finetuned import AudioFrontEnd
 
     return AudioFrontEnd(window_seconds=float(window_seconds or IMAGE_WINDOW_SECONDS), min_seconds=MIN_SECONDS)
 

@@ -14,7 +14,7 @@ inner split that early stopping watches; the fold's own rows are only predicted
                       "networks": ["fold-0", ...], "finetune": the resolved settings
       folds.csv, oof.csv, scores.json, per_class.csv, confusion.png, fold_scores.png   as a head run's
       errors.csv      labelled files that could not be read (id, path, error), left out
-      fold-K/         network.safetensors + network.json (pipelines.finetune.network);
+      fold-K/         network.safetensors + network.json (pipelines.backbones.finetuned);
                       done.json while the run is unfinished (the fold is whole: reused on resume);
                       checkpoint.safetensors + checkpoint.json while fold K trains (resume point)
       feature_cache/  cached mode: the frozen part's outputs (reused by later runs)
@@ -193,7 +193,7 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> None:
 
 
 def _fold_done(fold_dir: Path, key: str) -> dict | None:
-    from pipelines.finetune.network import NETWORK_META, NETWORK_WEIGHTS
+    from pipelines.backbones.finetuned import NETWORK_META, NETWORK_WEIGHTS
 
     try:
         done = json.loads((fold_dir / DONE_FILE).read_text())
@@ -221,7 +221,7 @@ def finetune(config: FinetuneConfig, on_progress: Notify | None = None,
     from pipelines.finetune import loop
     from pipelines.finetune.augment import AudioInputs, ImageInputs
     from pipelines.finetune.model import build_network
-    from pipelines.finetune.network import NETWORK_META, NETWORK_WEIGHTS, NetworkMeta, save_network
+    from pipelines.backbones.finetuned import NETWORK_META, NETWORK_WEIGHTS, NetworkMeta, save_network
     from pipelines.train.report import write_reports
     from pipelines.data.labels import target_columns
     from pipelines.train.train import _versions

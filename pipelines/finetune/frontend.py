@@ -11,7 +11,7 @@ Kept out of network.py: logmel imports the backbone registry, which imports netw
 from __future__ import annotations
 
 from pipelines.core.errors import MismatchError
-from pipelines.finetune.network import NetworkMeta
+from pipelines.backbones.finetuned import NetworkMeta
 
 
 def audio_frontend(meta: NetworkMeta, model):

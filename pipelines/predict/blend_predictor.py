@@ -12,7 +12,7 @@ import pandas as pd
 from pipelines.core.errors import ConfigError, InputError, MismatchError
 from pipelines.data.embeddings import fingerprint, load_manifest, unrecorded_fields
 from pipelines.ensemble.blend import read_run
-from pipelines.finetune.network import FINETUNE_KIND
+from pipelines.train.finetunedir import FINETUNE_KIND
 from pipelines.predict.finetune_predictor import predict_finetune
 from pipelines.predict.run_predictor import Progress, RunPrediction, _prior_rows, extract_raw, is_embedding_dir, predict_run
 from pipelines.train.blenddir import member_dir

@@ -19,14 +19,8 @@ import pandas as pd
 
 from pipelines.core.errors import ConfigError, InputError, MismatchError
 from pipelines.data.embeddings import read_embeddings, read_errors
-from pipelines.finetune.network import (
-    FINETUNE_KIND,
-    check_finetune_files,
-    check_linear_head,
-    classify,
-    load_network,
-    network_fingerprint,
-)
+from pipelines.backbones.finetuned import check_linear_head, classify, load_network, network_fingerprint
+from pipelines.train.finetunedir import FINETUNE_KIND, check_finetune_files
 from pipelines.predict.config import PredictConfig
 from pipelines.predict.run_predictor import Progress, RunPrediction, _prior_rows, extract_raw, is_embedding_dir
 

@@ -273,7 +273,7 @@ def _follow_sample(sample, id_name, ids, pred, usable, run, notes, path, dirs=()
 
 def load_predictor(run_dir: Path) -> dict:
     """The manifest of a train-head run, a blend or a finetune run (all predict the same way)."""
-    from pipelines.finetune.network import FINETUNE_KIND, load_finetune_run
+    from pipelines.train.finetunedir import FINETUNE_KIND, load_finetune_run
 
     kind = manifest_kind(run_dir)  # a corrupt manifest.json: one line naming it
     if kind == BLEND_KIND:

@@ -351,7 +351,7 @@ class RunReport:
 
 def load_report(run_dir: str | Path) -> RunReport:
     run_dir = Path(run_dir)
-    from pipelines.finetune.network import FINETUNE_KIND, load_finetune_run, run_label
+    from pipelines.train.finetunedir import FINETUNE_KIND, load_finetune_run, run_label
 
     kind = manifest_kind(run_dir)
     is_blend = kind == BLEND_KIND
