@@ -16,7 +16,7 @@ from pipelines.extract.config import ExtractConfig
 def extract(
     inputs: Annotated[Path, typer.Argument(help="A folder of images or audio (recursive) or a CSV/Parquet listing with id,path.", exists=True)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Embedding directory to create or resume.")],
-    backbone: Annotated[Optional[str], typer.Option(help="timm or catalog name, HF id, or audio model (panns-cnn14, yamnet, logmel-stats, ...: olymp weights list). Default: efficientnet_lite0; audio: PANNs Cnn14 if offline, else Lite0 on log-mel.")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="timm or catalog name, HF id, or audio model (panns-cnn14, yamnet, logmel-stats, ...: olymp weights list). Default: the catalog's [defaults]: efficientnet_lite0; audio: PANNs Cnn14 when its weights are on disk, else Lite0 on log-mel.")] = None,
     modality: Annotated[str, typer.Option(help="auto (from the file extensions) | image | audio")] = "auto",
     weights: Annotated[Optional[str], typer.Option(help="Weights file (.safetensors/.pt), or 'random' for smoke tests. Default: offline auto.")] = None,
     layers: Annotated[Optional[str], typer.Option(help="Images: timm stage indices to pool and concatenate instead of the pre-logits, e.g. -1 or -2,-1 (width = sum of the stages' channels).")] = None,

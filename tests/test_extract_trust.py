@@ -332,6 +332,30 @@ def test_failed_input_is_retried_once_on_resume(tmp_path, monkeypatch):
     assert read_errors(tmp_path / "out") == [] and ids_once(tmp_path / "out") == ["img-000", "img-001", "img-002"]
 
 
+def test_a_resume_that_retries_one_failed_file_counts_the_embedded_ones(tmp_path, monkeypatch):
+    """1 of 4 failed (25% <= the default 0.5): its retry on resume is the only input processed, and
+    must be judged against all 4, not read as a 100% failure rate that stops the run."""
+    from pipelines.extract.readers import image as reader
+
+    write_images(tmp_path / "imgs", 4)
+    real = reader.load_rgb
+
+    def broken(path, *args, **kwargs):
+        if Path(path).stem == "img-001":
+            raise OSError("Input/output error")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(reader, "load_rgb", broken)
+    args = [tmp_path / "imgs", "-o", tmp_path / "out", *TINY, "--json"]
+    first = extract_cli(*args)
+    assert first.exit_code == 0, first.output
+    second = extract_cli(*args)
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.stdout)["retried"] == 1
+    (error,) = read_errors(tmp_path / "out")
+    assert error["id"] == "img-001" and error["attempts"] == "2"
+
+
 def test_transient_failure_is_embedded_on_resume(tmp_path, monkeypatch):
     from pipelines.extract.readers import image as reader
 

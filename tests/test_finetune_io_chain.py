@@ -100,3 +100,10 @@ def test_finetune_keys_are_the_finetune_config_fields_the_chain_does_not_fill():
     owned = runconfig.STEP_TABLES["finetune"][2]
     assert set(runconfig.table_keys("finetune")) == {f.name for f in dataclasses.fields(FinetuneConfig)} - owned
     assert {"backbone", "train_layers", "epochs", "hflip", "lr"} <= set(runconfig.table_keys("finetune"))
+
+
+@pytest.mark.parametrize("written", ["2", "'2'"])
+def test_train_layers_may_be_a_toml_number_or_string(tmp_path, colour_data, written):
+    config = runconfig.load(str(write_config(tmp_path, colour_data, table=f"[finetune]\ntrain_layers = {written}\n")))
+    train = config.train_config(["emb"], "run")
+    assert config.finetune_config(config.data.train, "ft", "run", train).train_layers == "2"

@@ -17,6 +17,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from pipelines.core.config import unknown_key
 from pipelines.core.errors import ConfigError
 
 CATALOG_RESOURCE = "backbones.toml"  # inside the `configs` package
@@ -367,13 +368,10 @@ def _field_names(cls: type) -> set[str]:
 
 
 def _reject_unknown_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    """The typed config loader's unknown-key check (pipelines.core.config): the nearest name is suggested."""
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r}"
-            + (f" (and {', '.join(map(repr, unknown[1:]))})" if len(unknown) > 1 else "")
-            + f"; allowed keys: {', '.join(sorted(allowed))}"
-        )
+        raise unknown_key(unknown[0], allowed, where)
 
 
 _REQUIRED: Any = object()  # sentinel: the key has no default

@@ -129,6 +129,11 @@ RANGES = {
 }
 
 
+# Tables whose config checks every value as it is built (FinetuneConfig.__post_init__); load()
+# builds them, so no value slips past without a RANGES entry.
+SELF_CHECKED_TABLES = ("finetune",)
+
+
 def _out_of_range(value, bounds) -> bool:
     if bounds is None or isinstance(value, (bool, str)) or value is None:
         return False

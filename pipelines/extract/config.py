@@ -20,7 +20,7 @@ class ExtractConfig:
     output: str  # the embedding directory (a Parquet dataset), created or resumed
     # --- the model
     modality: str = "auto"  # auto (from the file extensions) | image | audio
-    backbone: str | None = None  # catalog/timm/audio name; None: efficientnet_lite0 (images), PANNs Cnn14 or Lite0 on log-mel (audio)
+    backbone: str | None = None  # catalog/timm/audio name; None: the catalog's [defaults] (configs/backbones.toml)
     weights: str | None = None  # None: offline auto (package, HF cache); a path; or "random"
     layers: str | None = None  # images: timm stage indices to pool and concatenate, e.g. "-2,-1"; None: pre-logits
     # --- audio only

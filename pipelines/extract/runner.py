@@ -176,6 +176,7 @@ def _run_locked(config: ExtractConfig, report, modality: str, output: Path, list
                         stage.extra_columns, prefix=shard.part_prefix, fingerprints=prints, attempts=plan.attempts)
     paths = {item.id: item.path for item in todo}
     processed = errors = 0
+    resumed = len(mine) - len(todo)  # already embedded by an earlier run
     started = time.perf_counter()
 
     def batches():
@@ -195,10 +196,13 @@ def _run_locked(config: ExtractConfig, report, modality: str, output: Path, list
             processed += len(ids) + len(error_records)
             errors += len(error_records)
             report(ExtractProgress("batch", total=len(todo), processed=processed, errors=errors))
-            if processed >= ERROR_RATE_MIN_INPUTS and errors / processed > config.max_error_rate:
-                raise too_many_errors(errors, processed, config.max_error_rate, output)
-        if processed and errors / processed > config.max_error_rate:
-            raise too_many_errors(errors, processed, config.max_error_rate, output)
+            # inputs embedded by an earlier run count too: a resume that retries a few failed files
+            # alone must not read as a 100% failure rate
+            seen = processed + resumed
+            if processed >= ERROR_RATE_MIN_INPUTS and errors / seen > config.max_error_rate:
+                raise too_many_errors(errors, seen, config.max_error_rate, output)
+        if processed and errors / (processed + resumed) > config.max_error_rate:
+            raise too_many_errors(errors, processed + resumed, config.max_error_rate, output)
     finally:
         # Ctrl-C, a stop for bad input or a crash: commit what is computed, keep the manifest true.
         with stage.times.timing("write"):

@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import pyarrow as pa
 import torch
 
+from pipelines.backbones.catalog import catalog_defaults
 from pipelines.core.errors import ConfigError
 from pipelines.extract.config import ExtractConfig
 from pipelines.data.inputs import InputItem
@@ -91,7 +92,7 @@ def image_stage(config: ExtractConfig, device: torch.device) -> Stage:
     requested_batch = parse_batch_size(config.batch_size)
     if config.decode not in ("cpu", "gpu"):
         raise ConfigError(f"unknown --decode {config.decode!r}; use cpu or gpu")
-    backbone = load_backbone(config.backbone or "efficientnet_lite0", config.weights)
+    backbone = load_backbone(config.backbone or catalog_defaults().image, config.weights)
     if config.layers is not None:
         backbone = backbone.with_layers(config.layers)
     mapper = ImageMapper(backbone, device, config.precision, tta=config.tta)

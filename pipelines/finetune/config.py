@@ -30,7 +30,7 @@ class FinetuneConfig:
     # --- the network
     backbone: str = "efficientnet_lite0"  # timm or catalog name
     weights: str | None = None  # a .safetensors/.pt file, "random" (tests), None: offline auto
-    train_layers: str = "2"  # "all", or N: the top N stages plus the head (BatchNorm frozen below)
+    train_layers: str | int = "2"  # "all", or N (a TOML number is fine): the top N stages plus the head (BatchNorm frozen below)
     resolution: int | None = None  # square input side in pixels; None: the model's own
     # --- optimisation
     epochs: int = 10  # at most this many epochs per fold (early stopping may end sooner)
