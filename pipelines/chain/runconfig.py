@@ -124,6 +124,7 @@ RANGES = {
     ("head", "pca"): (1, None, True),
     ("head", "limit"): (2, None, True),
     ("head", "threshold"): (0.0, 1.0, False),
+    ("head", "tune"): (1, None, True),  # a number of candidates; or "auto" / "off"
     ("predict", "threshold"): (0.0, 1.0, True),
     ("predict", "batch_size"): (1, None, True),
 }
