@@ -173,6 +173,9 @@ def _read_oof(path: Path, run: dict) -> pd.DataFrame:
         raise InputError(f"{oof_path} has columns {list(oof.columns)}, not id, fold, {', '.join(expected)}; {fix}")
     if not len(oof):
         raise InputError(f"{oof_path} has no rows; {fix}")
+    recorded_rows = run.get("n_rows")
+    if isinstance(recorded_rows, int) and len(oof) != recorded_rows:  # a file cut short at a row boundary
+        raise InputError(f"{oof_path} has {len(oof)} rows, the run scored {recorded_rows} (cut short?); {fix}")
     if oof["id"].duplicated().any():
         raise InputError(f"{oof_path} repeats id {oof['id'][oof['id'].duplicated()].iloc[0]!r}; {fix}")
     try:
