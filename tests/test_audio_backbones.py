@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import save_file
 
 from pipelines.backbones.crepe import load_crepe
-from pipelines.backbones.logmel import load_logmel_image, load_logmel_stats
+from pipelines.backbones.logmel import load_logmel_image, load_logmel_stats, stats_layout
 from pipelines.backbones.vggish import load_vggish
 from pipelines.backbones.yamnet import load_yamnet
-from pipelines.core.errors import WeightsError
+from pipelines.core.errors import ConfigError, WeightsError
 
 
 def clips(sample_rate: int, seconds: float, count: int = 2, seed: int = 0) -> torch.Tensor:
@@ -147,10 +147,12 @@ def resnet_image():
 
 # ---- logmel-stats ----
 
-def test_logmel_stats_matches_librosa_and_gives_128_dims(logmel_stats):
+def test_logmel_stats_matches_librosa(logmel_stats):
     waveforms = clips(16000, 10.0)
     embeddings = logmel_stats.embed(waveforms)
-    assert logmel_stats.embedding_dim == 128 and embeddings.shape == (2, 128)
+    layout = stats_layout()
+    assert logmel_stats.embedding_dim == 436 and embeddings.shape == (2, 436)
+    assert layout["contrast std"].stop == 436
     assert logmel_stats.sample_rate == 16000 and logmel_stats.weights_sha256 is None
     for row, waveform in enumerate(waveforms.numpy()):
         power = librosa.feature.melspectrogram(
@@ -161,13 +163,29 @@ def test_logmel_stats_matches_librosa_and_gives_128_dims(logmel_stats):
         with torch.inference_mode():
             ours = logmel_stats.model.logmel(waveforms[row : row + 1])[0].numpy()
         np.testing.assert_allclose(ours, db, atol=2e-3)
-        expected = np.concatenate([db.mean(axis=1), db.std(axis=1)])
-        np.testing.assert_allclose(embeddings[row].numpy(), expected, atol=2e-3)
+        delta = librosa.feature.delta(db, width=9, mode="nearest")
+        mfcc = librosa.feature.mfcc(S=db, n_mfcc=20)
+        magnitude = np.abs(librosa.stft(waveform, n_fft=400, hop_length=160, center=True, pad_mode="constant"))
+        contrast = librosa.feature.spectral_contrast(S=magnitude, sr=16000, n_fft=400, fmin=200.0, n_bands=5)
+        for name, frames, atol in (("logmel", db, 2e-3), ("delta", delta, 1e-3), ("mfcc", mfcc, 2e-2),
+                                   ("contrast", contrast, 2e-2)):
+            np.testing.assert_allclose(embeddings[row, layout[f"{name} mean"]].numpy(), frames.mean(axis=1), atol=atol)
+            np.testing.assert_allclose(embeddings[row, layout[f"{name} std"]].numpy(), frames.std(axis=1), atol=atol)
+
+
+def test_logmel_stats_feature_sets(logmel_stats):
+    waveforms = clips(16000, 2.0)
+    plain = load_logmel_stats(features=("logmel",))
+    assert plain.embedding_dim == 128 and plain.frontend["features"] == ["logmel"]
+    full = logmel_stats.embed(waveforms)
+    torch.testing.assert_close(plain.embed(waveforms), full[:, :128])  # each block is computed alone
+    with pytest.raises(ConfigError, match="pick distinct names"):
+        load_logmel_stats(features=("logmel", "chroma"))
 
 
 def test_logmel_stats_takes_a_short_clip(logmel_stats):
     embeddings = logmel_stats.embed(clips(16000, 0.2))
-    assert embeddings.shape == (2, 128) and torch.isfinite(embeddings).all()
+    assert embeddings.shape == (2, 436) and torch.isfinite(embeddings).all()
 
 
 # ---- VGGish ----

@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines.backbones.logmel import STATS_N_MELS, load_logmel_stats
+from pipelines.backbones.logmel import STATS_N_MELS, load_logmel_stats, stats_layout
 from pipelines.data.embeddings import read_embeddings
 
 runner = CliRunner()
@@ -30,11 +30,16 @@ def test_an_8_khz_clip_has_no_constant_bands(tmp_path):
                                  "--workers", "0", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     vector = read_embeddings(tmp_path / "emb").vectors[0]
-    mean, std = vector[:N], vector[N:]
+    mean, std = vector[:N], vector[N : 2 * N]
     # Every band lies inside the clip's 4 kHz bandwidth: each one moves with the signal over
     # time; none sits at the log floor (ln 1e-6 = -13.8) with no variation.
     assert (std > 0.05).all(), np.round(std, 3)
     assert (mean > np.log(1e-6) + 3).all(), np.round(mean, 2)
+    # The companions too: every delta, MFCC and spectral-contrast band moves over time (a band
+    # past the clip's Nyquist would sit still: std ~1e-7; delta2 is small by construction, ~0.03).
+    for block, where in stats_layout().items():
+        if block.endswith("std"):
+            assert (vector[where] > 0.01).all(), (block, np.round(vector[where], 3))
 
 
 def test_bands_follow_the_rate_the_clip_came_from():
