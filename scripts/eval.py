@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import eval_audio  # scripts/ is on sys.path: this file's folder
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DEVDATA = REPO.parent / "shared" / "devdata"
 CACHE = Path(os.environ.get("OLYMP_EVAL_CACHE", REPO / ".bench" / "eval"))
@@ -199,6 +201,7 @@ def main(argv=None) -> int:
         print(f"\n{dataset.name} ({'groups: ' + dataset.group_col if dataset.group_col else '5-fold stratified'}), OOF accuracy")
         print(table(dataset_rows), flush=True)
         rows += dataset_rows
+    eval_audio.run(args.devdata, CACHE, args)
     from pipelines.core.fileio import write_text_atomic
 
     out = CACHE / ("results.csv" if not args.only else f"results-{args.only}.csv")
