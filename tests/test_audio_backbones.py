@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from pipelines.backbones.crepe import load_crepe
-from pipelines.backbones.logmel import load_logmel_image, load_logmel_stats, stats_layout
+from pipelines.backbones.logmel import STATS_FEATURE_NAMES, load_logmel_image, load_logmel_stats, stats_layout
 from pipelines.backbones.vggish import load_vggish
 from pipelines.backbones.yamnet import load_yamnet
 from pipelines.core.errors import ConfigError, WeightsError
@@ -151,8 +151,8 @@ def test_logmel_stats_matches_librosa(logmel_stats):
     waveforms = clips(16000, 10.0)
     embeddings = logmel_stats.embed(waveforms)
     layout = stats_layout()
-    assert logmel_stats.embedding_dim == 436 and embeddings.shape == (2, 436)
-    assert layout["contrast std"].stop == 436
+    assert logmel_stats.embedding_dim == 308 and embeddings.shape == (2, 308)
+    assert layout["contrast std"].stop == 308
     assert logmel_stats.sample_rate == 16000 and logmel_stats.weights_sha256 is None
     for row, waveform in enumerate(waveforms.numpy()):
         power = librosa.feature.melspectrogram(
@@ -177,15 +177,21 @@ def test_logmel_stats_feature_sets(logmel_stats):
     waveforms = clips(16000, 2.0)
     plain = load_logmel_stats(features=("logmel",))
     assert plain.embedding_dim == 128 and plain.frontend["features"] == ["logmel"]
-    full = logmel_stats.embed(waveforms)
-    torch.testing.assert_close(plain.embed(waveforms), full[:, :128])  # each block is computed alone
+    default = logmel_stats.embed(waveforms)
+    torch.testing.assert_close(plain.embed(waveforms), default[:, :128])  # each block is computed alone
+    every = load_logmel_stats(features=STATS_FEATURE_NAMES)
+    assert every.embedding_dim == 436 and logmel_stats.frontend["features"] == ["logmel", "delta", "mfcc", "contrast"]
+    layout = stats_layout(STATS_FEATURE_NAMES)
+    without_delta2 = torch.cat([every.embed(waveforms)[:, layout[f"{name} {stat}"]]
+                                for name in ("logmel", "delta", "mfcc", "contrast") for stat in ("mean", "std")], dim=1)
+    torch.testing.assert_close(without_delta2, default)
     with pytest.raises(ConfigError, match="pick distinct names"):
         load_logmel_stats(features=("logmel", "chroma"))
 
 
 def test_logmel_stats_takes_a_short_clip(logmel_stats):
     embeddings = logmel_stats.embed(clips(16000, 0.2))
-    assert embeddings.shape == (2, 436) and torch.isfinite(embeddings).all()
+    assert embeddings.shape == (2, 308) and torch.isfinite(embeddings).all()
 
 
 # ---- VGGish ----

@@ -8,9 +8,9 @@ model's device in float32 with autocast off):
     power spectrogram -> Slaney mel filterbank (librosa.filters.mel defaults: slaney scale,
     slaney area norm), 50-14000 Hz -> 10*log10(power + 1e-10) dB.
 
-`load_logmel_stats()` ("logmel-stats", 436-d, no weights) has its own front end, the one a
-careful hand-written probe uses, plus the usual companions, each kept because it paid on ESC-10
-(official folds; scripts/eval_audio.py measures every set):
+`load_logmel_stats()` ("logmel-stats", 308-d, no weights) has its own front end, the one a
+careful hand-written probe uses, plus the usual companions that paid on ESC-10 (official folds;
+scripts/eval_audio.py measures every set):
 
     sample rate 16 kHz, n_fft 400 (25 ms periodic Hann), hop 160 (10 ms), center=True with zero
     padding, power spectrogram -> 64 Slaney mel bands from 0 Hz to min(8 kHz, the clip's Nyquist)
@@ -20,14 +20,16 @@ careful hand-written probe uses, plus the usual companions, each kept because it
       logmel    the 64 log-mel bands above                                  64 -> 128
       delta     their first time derivative, a 9-frame regression
                 (torchaudio.functional.compute_deltas, = librosa.feature.delta mode="nearest")  64 -> 128
-      delta2    the delta of the delta (compute_deltas twice, HTK style)   64 -> 128
+      delta2    (not in the default: it added nothing on ESC-10) the delta of the delta
+                (compute_deltas twice, HTK style)                          64 -> 128
       mfcc      20 MFCCs: orthonormal DCT-II of the log-mel bands
                 (torchaudio.functional.create_dct, = librosa.feature.mfcc(S=logmel))          20 -> 40
       contrast  spectral contrast: 5 octave sub-bands from 200 Hz + the top band
                 (librosa.feature.spectral_contrast on the magnitude spectrogram)             6 -> 12
     The embedding is [logmel mean, logmel std, delta mean, delta std, ...] in that order
-    (`stats_layout` gives each block's slice). `load_logmel_stats(features=("logmel",))` is the
-    plain 128-d mean/std of the first version.
+    (`stats_layout` gives each block's slice). The default is logmel, delta, mfcc, contrast;
+    `load_logmel_stats(features=("logmel",))` is the plain 128-d mean/std of the first version,
+    `features=STATS_FEATURE_NAMES` adds delta2 (436-d).
 
     - Bandwidth: the band edges follow each clip's own sample rate (its file's rate, passed in by
       the extract pipeline): an 8 kHz clip gets its 64 mel bands over 0-4 kHz instead of 32 empty
@@ -65,7 +67,7 @@ Default window 5 s (501 frames squeezed into e.g. 224 pixels); weights as for im
 Example:
 
     backbone = load_logmel_stats()
-    vectors = backbone.embed(torch.randn(2, 16000 * 10))      # (2, 436), 16 kHz input
+    vectors = backbone.embed(torch.randn(2, 16000 * 10))      # (2, 308), 16 kHz input
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ STATS_DELTA_WIDTH = 9  # frames in the delta regression window (librosa.feature.
 STATS_N_MFCC = 20
 CONTRAST_F_MIN = 200.0  # Hz at 8 kHz bandwidth; scaled with a narrower clip's bandwidth
 CONTRAST_N_BANDS = 5  # octave sub-bands (+ the top band up to the bandwidth): 5 keeps 2+ bins in the lowest even at 4 kHz
-STATS_FEATURES = ("logmel", "delta", "delta2", "mfcc", "contrast")  # the default: every one paid on ESC-10
+STATS_FEATURE_NAMES = ("logmel", "delta", "delta2", "mfcc", "contrast")  # every block, in embedding order
+STATS_FEATURES = ("logmel", "delta", "mfcc", "contrast")  # the default: the ones that paid on ESC-10
 IMAGE_N_MELS = 128
 IMAGE_WINDOW_SECONDS = 5.0
 IMAGE_TOP_DB = 80.0
@@ -138,10 +141,10 @@ class LogMelStats(nn.Module):
 
     def __init__(self, n_mels: int = STATS_N_MELS, features: tuple[str, ...] = STATS_FEATURES):
         super().__init__()
-        unknown = [name for name in features if name not in STATS_FEATURES]
+        unknown = [name for name in features if name not in STATS_FEATURE_NAMES]
         if unknown or not features or len(set(features)) != len(features):
-            raise ConfigError(f"logmel-stats features {features!r}: pick distinct names among {STATS_FEATURES}")
-        self.n_mels, self.features = n_mels, tuple(name for name in STATS_FEATURES if name in features)
+            raise ConfigError(f"logmel-stats features {features!r}: pick distinct names among {STATS_FEATURE_NAMES}")
+        self.n_mels, self.features = n_mels, tuple(name for name in STATS_FEATURE_NAMES if name in features)
         self.register_buffer("window", torch.hann_window(STATS_N_FFT, periodic=True), persistent=False)
         dct = audio_functional.create_dct(STATS_N_MFCC, n_mels, norm="ortho")  # (mels, mfcc)
         self.register_buffer("dct", dct.T.contiguous(), persistent=False)  # (mfcc, mels)
@@ -199,7 +202,7 @@ def stats_layout(features: tuple[str, ...] = STATS_FEATURES, n_mels: int = STATS
     widths = {"logmel": n_mels, "delta": n_mels, "delta2": n_mels, "mfcc": STATS_N_MFCC,
               "contrast": CONTRAST_N_BANDS + 1}
     layout, start = {}, 0
-    for name in (name for name in STATS_FEATURES if name in features):
+    for name in (name for name in STATS_FEATURE_NAMES if name in features):
         for stat in ("mean", "std"):
             layout[f"{name} {stat}"] = slice(start, start + widths[name])
             start += widths[name]
@@ -302,7 +305,7 @@ class LogMelImage(nn.Module):
 
 
 def load_logmel_stats(name: str = "logmel-stats", features: tuple[str, ...] = STATS_FEATURES) -> AudioBackbone:
-    """Weight-free log-mel statistics (436-d with every companion; 128-d with features=("logmel",)):
+    """Weight-free log-mel statistics (308-d by default; 128-d with features=("logmel",)):
     instant, no download, no GPU needed."""
     model = LogMelStats(features=tuple(features)).eval()
     return AudioBackbone(
