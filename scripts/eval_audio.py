@@ -58,7 +58,7 @@ def run(devdata: Path, cache: Path, args) -> None:
     import numpy as np
     import pandas as pd
 
-    from pipelines.backbones.logmel import STATS_FEATURE_NAMES, STATS_FEATURES, load_logmel_stats, stats_layout
+    from pipelines.backbones.audio.logmel import STATS_FEATURE_NAMES, STATS_FEATURES, load_logmel_stats, stats_layout
 
     heads = [h.strip() for h in getattr(args, "heads", "logreg,mlp").split(",") if h.strip()]
     labels = pd.read_csv(esc / "labels.csv")
@@ -94,9 +94,9 @@ def run(devdata: Path, cache: Path, args) -> None:
             rows.append(_row(name, head, stats_X if default else every_X[:, columns], y, groups, len(classes), ms,
                              stats_extract if default else ""))
             log(f"  {name} {head}: {100 * rows[-1]['accuracy']:.1f}%")
-    from pipelines.backbones.logmel import load_logmel_image
+    from pipelines.backbones.audio import load_audio_backbone
 
-    ms = _ms_per_clip(load_logmel_image("efficientnet_lite0", None), clips[:TIMING_CLIPS])
+    ms = _ms_per_clip(load_audio_backbone("efficientnet_lite0")[0], clips[:TIMING_CLIPS])
     for head in heads:
         rows.append(_row("log-mel -> efficientnet_lite0", head, lite_X, y, groups, len(classes), ms, lite_extract))
         log(f"  lite0 {head}: {100 * rows[-1]['accuracy']:.1f}%")

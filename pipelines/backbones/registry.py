@@ -26,7 +26,8 @@ from pipelines.backbones.checkpoints import (
 )
 from pipelines.backbones.hf_cache import cached_weights, hf_hub_cache_dir
 from pipelines.backbones.names import ResolvedName, resolve_name
-from pipelines.backbones.packaged import match_by_position, packaged_weights_path, weights_package
+from pipelines.backbones.catalog import catalog_defaults
+from pipelines.backbones.packaged import WeightsPackage, match_by_position, packaged_weights_path
 from pipelines.backbones.timm_backbone import (
     LoadedBackbone,
     build_timm_model,
@@ -34,8 +35,6 @@ from pipelines.backbones.timm_backbone import (
     resolve_data_config,
 )
 from pipelines.core.errors import WeightsError
-
-OFFLINE_DEFAULT_BACKBONE = "efficientnet_lite0"
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ def _offline_weights(resolved: ResolvedName) -> WeightsChoice:
     entry = resolved.entry
     if entry is not None and entry.weights_package:
         try:
-            package = weights_package(entry.weights_package)
+            package = WeightsPackage.of(entry)
             path = packaged_weights_path(package)
             description = f"package {package.distribution} ({path})"
             return WeightsChoice(entry.timm_name, path, description, True, package.matched_by_position)
@@ -139,5 +138,5 @@ def _no_offline_weights_message(resolved: ResolvedName, package_problem: str) ->
     return (
         f"no offline weights for backbone {resolved.requested!r}: {package_problem}{looked}. "
         f"Fix: --weights PATH to a .safetensors/.pt file, or {download}"
-        f"or --backbone {OFFLINE_DEFAULT_BACKBONE} (ships with olymp), or --weights {RANDOM_WEIGHTS} for smoke tests"
+        f"or --backbone {catalog_defaults().image} (ships with olymp), or --weights {RANDOM_WEIGHTS} for smoke tests"
     )

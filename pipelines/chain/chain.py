@@ -148,23 +148,16 @@ def _decide(step: Step, record: dict | None, force: bool, ran: set[str]) -> str 
 
 # --------------------------------------------------------------------------- checks before any work
 
-AUDIO_BACKBONES = frozenset({"vggish", "yamnet", "crepe", "crepe-full", "crepe-tiny", "logmel-stats"})
-
-
 def check_backbone(name: str | None, modality: str) -> str:
     """The backbone name resolved without building the model or reading weights: an unknown or
     mistyped name fails here with the suggestions of `olymp extract`. Returns how it resolved."""
-    from pipelines.backbones.audio import _panns_short_names
+    from pipelines.backbones.audio import describe_default_audio, resolve_audio_name
+    from pipelines.backbones.catalog import catalog_defaults
     from pipelines.backbones.names import resolve_name
 
     if modality == "audio":
-        if name is None:
-            return "default audio backbone (PANNs Cnn14 if its weights are on disk, else Lite0 on log-mel)"
-        key = name.strip().lower()
-        if key.startswith("panns-") or key in _panns_short_names() or key in AUDIO_BACKBONES:
-            return key
-        return f"{resolve_name(name).timm_name} on log-mel images"
-    resolved = resolve_name(name or "efficientnet_lite0")
+        return describe_default_audio() if name is None else resolve_audio_name(name)
+    resolved = resolve_name(name or catalog_defaults().image)
     return resolved.timm_name if resolved.timm_name == resolved.requested else f"{resolved.requested} (timm {resolved.timm_name})"
 
 

@@ -37,7 +37,7 @@ def write_clips(folder: Path, count: int, seed: int = 0) -> list[Path]:
 def librosa_logmel(path: Path) -> np.ndarray:
     import librosa
 
-    from pipelines.backbones import panns
+    from pipelines.backbones.audio import panns
 
     audio, _ = librosa.load(path, sr=panns.SAMPLE_RATE, mono=True)
     power = librosa.feature.melspectrogram(y=audio, sr=panns.SAMPLE_RATE, n_fft=panns.N_FFT, hop_length=panns.HOP_LENGTH,
@@ -46,7 +46,7 @@ def librosa_logmel(path: Path) -> np.ndarray:
 
 
 def bench_audio(count: int = 24, device_name: str = "auto") -> dict:
-    from pipelines.backbones.panns import load_panns
+    from pipelines.backbones.audio.panns import load_panns
     from pipelines.extract.audio_mapper import AudioMapper
     from pipelines.extract.config import ExtractConfig
     from pipelines.extract.mapper import resolve_device

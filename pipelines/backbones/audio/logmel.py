@@ -1,14 +1,14 @@
 """Log-mel backbones: weight-free log-mel statistics, and any timm image model on log-mel "images".
 
-Both share one front end, `LogMel` (torch.stft + a librosa-style mel filterbank, run on the
-model's device in float32 with autocast off):
+The image route uses the shared front end `frontends.LogMel` (torch.stft + a librosa-style mel
+filterbank, run on the model's device in float32 with autocast off; PANNs uses it too):
 
     sample rate 32 kHz, n_fft 1024 (32 ms periodic Hann window), hop 320 (10 ms),
     center=True with zero padding (librosa's default pad_mode="constant"),
     power spectrogram -> Slaney mel filterbank (librosa.filters.mel defaults: slaney scale,
     slaney area norm), 50-14000 Hz -> 10*log10(power + 1e-10) dB.
 
-`load_logmel_stats()` ("logmel-stats", 308-d, no weights) has its own front end, the one a
+"logmel-stats" (308-d, no weights) has its own front end, the one a
 careful hand-written probe uses, plus the usual companions that paid on ESC-10 (official folds;
 scripts/eval_audio.py measures every set):
 
@@ -51,7 +51,7 @@ scripts/eval_audio.py measures every set):
     the log-mel bands, per-band max/min and skewness, spectral centroid/flatness, RMS and
     zero-crossing rate.
 
-`load_logmel_image(timm_name, weights)` (route 1: audio -> log-mel -> ImageNet CNN): 128 mel
+The log-mel image route, any timm name (route 1: audio -> log-mel -> ImageNet CNN): 128 mel
 bands; each window becomes an image:
     1. dB clamped to the window's top 80 dB (max - 80, like librosa.power_to_db(top_db=80));
     2. min-max scaled to [0, 1] within that window (depends on that window only, so a clip gives
@@ -61,12 +61,13 @@ bands; each window becomes an image:
        data_config input_size (H, W);
     4. repeated to the model's input channels and normalized with its data_config mean/std;
     5. the model's pooled pre-logits (`forward_head(..., pre_logits=True)`) are the embedding.
-Default window 5 s (501 frames squeezed into e.g. 224 pixels); weights as for image backbones
+Default window 5 s (the catalog's window_seconds of the "both" entries; 501 frames squeezed
+into e.g. 224 pixels); weights as for image backbones
 (`load_backbone`: the packaged efficientnet_lite0 works offline, a path, or "random").
 
 Example:
 
-    backbone = load_logmel_stats()
+    backbone, _ = load_audio_backbone("logmel-stats")
     vectors = backbone.embed(torch.randn(2, 16000 * 10))      # (2, 308), 16 kHz input
 """
 
@@ -77,16 +78,11 @@ import torch
 import torchaudio.functional as audio_functional
 from torch import nn
 
-from pipelines.backbones.audio_base import AudioBackbone, measure_embedding_dim
+from pipelines.backbones.audio.base import AudioSpec, Network, register_network
+from pipelines.backbones.audio.frontends import SAMPLE_RATE, LogMel
+from pipelines.backbones.checkpoints import is_random
 from pipelines.backbones.registry import load_backbone
 from pipelines.core.errors import ConfigError
-
-SAMPLE_RATE = 32000
-N_FFT = 1024
-HOP_LENGTH = 320
-F_MIN = 50.0
-F_MAX = 14000.0
-POWER_FLOOR = 1e-10  # dB = 10*log10(power + POWER_FLOOR)
 
 STATS_SAMPLE_RATE = 16000
 STATS_N_FFT = 400
@@ -95,42 +91,16 @@ STATS_F_MIN = 0.0
 STATS_F_MAX = 8000.0
 STATS_LOG_FLOOR = 1e-6  # log(power + STATS_LOG_FLOOR)
 STATS_N_MELS = 64
-STATS_WINDOW_SECONDS = 10.0
+IMAGE_N_MELS = 128
+IMAGE_WINDOW_SECONDS = 5.0  # for timm models outside the catalog (catalog entries carry window_seconds)
+IMAGE_TOP_DB = 80.0
+MIN_SECONDS = 0.1
 STATS_DELTA_WIDTH = 9  # frames in the delta regression window (librosa.feature.delta's default)
 STATS_N_MFCC = 20
 CONTRAST_F_MIN = 200.0  # Hz at 8 kHz bandwidth; scaled with a narrower clip's bandwidth
 CONTRAST_N_BANDS = 5  # octave sub-bands (+ the top band up to the bandwidth): 5 keeps 2+ bins in the lowest even at 4 kHz
 STATS_FEATURE_NAMES = ("logmel", "delta", "delta2", "mfcc", "contrast")  # every block, in embedding order
 STATS_FEATURES = ("logmel", "delta", "mfcc", "contrast")  # the default: the ones that paid on ESC-10
-IMAGE_N_MELS = 128
-IMAGE_WINDOW_SECONDS = 5.0
-IMAGE_TOP_DB = 80.0
-MIN_SECONDS = 0.1
-
-
-class LogMel(nn.Module):
-    """(B, samples) waveform -> (B, n_mels, frames) log-mel in dB, float32, autocast off."""
-
-    def __init__(self, n_mels: int, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT,
-                 hop_length: int = HOP_LENGTH, f_min: float = F_MIN, f_max: float = F_MAX):
-        super().__init__()
-        self.n_fft, self.hop_length = n_fft, hop_length
-        self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
-        fbanks = audio_functional.melscale_fbanks(
-            n_freqs=n_fft // 2 + 1, f_min=f_min, f_max=f_max, n_mels=n_mels,
-            sample_rate=sample_rate, norm="slaney", mel_scale="slaney",
-        )  # (freqs, mels)
-        self.register_buffer("mel_matrix", fbanks.T.contiguous(), persistent=False)  # (mels, freqs)
-
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=waveforms.device.type, enabled=False):
-            spectrum = torch.stft(
-                waveforms.float(), n_fft=self.n_fft, hop_length=self.hop_length, window=self.window,
-                center=True, pad_mode="constant", return_complex=True,
-            )
-            power = spectrum.real.square() + spectrum.imag.square()  # (B, freqs, frames)
-            mel = torch.matmul(self.mel_matrix, power)
-            return 10.0 * torch.log10(mel + POWER_FLOOR)
 
 
 class LogMelStats(nn.Module):
@@ -304,44 +274,55 @@ class LogMelImage(nn.Module):
         return self.image_model.forward_head(self.image_model.forward_features(images), pre_logits=True)
 
 
-def load_logmel_stats(name: str = "logmel-stats", features: tuple[str, ...] = STATS_FEATURES) -> AudioBackbone:
+@register_network("logmel.stats")
+def build_logmel_stats(spec: AudioSpec, weights: str | None, features: tuple[str, ...] = STATS_FEATURES) -> Network:
     """Weight-free log-mel statistics (308-d by default; 128-d with features=("logmel",)):
     instant, no download, no GPU needed."""
+    if weights is not None and not is_random(weights):
+        raise ConfigError(f"{spec.name} is weight-free: drop --weights {weights}")
     model = LogMelStats(features=tuple(features)).eval()
-    return AudioBackbone(
-        name=name,
-        model=model,
-        sample_rate=STATS_SAMPLE_RATE,
-        window_seconds=STATS_WINDOW_SECONDS,
-        min_seconds=MIN_SECONDS,
-        embedding_dim=measure_embedding_dim(model, STATS_SAMPLE_RATE),
-        frontend={
-            "sample_rate": STATS_SAMPLE_RATE, "n_fft": STATS_N_FFT, "win_length": STATS_N_FFT,
-            "hop_length": STATS_HOP_LENGTH, "window": "hann (periodic)", "center": True, "pad_mode": "constant",
-            "power": 2.0, "n_mels": STATS_N_MELS, "f_min": STATS_F_MIN,
-            "f_max": f"min({STATS_F_MAX:g}, the clip's Nyquist)", "mel_scale": "slaney", "mel_norm": "slaney",
-            "log": f"ln(power + {STATS_LOG_FLOOR:g})",
-            "features": list(model.features),
-            "delta": f"torchaudio compute_deltas, {STATS_DELTA_WIDTH} frames, replicate edge (delta2: twice)",
-            "mfcc": f"{STATS_N_MFCC}, orthonormal DCT-II of the log-mel bands",
-            "contrast": (f"librosa spectral_contrast, {CONTRAST_N_BANDS} octaves from {CONTRAST_F_MIN:g} Hz "
-                         "(scaled to the clip's bandwidth) + the top band"),
-            "pooling": "concat(mean, population std) per feature over the real frames (end padding left out)",
-        },
-        weights_source="none: weight-free features",
-        weights_sha256=None,
-        architecture="logmel-stats",
-    )
+    frontend = {
+        "sample_rate": STATS_SAMPLE_RATE, "n_fft": STATS_N_FFT, "win_length": STATS_N_FFT,
+        "hop_length": STATS_HOP_LENGTH, "window": "hann (periodic)", "center": True, "pad_mode": "constant",
+        "power": 2.0, "n_mels": STATS_N_MELS, "f_min": STATS_F_MIN,
+        "f_max": f"min({STATS_F_MAX:g}, the clip's Nyquist)", "mel_scale": "slaney", "mel_norm": "slaney",
+        "log": f"ln(power + {STATS_LOG_FLOOR:g})",
+        "features": list(model.features),
+        "delta": f"torchaudio compute_deltas, {STATS_DELTA_WIDTH} frames, replicate edge (delta2: twice)",
+        "mfcc": f"{STATS_N_MFCC}, orthonormal DCT-II of the log-mel bands",
+        "contrast": (f"librosa spectral_contrast, {CONTRAST_N_BANDS} octaves from {CONTRAST_F_MIN:g} Hz "
+                     "(scaled to the clip's bandwidth) + the top band"),
+        "pooling": "concat(mean, population std) per feature over the real frames (end padding left out)",
+    }
+    return Network(model, "logmel-stats", STATS_SAMPLE_RATE, MIN_SECONDS, frontend,
+                   "none: weight-free features", None)
 
 
-def load_logmel_image(timm_name: str, weights: str | None) -> AudioBackbone:
+def load_logmel_stats(features: tuple[str, ...] = STATS_FEATURES):
+    """The catalog's logmel-stats backbone with another feature set (library use, e.g. the
+    ablation in scripts/eval_audio.py); the catalog entry itself is the default set."""
+    from dataclasses import replace
+
+    from pipelines.backbones.audio.base import AudioSpec, audio_entry, build_audio_backbone, measure_embedding_dim
+
+    spec = AudioSpec.from_entry(audio_entry("logmel-stats"))
+    backbone = build_audio_backbone(spec, None)  # checked against the catalog entry
+    if tuple(features) == STATS_FEATURES:
+        return backbone
+    network = build_logmel_stats(spec, None, features)
+    width = measure_embedding_dim(network.model, STATS_SAMPLE_RATE)
+    return replace(backbone, model=network.model, frontend=network.frontend, embedding_dim=width)
+
+
+@register_network("logmel.image")
+def build_logmel_image(spec: AudioSpec, weights: str | None) -> Network:
     """A timm image backbone on log-mel images; weights resolved by `load_backbone` (offline)."""
-    image = load_backbone(timm_name, weights)
+    image = load_backbone(spec.timm_name, weights)
     config = image.data_config
     input_size = tuple(int(v) for v in config["input_size"])
     model = LogMelImage(image.model, input_size, tuple(config["mean"]), tuple(config["std"])).eval()
     frontend = {
-        **_frontend(IMAGE_N_MELS),
+        **model.logmel.describe(),
         "image": {
             "top_db": IMAGE_TOP_DB,
             "scaling": "per-window min-max to [0, 1] after clamping to the top 80 dB",
@@ -352,27 +333,8 @@ def load_logmel_image(timm_name: str, weights: str | None) -> AudioBackbone:
             "std": [float(v) for v in config["std"]],
         },
     }
-    return AudioBackbone(
-        name=image.name,
-        model=model,
-        sample_rate=SAMPLE_RATE,
-        window_seconds=IMAGE_WINDOW_SECONDS,
-        min_seconds=MIN_SECONDS,
-        embedding_dim=measure_embedding_dim(model, SAMPLE_RATE),
-        frontend=frontend,
-        weights_source=image.weights_source,
-        weights_sha256=image.weights_sha256,
-        architecture=f"logmel-image:{image.timm_name}",
-    )
-
-
-def _frontend(n_mels: int) -> dict:
-    return {
-        "sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "win_length": N_FFT, "hop_length": HOP_LENGTH,
-        "window": "hann (periodic)", "center": True, "pad_mode": "constant", "power": 2.0,
-        "n_mels": n_mels, "f_min": F_MIN, "f_max": F_MAX, "mel_scale": "slaney", "mel_norm": "slaney",
-        "log": f"10*log10(power + {POWER_FLOOR:g})",
-    }
+    return Network(model, f"logmel-image:{image.timm_name}", model.logmel.sample_rate, MIN_SECONDS, frontend,
+                   image.weights_source, image.weights_sha256)
 
 
 def _per_channel(values: tuple[float, ...], channels: int) -> torch.Tensor:

@@ -3,13 +3,13 @@
 The networks mirror `pytorch/models.py` of github.com/qiuqiangkong/audioset_tagging_cnn module
 for module, so a published `Cnn14_mAP=0.431.pth` (`{'model': state_dict, ...}`) or its Hugging
 Face re-upload (`nicofarr/panns_Cnn14`, keys prefixed `backbone.`) loads strictly. Only the front
-end differs: the log-mel is computed with torchaudio in float32 instead of torchlibrosa's
-convolution STFT, so the checkpoint's front-end tensors (`spectrogram_extractor.stft.conv_real`,
+end differs: the log-mel is the shared `frontends.LogMel` (torch.stft, torchaudio's Slaney
+filterbank) in float32 instead of torchlibrosa's convolution STFT, so the checkpoint's front-end tensors (`spectrogram_extractor.stft.conv_real`,
 `conv_imag`, `logmel_extractor.melW`) are checked against it on load and then set aside.
 
 Typical use:
 
-    backbone = load_panns("panns-cnn14", "Cnn14_mAP=0.431.pth")
+    backbone = load_panns("panns-cnn14", "Cnn14_mAP=0.431.pth")   # or load_audio_backbone(...)
     embeddings = backbone.embed(waveforms)   # (B, samples) float32 at 32 kHz -> (B, 2048)
 
 Training-only parts of PANNs (SpecAugment, mixup, dropout) are left out: the models are built
@@ -19,54 +19,33 @@ for embedding extraction in eval mode.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-import torchaudio
 from torch import nn
 
 from pipelines.backbones import checkpoints
-from pipelines.backbones.audio_base import AudioBackbone, measure_embedding_dim
-from pipelines.backbones.checkpoints import (
-    RANDOM_SOURCE,
-    file_sha256,
-    is_random,
-    key_problems,
-    read_state_dict,
-    seeded_init,
-    strip_wrapper_prefixes,
+from pipelines.backbones.audio.base import (
+    AudioBackbone,
+    AudioSpec,
+    Network,
+    audio_entry,
+    build_audio_backbone,
+    register_network,
 )
+from pipelines.backbones.audio.frontends import F_MAX, F_MIN, HOP_LENGTH, N_FFT, POWER_FLOOR, SAMPLE_RATE, LogMel
+from pipelines.backbones.catalog import BackboneEntry, load_catalog
 from pipelines.backbones.hf_cache import cached_weights, hf_hub_cache_dir
 from pipelines.core.errors import InputError, WeightsError
 
-# --- the front end every published 32 kHz PANNs checkpoint was trained with -------------------
-SAMPLE_RATE = 32000  # Hz
-N_FFT = 1024  # window_size in PANNs: STFT size and window length
-HOP_LENGTH = 320  # hop_size: 10 ms, 100 frames per second
+# --- the front end every published 32 kHz PANNs checkpoint was trained with: the shared LogMel at
+# 32 kHz, n_fft 1024, hop 320, 50-14000 Hz, with PANNs' 64 bands, reflect padding and
+# power_to_db(amin=1e-10, ref 1.0, no top_db)
 N_MELS = 64  # mel_bins
-F_MIN = 50.0  # fmin, Hz
-F_MAX = 14000.0  # fmax, Hz
-AMIN = 1e-10  # power_to_db: 10*log10(max(power, amin)), ref 1.0, no top_db
+AMIN = POWER_FLOOR
 AUDIOSET_CLASSES = 527  # fc_audioset rows
-WINDOW_SECONDS = 10.0  # AudioSet clip length the models were trained on
-
-FRONTEND = {
-    "sample_rate": SAMPLE_RATE,
-    "n_fft": N_FFT,
-    "win_length": N_FFT,
-    "hop_length": HOP_LENGTH,
-    "window": "hann (periodic)",
-    "center": True,
-    "pad_mode": "reflect",
-    "n_mels": N_MELS,
-    "f_min": F_MIN,
-    "f_max": F_MAX,
-    "mel": "slaney scale, slaney norm (librosa.filters.mel)",
-    "log": "10*log10(power, amin 1e-10)",
-    "implementation": "torchaudio",
-}
 
 # The checkpoint's torchlibrosa front end: verified against ours on load, then not needed.
 STFT_REAL_KEY = "spectrogram_extractor.stft.conv_real.weight"
@@ -80,35 +59,17 @@ FRONTEND_RTOL = 1e-3
 # Prefixes that wrap every key: PyTorchModelHubMixin (`backbone.`), DataParallel, compile, Lightning.
 WRAPPER_PREFIXES = ("backbone.", *checkpoints.WRAPPER_PREFIXES)
 ZENODO_RECORD = "https://zenodo.org/records/3987831"
+HF_FILENAME = "model.safetensors"  # what PyTorchModelHubMixin.save_pretrained writes
 
 
-# --- front end ----------------------------------------------------------------------------------
-class LogMel(nn.Module):
-    """(B, samples) waveform -> (B, 1, frames, 64) log-mel, in float32 whatever autocast says."""
+class PannsLogMel(LogMel):
+    """(B, samples) waveform -> (B, 1, frames, 64) log-mel, PANNs' layout, float32 whatever autocast says."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=SAMPLE_RATE, n_fft=N_FFT, win_length=N_FFT, hop_length=HOP_LENGTH,
-            f_min=F_MIN, f_max=F_MAX, n_mels=N_MELS, window_fn=torch.hann_window, power=2.0,
-            center=True, pad_mode="reflect", norm="slaney", mel_scale="slaney",
-        )
-        # Window and filterbank are derived, not learned: keep them out of the state dict so
-        # the model's keys are exactly the published checkpoint's network keys.
-        for module in self.mel.modules():
-            for name, buffer in list(module.named_buffers(recurse=False)):
-                module.register_buffer(name, buffer, persistent=False)
-
-    @property
-    def filterbank(self) -> torch.Tensor:
-        """(n_fft/2+1, n_mels): the layout of the checkpoint's `logmel_extractor.melW`."""
-        return self.mel.mel_scale.fb
+        super().__init__(N_MELS, pad_mode="reflect", floor=AMIN, clamp=True)
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=waveforms.device.type, enabled=False):
-            power = self.mel(waveforms.float())  # (B, n_mels, frames)
-            logmel = 10.0 * torch.log10(torch.clamp(power, min=AMIN))
-        return logmel.transpose(1, 2).unsqueeze(1)
+        return super().forward(waveforms).transpose(1, 2).unsqueeze(1)
 
 
 # --- building blocks, named as in audioset_tagging_cnn/pytorch/models.py ----------------------
@@ -215,16 +176,32 @@ class ConvPreWavBlock(nn.Module):
 
 
 # --- the networks ---------------------------------------------------------------------------------
+PANNS_CLASSES: dict[str, type[PannsNet]] = {}  # loader key -> network class, filled by @panns_network
+
+
+def panns_network(loader: str) -> Callable[[type[PannsNet]], type[PannsNet]]:
+    """Register a PANNs class as the network of catalog `loader = "<loader>"`."""
+
+    def register(cls: type[PannsNet]) -> type[PannsNet]:
+        cls.loader = loader
+        PANNS_CLASSES[loader] = cls
+        register_network(loader)(lambda spec, weights: _build_network(cls, spec, weights))
+        return cls
+
+    return register
+
+
 class PannsNet(nn.Module):
     """Waveform -> log-mel -> bn0 over mel bins -> CNN -> PANNs clip embedding (relu(fc1(...)))."""
 
+    loader = ""  # the catalog's loader key, set by @panns_network
     architecture = ""  # the class name in PANNs' models.py
     min_samples = 0  # shortest input every pooling stage still gets one frame from
     published_file = ""  # the checkpoint on Zenodo record 3987831
 
     def __init__(self) -> None:
         super().__init__()
-        self.logmel = LogMel()
+        self.logmel = PannsLogMel()
         self.bn0 = nn.BatchNorm2d(N_MELS)
 
     def features(self, logmel: torch.Tensor, waveforms: torch.Tensor) -> torch.Tensor:
@@ -258,53 +235,55 @@ class PannsNet(nn.Module):
         return cls.min_samples / SAMPLE_RATE
 
 
-class Cnn14(PannsNet):
-    architecture = "Cnn14"
-    min_samples = (2**5 - 1) * HOP_LENGTH  # five 2x2 poolings: 32 frames = 31 hops (0.31 s)
-    published_file = "Cnn14_mAP=0.431.pth"
+class ConvStack(PannsNet):
+    """Cnn6/10/14: conv blocks of `widths`, each followed by a 2x2 average pool up to `pooled`
+    blocks (then 1x1), and fc1 of the last width."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        widths = (1, 64, 128, 256, 512, 1024, 2048)
-        for index in range(1, 7):
-            setattr(self, f"conv_block{index}", ConvBlock(widths[index - 1], widths[index]))
-        self.fc1 = nn.Linear(2048, 2048, bias=True)
-        self.fc_audioset = nn.Linear(2048, AUDIOSET_CLASSES, bias=True)
-
-    def features(self, logmel: torch.Tensor, waveforms: torch.Tensor) -> torch.Tensor:
-        x = logmel
-        for index in range(1, 6):
-            x = getattr(self, f"conv_block{index}")(x, pool_size=(2, 2), pool_type="avg")
-        return self.conv_block6(x, pool_size=(1, 1), pool_type="avg")
-
-
-class Cnn10(PannsNet):
-    architecture = "Cnn10"
-    min_samples = (2**4 - 1) * HOP_LENGTH  # four 2x2 poolings: 16 frames (0.15 s)
-    published_file = "Cnn10_mAP=0.380.pth"
+    widths: tuple[int, ...] = ()  # input channels (1), then each block's output channels
+    pooled = 0  # how many blocks are followed by a 2x2 pool
     block = ConvBlock
 
     def __init__(self) -> None:
         super().__init__()
-        widths = (1, 64, 128, 256, 512)
-        for index in range(1, 5):
-            setattr(self, f"conv_block{index}", self.block(widths[index - 1], widths[index]))
-        self.fc1 = nn.Linear(512, 512, bias=True)
-        self.fc_audioset = nn.Linear(512, AUDIOSET_CLASSES, bias=True)
+        for index in range(1, len(self.widths)):
+            setattr(self, f"conv_block{index}", self.block(self.widths[index - 1], self.widths[index]))
+        self.fc1 = nn.Linear(self.widths[-1], self.widths[-1], bias=True)
+        self.fc_audioset = nn.Linear(self.widths[-1], AUDIOSET_CLASSES, bias=True)
 
     def features(self, logmel: torch.Tensor, waveforms: torch.Tensor) -> torch.Tensor:
         x = logmel
-        for index in range(1, 5):
-            x = getattr(self, f"conv_block{index}")(x, pool_size=(2, 2), pool_type="avg")
+        for index in range(1, len(self.widths)):
+            pool = (2, 2) if index <= self.pooled else (1, 1)
+            x = getattr(self, f"conv_block{index}")(x, pool_size=pool, pool_type="avg")
         return x
 
 
+@panns_network("panns.cnn14")
+class Cnn14(ConvStack):
+    architecture = "Cnn14"
+    min_samples = (2**5 - 1) * HOP_LENGTH  # five 2x2 poolings: 32 frames = 31 hops (0.31 s)
+    published_file = "Cnn14_mAP=0.431.pth"
+    widths = (1, 64, 128, 256, 512, 1024, 2048)
+    pooled = 5
+
+
+@panns_network("panns.cnn10")
+class Cnn10(ConvStack):
+    architecture = "Cnn10"
+    min_samples = (2**4 - 1) * HOP_LENGTH  # four 2x2 poolings: 16 frames (0.15 s)
+    published_file = "Cnn10_mAP=0.380.pth"
+    widths = (1, 64, 128, 256, 512)
+    pooled = 4
+
+
+@panns_network("panns.cnn6")
 class Cnn6(Cnn10):
     architecture = "Cnn6"
     published_file = "Cnn6_mAP=0.343.pth"
     block = ConvBlock5x5  # one 5x5 conv per block instead of two 3x3
 
 
+@panns_network("panns.resnet22")
 class ResNet22(PannsNet):
     architecture = "ResNet22"
     min_samples = (2**5 - 1) * HOP_LENGTH  # conv_block1, layer2..4 and a final pool: 5 halvings
@@ -324,6 +303,7 @@ class ResNet22(PannsNet):
         return self.conv_block_after1(x, pool_size=(1, 1), pool_type="avg")
 
 
+@panns_network("panns.wavegram-logmel-cnn14")
 class Wavegram_Logmel_Cnn14(PannsNet):  # noqa: N801 - the published architecture's name
     architecture = "Wavegram_Logmel_Cnn14"
     # The wavegram branch yields one frame per 320 samples without the STFT's extra centre frame,
@@ -367,82 +347,65 @@ class Wavegram_Logmel_Cnn14(PannsNet):  # noqa: N801 - the published architectur
         return self.conv_block6(x, pool_size=(1, 1), pool_type="avg")
 
 
-# --- the table of models --------------------------------------------------------------------------
-class PannsModel(NamedTuple):
-    cls: type[PannsNet]  # the network
-    embedding_dim: int  # fc1 width, checked by a dummy forward on load
-    hf_repo: str  # Hugging Face re-upload of the published checkpoint (model.safetensors)
-
-
-PANNS_MODELS: dict[str, PannsModel] = {
-    "panns-cnn14": PannsModel(Cnn14, 2048, "nicofarr/panns_Cnn14"),
-    "panns-cnn10": PannsModel(Cnn10, 512, "nicofarr/panns_Cnn10"),
-    "panns-cnn6": PannsModel(Cnn6, 512, "nicofarr/panns_Cnn6"),
-    "panns-resnet22": PannsModel(ResNet22, 2048, "nicofarr/panns_ResNet22"),
-    "panns-wavegram-logmel-cnn14": PannsModel(Wavegram_Logmel_Cnn14, 2048, "nicofarr/panns_Wavegram_Logmel_Cnn14"),
-}
-HF_FILENAME = "model.safetensors"  # what PyTorchModelHubMixin.save_pretrained writes
+# --- building: catalog entry -> network with weights ----------------------------------------------
+def panns_entries() -> list[BackboneEntry]:
+    """The catalog's PANNs entries, in catalog order."""
+    return [entry for entry in load_catalog() if entry.loader in PANNS_CLASSES]
 
 
 def resolve_panns_name(name: str) -> str:
-    """'panns-cnn14', 'Cnn14', 'PANNs_Wavegram_Logmel_Cnn14' ... -> the PANNS_MODELS key."""
-    key = name.strip().lower().replace("_", "-")
-    key = key if key.startswith("panns-") else f"panns-{key}"
-    if key not in PANNS_MODELS:
-        raise WeightsError(f"unknown PANNs model {name!r}: pass --backbone one of {', '.join(PANNS_MODELS)}")
-    return key
+    """'panns-cnn14', 'Cnn14', 'PANNs_Wavegram_Logmel_Cnn14' ... -> the catalog entry's name."""
+    entry = audio_entry(name)
+    if entry is None or entry.loader not in PANNS_CLASSES:
+        names = ", ".join(entry.name for entry in panns_entries())
+        raise WeightsError(f"unknown PANNs model {name!r}: pass --backbone one of {names}")
+    return entry.name
 
 
 def build_panns(name: str) -> PannsNet:
     """The network in eval mode, seeded: the same random init every time, global RNG untouched."""
-    with seeded_init():
-        model = PANNS_MODELS[resolve_panns_name(name)].cls()
+    entry = audio_entry(resolve_panns_name(name))
+    with checkpoints.seeded_init():
+        model = PANNS_CLASSES[entry.loader]()
     return model.eval()
 
 
 def load_panns(name: str, weights: str | None) -> AudioBackbone:
     """A PANNs backbone; weights: a checkpoint path, "random", or None for the local HF cache."""
-    key = resolve_panns_name(name)
-    entry = PANNS_MODELS[key]
-    model = build_panns(key)
-    path, source = _choose_weights(key, weights)
+    return build_audio_backbone(AudioSpec.from_entry(audio_entry(resolve_panns_name(name)), name), weights)
+
+
+def _build_network(cls: type[PannsNet], spec: AudioSpec, weights: str | None) -> Network:
+    path, source = _choose_weights(cls, spec, weights)  # first: missing weights fail before the build
+    with checkpoints.seeded_init():
+        model = cls().eval()
     if path is not None:
         load_panns_state_dict(model, _read_checkpoint(path), origin=f"weights file {path}")
-    return AudioBackbone(
-        name=name,
-        model=model,
-        sample_rate=SAMPLE_RATE,
-        window_seconds=WINDOW_SECONDS,
-        min_seconds=entry.cls.min_seconds(),
-        embedding_dim=measure_embedding_dim(model, model.min_samples),
-        frontend=dict(FRONTEND),
-        weights_source=source,
-        weights_sha256=file_sha256(path) if path is not None else None,
-        architecture=f"panns.{entry.cls.architecture}",
-    )
+    frontend = model.logmel.describe() | {"implementation": "torchaudio"}
+    return Network(model, f"panns.{cls.architecture}", model.logmel.sample_rate, cls.min_seconds(), frontend,
+                   source, checkpoints.file_sha256(path) if path is not None else None)
 
 
-def _choose_weights(key: str, weights: str | None) -> tuple[Path | None, str]:
-    entry = PANNS_MODELS[key]
-    if is_random(weights):
-        return None, RANDOM_SOURCE
+def _choose_weights(cls: type[PannsNet], spec: AudioSpec, weights: str | None) -> tuple[Path | None, str]:
+    if checkpoints.is_random(weights):
+        return None, checkpoints.RANDOM_SOURCE
     if weights is not None:
         path = Path(weights).expanduser()
         return path, f"file {path}"
-    path = cached_weights(entry.hf_repo, HF_FILENAME)
+    path = cached_weights(spec.hf_repo, HF_FILENAME) if spec.hf_repo else None
     if path is None:
         raise WeightsError(
-            f"no {key} weights offline (nothing for {entry.hf_repo} in {hf_hub_cache_dir()}): pass "
-            f"--weights PATH to the published {entry.cls.published_file} ({ZENODO_RECORD}), run "
-            f"`olymp weights pull {key}` while online, or use --backbone logmel-stats or "
+            f"no {spec.entry} weights offline (nothing for {spec.hf_repo} in {hf_hub_cache_dir()}): pass "
+            f"--weights PATH to the published {cls.published_file} ({ZENODO_RECORD}), run "
+            f"`olymp weights pull {spec.entry}` while online, or use --backbone logmel-stats or "
             "--backbone efficientnet_lite0 --modality audio, which need no download"
         )
-    return path, f"hf-cache {entry.hf_repo} ({path})"
+    return path, f"hf-cache {spec.hf_repo} ({path})"
 
 
 def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     try:
-        return read_state_dict(path)
+        return checkpoints.read_state_dict(path)
     except WeightsError as err:
         if "weights only" not in str(err).lower():  # missing or corrupt: nothing PANNs-specific to add
             raise
@@ -454,7 +417,7 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
 def load_panns_state_dict(model: PannsNet, state: dict[str, torch.Tensor], origin: str) -> None:
     """Check the front end, then load every other tensor strictly; WeightsError naming the problem."""
-    state = dict(strip_wrapper_prefixes(state, set(model.state_dict()), WRAPPER_PREFIXES))
+    state = dict(checkpoints.strip_wrapper_prefixes(state, set(model.state_dict()), WRAPPER_PREFIXES))
     frontend = {key: state.pop(key) for key in FRONTEND_KEYS if key in state}
     problems = frontend_problems(model, frontend)
     if problems:
@@ -468,13 +431,15 @@ def load_panns_state_dict(model: PannsNet, state: dict[str, torch.Tensor], origi
     for key, value in expected.items():
         if key.endswith("num_batches_tracked") and key not in state:
             state[key] = value
-    mismatch = key_problems(expected, state)
+    mismatch = checkpoints.key_problems(expected, state)
     if not mismatch.none:
         guess = _guess_architecture(set(state))
-        if guess and PANNS_MODELS[guess].cls is not type(model):
-            hint = f"it looks like a {guess} checkpoint: pass --backbone {guess}"
+        if guess and PANNS_CLASSES[guess] is not type(model):
+            name = next(entry.name for entry in panns_entries() if entry.loader == guess)
+            hint = f"it looks like a {name} checkpoint: pass --backbone {name}"
         else:
-            hint = f"pass the --backbone the checkpoint was trained with ({', '.join(PANNS_MODELS)})"
+            names = ", ".join(entry.name for entry in panns_entries())
+            hint = f"pass the --backbone the checkpoint was trained with ({names})"
         raise WeightsError(f"{origin} does not fit PANNs {model.architecture}: {mismatch.describe()}; {hint}")
     model.load_state_dict(state, strict=True)
 
@@ -516,13 +481,13 @@ def _implied(key: str, tensor: torch.Tensor) -> str:
 
 
 def _guess_architecture(keys: set[str]) -> str | None:
-    """Which PANNs model a checkpoint's keys suggest, from a layer only that model has."""
+    """Which PANNs network (loader key) a checkpoint's keys suggest, from a layer only it has."""
     signatures = (
-        ("pre_conv0.weight", "panns-wavegram-logmel-cnn14"),
-        ("resnet.layer1.0.conv1.weight", "panns-resnet22"),
-        ("conv_block6.conv1.weight", "panns-cnn14"),
-        ("conv_block4.conv2.weight", "panns-cnn10"),
-        ("conv_block4.conv1.weight", "panns-cnn6"),
+        ("pre_conv0.weight", "panns.wavegram-logmel-cnn14"),
+        ("resnet.layer1.0.conv1.weight", "panns.resnet22"),
+        ("conv_block6.conv1.weight", "panns.cnn14"),
+        ("conv_block4.conv2.weight", "panns.cnn10"),
+        ("conv_block4.conv1.weight", "panns.cnn6"),
     )
     return next((name for key, name in signatures if key in keys), None)
 

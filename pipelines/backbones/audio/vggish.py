@@ -18,10 +18,10 @@ Embedding: the 128-d output of the last fc, PRE-activation, as in the original T
 a final non-linear activation"). The torchvggish port adds a final ReLU (torchvggish issue #24);
 it has no weights, so its state dicts load unchanged. The PCA whitening + 8-bit quantization of
 the released AudioSet features is NOT applied. A window's examples are averaged: (B, 128).
-Windows: 10 s by default (an AudioSet clip: 10 examples; its last 0.385 s cannot fill an 11th
+Windows: 10 s by default (the catalog's window_seconds: an AudioSet clip: 10 examples; its last 0.385 s cannot fill an 11th
 and is dropped, as in the original), at least 0.96 s (topped up to 0.975 s inside the model).
 
-Weights (`load_vggish(weights)`), never downloaded:
+Weights (`load_audio_backbone("vggish", weights)`, i.e. --weights), never downloaded:
     a path: a PyTorch state dict (.pth/.pt via torch.load(weights_only=True), or .safetensors)
     in the torchvggish layout, e.g. vggish-10086976.pth from the torchvggish release:
         features.0.weight (64, 1, 3, 3)      features.0.bias (64,)
@@ -39,7 +39,7 @@ Weights (`load_vggish(weights)`), never downloaded:
 
 Example:
 
-    backbone = load_vggish("vggish-10086976.pth")
+    backbone, _ = load_audio_backbone("vggish", "vggish-10086976.pth")
     vectors = backbone.embed(torch.randn(2, 16000 * 10))       # (2, 128)
 """
 
@@ -48,68 +48,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pipelines.backbones.audio_base import AudioBackbone, build_with_weights, init_for_relu, measure_embedding_dim
+from pipelines.backbones.audio.base import AudioSpec, Network, build_with_weights, init_for_relu, register_network
+from pipelines.backbones.audio.frontends import (
+    AUDIOSET_EXAMPLE_FRAMES as EXAMPLE_FRAMES,
+    AUDIOSET_HOP_SAMPLES as HOP_SAMPLES,
+    AUDIOSET_MEL_BANDS as MEL_BANDS,
+    AUDIOSET_WINDOW_SAMPLES as WINDOW_SAMPLES,
+    AudioSetLogMel,
+    pad_to_samples,
+)
 
-SAMPLE_RATE = 16000
-WINDOW_SAMPLES = 400  # 25 ms
-HOP_SAMPLES = 160  # 10 ms
-FFT_LENGTH = 512  # next power of two above 400
-MEL_BANDS = 64
-MEL_MIN_HZ = 125.0
-MEL_MAX_HZ = 7500.0
 LOG_OFFSET = 0.01
-EXAMPLE_FRAMES = 96  # 0.96 s
-EMBEDDING_DIM = 128
-WINDOW_SECONDS = 10.0  # an AudioSet clip: 10 examples (the last 0.385 s falls short of an 11th)
+EMBEDDING_WIDTH = 128  # the last fc's outputs (the catalog's embedding_dim is checked against a forward)
 MIN_SECONDS = 0.96
 FEATURE_LAYERS = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M")
-
-
-# ---- front end shared with YAMNet (same STFT and mel matrix; only the log offset differs) ----
-
-def audioset_mel_matrix(num_mel_bins: int = MEL_BANDS, num_spectrogram_bins: int = FFT_LENGTH // 2 + 1,
-                        sample_rate: int = SAMPLE_RATE, lower_edge_hertz: float = MEL_MIN_HZ,
-                        upper_edge_hertz: float = MEL_MAX_HZ) -> torch.Tensor:
-    """(spectrogram bins, mel bins) like mel_features.spectrogram_to_mel_matrix (and
-    tf.signal.linear_to_mel_weight_matrix): HTK mel, triangles linear in mel, DC row zeroed."""
-
-    def hertz_to_mel(hertz: torch.Tensor) -> torch.Tensor:
-        return 1127.0 * torch.log1p(hertz / 700.0)
-
-    bins_mel = hertz_to_mel(torch.linspace(0.0, sample_rate / 2.0, num_spectrogram_bins, dtype=torch.float64))
-    edges = torch.linspace(
-        float(hertz_to_mel(torch.tensor(lower_edge_hertz, dtype=torch.float64))),
-        float(hertz_to_mel(torch.tensor(upper_edge_hertz, dtype=torch.float64))),
-        num_mel_bins + 2, dtype=torch.float64,
-    )
-    lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
-    lower_slope = (bins_mel[:, None] - lower) / (center - lower)
-    upper_slope = (upper - bins_mel[:, None]) / (upper - center)
-    matrix = torch.clamp(torch.minimum(lower_slope, upper_slope), min=0.0)
-    matrix[0, :] = 0.0
-    return matrix.float()
-
-
-class AudioSetLogMel(nn.Module):
-    """(B, samples) 16 kHz -> (B, frames, 64) log(mel magnitude + log_offset), as VGGish/YAMNet."""
-
-    def __init__(self, log_offset: float):
-        super().__init__()
-        self.log_offset = log_offset
-        self.register_buffer("window", torch.hann_window(WINDOW_SAMPLES, periodic=True), persistent=False)
-        self.register_buffer("mel_matrix", audioset_mel_matrix(), persistent=False)
-
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=waveforms.device.type, enabled=False):
-            frames = waveforms.float().unfold(-1, WINDOW_SAMPLES, HOP_SAMPLES)  # (B, frames, 400)
-            magnitude = torch.fft.rfft(frames * self.window, n=FFT_LENGTH).abs()  # (B, frames, 257)
-            return torch.log(torch.matmul(magnitude, self.mel_matrix) + self.log_offset)
-
-
-def pad_to_samples(waveforms: torch.Tensor, samples: int) -> torch.Tensor:
-    """Zero-pad at the end to at least `samples`."""
-    short = samples - waveforms.shape[-1]
-    return nn.functional.pad(waveforms, (0, short)) if short > 0 else waveforms
 
 
 # ---- network ----
@@ -124,7 +76,7 @@ class VGGish(nn.Module):
         self.embeddings = nn.Sequential(
             nn.Linear(512 * 4 * 6, 4096), nn.ReLU(inplace=True),
             nn.Linear(4096, 4096), nn.ReLU(inplace=True),
-            nn.Linear(4096, EMBEDDING_DIM),  # pre-activation, as the original TF model
+            nn.Linear(4096, EMBEDDING_WIDTH),  # pre-activation, as the original TF model
         )
         init_for_relu(self)
 
@@ -161,38 +113,14 @@ def _feature_layers() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def load_vggish(weights: str | None) -> AudioBackbone:
+@register_network("vggish")
+def build_vggish(spec: AudioSpec, weights: str | None) -> Network:
     """VGGish with weights from `weights` (a torchvggish state dict file, or "random")."""
     model, source, sha = build_with_weights(
         VGGish, weights, "vggish",
         "the torchvggish port's vggish-10086976.pth (github.com/harritaylor/torchvggish releases)",
     )
-    return AudioBackbone(
-        name="vggish",
-        model=model,
-        sample_rate=SAMPLE_RATE,
-        window_seconds=WINDOW_SECONDS,
-        min_seconds=MIN_SECONDS,
-        embedding_dim=measure_embedding_dim(model, SAMPLE_RATE),  # 1 s of silence
-        frontend=audioset_frontend(LOG_OFFSET, example_hop_frames=EXAMPLE_FRAMES) | {
-            "embedding": "last fc, pre-activation (no ReLU, no PCA/quantization), mean over examples",
-        },
-        weights_source=source,
-        weights_sha256=sha,
-        architecture="vggish",
-    )
-
-
-# ---- helpers shared with YAMNet ----
-
-def audioset_frontend(log_offset: float, example_hop_frames: int) -> dict:
-    return {
-        "sample_rate": SAMPLE_RATE, "win_length": WINDOW_SAMPLES, "hop_length": HOP_SAMPLES,
-        "n_fft": FFT_LENGTH, "window": "hann (periodic)", "center": False, "power": 1.0,
-        "n_mels": MEL_BANDS, "f_min": MEL_MIN_HZ, "f_max": MEL_MAX_HZ,
-        "mel_scale": "htk (AudioSet mel_features matrix, DC row zeroed)", "mel_norm": None,
-        "log": f"log(mel + {log_offset:g})",
-        "example_frames": EXAMPLE_FRAMES, "example_hop_frames": example_hop_frames,
+    frontend = model.frontend.describe(example_hop_frames=EXAMPLE_FRAMES) | {
+        "embedding": "last fc, pre-activation (no ReLU, no PCA/quantization), mean over examples",
     }
-
-
+    return Network(model, "vggish", AudioSetLogMel.sample_rate, MIN_SECONDS, frontend, source, sha)
