@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -14,21 +13,17 @@ from cli.console import (
     QuietOption,
     StepSpinner,
     console,
+    dirs_argument,
     err_console,
     exit_on_error,
     quiet_output,
     score_text,
+    summary_done,
 )
 
 
 def blend(
-    runs: Annotated[
-        list[Path],
-        typer.Argument(
-            help="train-head run dirs trained on the same labels and folds (see train-head --folds-from).",
-            exists=True, file_okay=False, show_default=False, metavar="RUN_DIR...",
-        ),
-    ],
+    runs: dirs_argument("train-head run dirs trained on the same labels and folds (see train-head --folds-from).", "RUN_DIR..."),
     output: Annotated[Path, typer.Option("--output", "-o", help="Blend directory to create (olymp predict takes it like a run).")],
     method: Annotated[
         str, typer.Option("--method", help="greedy (ensemble selection with replacement) | nnls (non-negative least squares).")
@@ -72,10 +67,7 @@ def blend(
         )
         result = run_blend(config, on_progress=on_progress)
 
-    if json_out:
-        typer.echo(json.dumps(result.summary(), indent=2))
-        return
-    if quiet:
+    if summary_done(result.summary(), json_out, quiet):
         return
     console.print(blend_table(result))
     console.print(

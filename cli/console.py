@@ -6,6 +6,7 @@ import errno
 import os
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,6 +14,37 @@ from rich.console import Console
 from rich.markup import escape
 
 from pipelines.core.errors import OlympError, first_line
+
+# Arguments several commands take (typer reads them from the annotations).
+RunDirArgument = Annotated[
+    Path,
+    typer.Argument(
+        help="Run directory written by `olymp train-head`, or a blend dir from `olymp blend`.",
+        exists=True, file_okay=False, metavar="RUN_DIR",
+    ),
+]
+
+
+def dirs_argument(help: str, metavar: str):
+    """One or more existing directories (embedding dirs, run dirs) as a positional argument."""
+    return Annotated[
+        list[Path], typer.Argument(help=help, exists=True, file_okay=False, show_default=False, metavar=metavar)
+    ]
+
+
+def names_argument(help: str):
+    """Optional catalog names as a positional argument (default: all)."""
+    return Annotated[list[str] | None, typer.Argument(help=help, show_default=False)]
+
+
+def summary_done(summary: dict, json_out: bool, quiet: bool) -> bool:
+    """--json: print the summary as JSON; True when nothing more is to be shown (--json or --quiet)."""
+    if json_out:
+        import json
+
+        typer.echo(json.dumps(summary, indent=2))
+    return json_out or quiet
+
 
 console = Console()
 err_console = Console(stderr=True)

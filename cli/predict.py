@@ -9,17 +9,11 @@ from typing import Annotated
 
 import typer
 
-from cli.console import ExtractView, JsonOption, QuietOption, console, err_console, exit_on_error, quiet_output
+from cli.console import ExtractView, JsonOption, QuietOption, RunDirArgument, console, err_console, exit_on_error, quiet_output
 
 
 def predict(
-    run_dir: Annotated[
-        Path,
-        typer.Argument(
-            help="Run directory written by `olymp train-head`, or a blend dir from `olymp blend`.",
-            exists=True, file_okay=False, metavar="RUN_DIR",
-        ),
-    ],
+    run_dir: RunDirArgument,
     inputs: Annotated[
         list[Path],
         typer.Argument(

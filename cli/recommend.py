@@ -11,7 +11,7 @@ from rich.table import Table
 
 from cli.console import JsonOption, QuietOption, console, err_console, exit_on_error
 from pipelines.select.recommend import TIME_LABELS, TIME_LEGEND, Recommendation, RecommendConfig, format_duration
-from pipelines.select.recommend import recommend as run_recommend
+from pipelines.select.trial import recommend_and_trial as run_recommend
 
 
 def recommend(
@@ -27,11 +27,15 @@ def recommend(
     top: Annotated[int, typer.Option(min=1, help="Candidates shown.")] = 5,
     measure: Annotated[bool, typer.Option(help="Time a few batches of each top candidate and the decoding of a sample of DATA_PATH on this machine (random weights); the rest are calibrated to that speed.")] = False,
     measure_top: Annotated[int, typer.Option(min=1, help="With --measure: how many top candidates to time.")] = 5,
-    trial: Annotated[Optional[Path], typer.Option(help="Labels CSV (id,label): bake-off of the top candidates on a sample.", exists=True, dir_okay=False)] = None,
+    trial: Annotated[Optional[Path], typer.Option(help="Labels CSV (id,label): score the routes that run here with every fast head on a sample of your data.", exists=True, dir_okay=False)] = None,
     labels_from_folders: Annotated[bool, typer.Option("--labels-from-folders", help="Bake-off like --trial, each file's parent folder its class (no CSV).")] = False,
-    trial_size: Annotated[int, typer.Option(min=6, help="Labelled items in the bake-off sample (stratified).")] = 200,
-    trial_top: Annotated[int, typer.Option(min=1, help="Candidates in the bake-off.")] = 3,
+    trial_size: Annotated[Optional[int], typer.Option(min=6, help="Labelled items in the trial sample (stratified; default: what fits --time-budget, else 10 min).")] = None,
+    trial_top: Annotated[int, typer.Option(min=1, help="Routes in the trial (the best ranked available ones).")] = 4,
+    trial_layers: Annotated[str, typer.Option(help="Images: the --layers variant tried for each backbone ('' for none).")] = "-2,-1",
+    trial_heads: Annotated[Optional[str], typer.Option(help="Heads to score, e.g. logreg,mlp (default: logreg, mlp, and lgbm when its estimated time fits).")] = None,
+    trial_cache: Annotated[Optional[Path], typer.Option(help="Keep each route's extraction here and reuse it next time (default: a temp folder).", file_okay=False)] = None,
     trial_weights: Annotated[Optional[str], typer.Option(help="Bake-off weights: default offline auto; 'random' for smoke tests.")] = None,
+    group_col: Annotated[Optional[str], typer.Option(help="Column of the --trial CSV whose rows stay in one fold (e.g. a speaker or a recording).")] = None,
     id_col: Annotated[str, typer.Option(help="Id column of the --trial CSV.")] = "id",
     target_col: Annotated[str, typer.Option(help="Label column of the --trial CSV.")] = "label",
     as_json: JsonOption = False,
@@ -48,7 +52,9 @@ def recommend(
         device=device, time_budget=time_budget, deploy=deploy, task=task, show_all=all_entries, top=top,
         measure=measure, measure_top=measure_top, trial_labels=str(trial) if trial else None,
         trial_from_folders=labels_from_folders, trial_size=trial_size, trial_top=trial_top,
-        trial_weights=trial_weights, id_col=id_col, target_col=target_col,
+        trial_weights=trial_weights, trial_layers=trial_layers,
+        trial_heads=[h.strip() for h in trial_heads.split(",") if h.strip()] if trial_heads else None,
+        trial_cache=str(trial_cache) if trial_cache else None, group_col=group_col, id_col=id_col, target_col=target_col,
     )
     progress = None if as_json or quiet else (lambda message: err_console.print(f"[dim]{message}[/]", highlight=False))
     with exit_on_error():
@@ -72,29 +78,53 @@ def render(result: Recommendation) -> None:
         f"[bold]for[/]       {c.n_items:,} {c.modality} items, priority {c.priority}, {c.device}, budget {budget}, "
         f"{c.deploy}, {c.task}", highlight=False,
     )
-    trial = result.trial is not None
     table = Table(show_lines=False)
-    for column in ("#", "backbone", "why", "time", "dim", "weights offline") + (("trial acc.",) if trial else ()):
+    for column in ("#", "backbone", "why", "time", "dim", "weights offline"):
         table.add_column(column, overflow="fold")
     for x in result.candidates:
         label = TIME_LABELS.get(x.time_source, x.time_source)
         time_text = "-" if x.estimated_seconds is None else f"~{format_duration(x.estimated_seconds)} ({label})"
         if x.fits_budget is False:
             time_text = f"[red]{time_text}[/]"
-        row = [str(x.rank), f"[dim]{x.name}[/]" if x.avoid else f"[bold]{x.name}[/]", "; ".join(x.reasons),
-               time_text, str(x.entry.embedding_dim), x.weights_offline]
-        if trial:
-            row.append(f"{x.trial_score:.3f} ({x.trial_seconds:.0f} s)" if x.trial_score is not None else x.trial_skipped or "-")
-        table.add_row(*row)
+        name = f"[dim]{x.name}[/]" if x.avoid or not x.available else f"[bold]{x.name}[/]"
+        weights = x.weights_offline if x.available else f"[yellow]{x.weights_offline}[/]"
+        table.add_row(str(x.rank), name, "; ".join(x.reasons), time_text, str(x.entry.embedding_dim), weights)
     console.print(table)
     for source in dict.fromkeys(x.time_source for x in result.candidates if x.estimated_seconds is not None):
         if source in TIME_LEGEND:
             console.print(f"[dim]time: {TIME_LEGEND[source]}[/]", highlight=False, soft_wrap=True)
     for note in result.notes:
         console.print(f"[yellow]note[/]: {note}", highlight=False, soft_wrap=True)
+    if result.trial is not None:
+        render_trial(result.trial)
     if result.command:
         console.print("[bold]next[/]:", highlight=False)
         console.print(result.command, highlight=False, soft_wrap=True, markup=False)
+        if result.train_command:
+            console.print(result.train_command, highlight=False, soft_wrap=True, markup=False)
+
+
+def render_trial(trial) -> None:
+    """The bake-off: every route x head, mean ± std over the same folds, the winner first."""
+    grouped = f", folds grouped by {trial.grouped_by}" if trial.grouped_by else ""
+    console.print(f"[bold]trial[/]     {trial.sample} of {trial.labelled} labelled rows ({trial.size_reason}), "
+                  f"{trial.folds} folds{grouped}, {trial.metric}", highlight=False, soft_wrap=True)
+    table = Table(show_lines=False)
+    for column in ("route", "head", f"{trial.metric} (mean ± std)", "extract / item", "fit"):
+        table.add_column(column, overflow="fold")
+    order = sorted(trial.rows, key=lambda r: (r.mean is None, -(r.mean or 0.0) if trial.greater_is_better else (r.mean or 0.0)))
+    for row in order:
+        won = trial.winner is row
+        if row.mean is None:
+            table.add_row(f"[dim]{row.route}[/]", row.head, f"[dim]skipped: {row.skipped}[/]", "", "")
+            continue
+        per_item = "cached" if row.extract_cached else f"{1000 * row.extract_seconds_per_item:.0f} ms"
+        score = f"{row.mean:.4f} ± {row.std:.4f}"
+        table.add_row(f"[bold green]{row.route}[/]" if won else row.route, row.head,
+                      f"[bold green]{score}[/] (winner)" if won else score, per_item, f"{row.fit_seconds:.1f} s")
+    console.print(table)
+    for note in trial.notes:
+        console.print(f"[yellow]note[/]: {note}", highlight=False, soft_wrap=True)
 
 
 def probe_line(probe) -> str:

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Annotated
-
-import typer
 from rich.table import Table
 
-from cli.console import JsonOption, QuietOption, console, exit_on_error, quiet_output
+from cli.console import JsonOption, QuietOption, RunDirArgument, console, exit_on_error, quiet_output, summary_done
 
 
 def report(
-    run_dir: Annotated[
-        Path,
-        typer.Argument(
-            help="Run directory written by `olymp train-head`, or a blend dir from `olymp blend`.",
-            exists=True, file_okay=False, metavar="RUN_DIR",
-        ),
-    ],
+    run_dir: RunDirArgument,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -32,10 +21,7 @@ def report(
 
     with exit_on_error(), quiet_output(quiet):
         loaded = load_report(run_dir)
-    if json_out:
-        typer.echo(json.dumps(loaded.summary(), indent=2))
-        return
-    if quiet:
+    if summary_done(loaded.summary(), json_out, quiet):
         return
     console.print(scores_table(loaded))
     if loaded.provenance:  # how the numbers above were obtained, in one line

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cli.views import scores_table
-from cli.console import JsonOption, QuietOption, console, err_console, exit_on_error, quiet_output, score_text
+from cli.console import (JsonOption, QuietOption, console, dirs_argument, err_console, exit_on_error, quiet_output,
+                         score_text, summary_done)
 
 
 def train_head(
-    embeddings: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Embedding dir(s) from `olymp extract`; several are joined on id, features concatenated in order.",
-            exists=True, file_okay=False, show_default=False, metavar="EMBEDDINGS",
-        ),
-    ],
+    embeddings: dirs_argument(
+        "Embedding dir(s) from `olymp extract`; several are joined on id, features concatenated in order.", "EMBEDDINGS"
+    ),
     output: Annotated[Path, typer.Option("--output", "-o", help="Run directory to create.")],
     labels: Annotated[
         Path | None,
@@ -147,10 +143,7 @@ def train_head(
         finally:
             end_round_line()
 
-    if json_out:
-        typer.echo(json.dumps(result.summary(), indent=2))
-        return
-    if quiet:
+    if summary_done(result.summary(), json_out, quiet):
         return
     console.print(scores_table(result))
     if result.seed_scores:

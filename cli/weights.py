@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.console import JsonOption, QuietOption, console, err_console, error_console, exit_on_error, quiet_output
+from cli.console import (JsonOption, QuietOption, console, err_console, error_console, exit_on_error, names_argument,
+                         quiet_output)
 
 app = typer.Typer(
     help="Which backbone weights are usable offline; download them while online; check them.\n\n"
@@ -21,7 +22,7 @@ _STATE_STYLE = {"available": "green", "missing": "red", "needs-file": "yellow", 
 
 @app.command("list")
 def list_weights(
-    names: Annotated[list[str] | None, typer.Argument(help="Only these catalog entries (default: all).", show_default=False)] = None,
+    names: names_argument("Only these catalog entries (default: all).") = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -80,7 +81,7 @@ def pull_weights(
 
 @app.command("verify")
 def verify_weights(
-    names: Annotated[list[str] | None, typer.Argument(help="Only these entries (default: all pulled).", show_default=False)] = None,
+    names: names_argument("Only these entries (default: all pulled).") = None,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import eval_audio  # scripts/ is on sys.path: this file's folder
+import eval_trial  # noqa: E402 — scripts/ is on sys.path when this file runs
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DEVDATA = REPO.parent / "shared" / "devdata"
@@ -120,7 +121,7 @@ def esc_listing(esc: Path) -> Path:
     """ESC-10's clips sit in class folders; its labels name them by file stem: an id,path listing."""
     import pandas as pd
 
-    from pipelines.core.fileio import write_text_atomic
+    from pipelines.core.io import write_text_atomic
 
     files = {path.stem: path for path in esc.rglob("*.ogg")}
     ids = pd.read_csv(esc / "labels.csv")["id"].astype(str)
@@ -202,7 +203,7 @@ def main(argv=None) -> int:
         print(table(dataset_rows), flush=True)
         rows += dataset_rows
     eval_audio.run(args.devdata, CACHE, args)
-    from pipelines.core.fileio import write_text_atomic
+    from pipelines.core.io import write_text_atomic
 
     out = CACHE / ("results.csv" if not args.only else f"results-{args.only}.csv")
     import io
@@ -213,6 +214,7 @@ def main(argv=None) -> int:
     writer.writerows(rows)
     write_text_atomic(out, buffer.getvalue())
     print(f"\nresults: {out}")
+    eval_trial.run(args.devdata, CACHE, args)
     return 0
 
 

@@ -115,7 +115,7 @@ def run(devdata: Path, cache: Path, args) -> None:
 def _write_listing(path: Path, ids, files: dict) -> None:
     import pandas as pd
 
-    from pipelines.core.fileio import write_text_atomic
+    from pipelines.core.io import write_text_atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, pd.DataFrame({"id": ids, "path": [str(files[i]) for i in ids]}).to_csv(index=False))
@@ -223,7 +223,7 @@ def _table(rows: list[dict]) -> str:
 def _append_csv(path: Path, rows: list[dict]) -> None:
     import pandas as pd
 
-    from pipelines.core.fileio import write_text_atomic
+    from pipelines.core.io import write_text_atomic
 
     frame = pd.DataFrame(rows).assign(when=time.strftime("%Y-%m-%dT%H:%M:%S"))
     if path.is_file():

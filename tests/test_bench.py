@@ -20,6 +20,10 @@ def test_bench_parts_report_their_ratios(tmp_path):
     bound = min(image_row["model_only_img_s"], image_row["decode_limit_img_s"])
     assert image_row["extract_over_bound"] == pytest.approx(image_row["extract_img_s"] / bound)
     assert "extract_gpu_decode_img_s" not in image_row  # CPU: the rows that apply
+    shared = 1 / (1 / image_row["model_only_img_s"] + 1 / image_row["decode_limit_img_s"])  # decode and model share cores
+    assert image_row["shared_cpu_bound_img_s"] == pytest.approx(shared) and shared < bound
+    assert image_row["extract_over_shared_bound"] == pytest.approx(image_row["extract_img_s"] / shared)
+    assert image_row["extract_forward_s"] > 0 and image_row["extract_seconds"] > 0  # extract's own stage times
     audio_row = bench_audio(count=2, device_name="cpu")
     assert audio_row["extract_clips_s"] > 0 and audio_row["logmel_device_over_librosa"] > 0
     heads_row = bench_train_head(rows=150, dim=16, classes=3, folds=2, repeats=1)

@@ -428,3 +428,49 @@ def test_example_configs_write_beside_make_demos_run_and_reuse_its_embeddings(tm
     monkeypatch.setattr(runner_module, "run_extraction", counting)
     invoke("run", config, "--quiet")
     assert processed == [("train", 0, 30), ("test", 9, 0)]  # train resumed whole, test extracted
+
+
+@pytest.mark.slow
+def test_backbone_auto_is_chosen_by_the_trial_and_recorded(tmp_path, colour_data, hf_cache):
+    """backbone = "auto": the trial (only the packaged Lite0 here: Lite0 and Lite0 --layers -2,-1)
+    chooses, steps.json records what and why, the extraction uses it, and a second run reuses the
+    recorded choice (and skips every step)."""
+    text = CONFIG.format(root=colour_data).replace(f'output = "{colour_data}/out"', f'output = "{tmp_path}/out"')
+    text = text.replace('backbone = "test_resnet"\nweights = "random"\n', 'backbone = "auto"\n').replace(
+        f'test = "{colour_data}/test"\n', "")
+    config = tmp_path / "run.toml"
+    config.write_text(text)
+    first = json.loads(invoke("run", config, "--json").stdout)
+    state = json.loads((tmp_path / "out" / "steps.json").read_text())["steps"]
+    chosen = state["auto"]["backbone"]
+    assert chosen["chosen"] in ("efficientnet_lite0", "efficientnet_lite0 --layers -2,-1")
+    assert "trial winner with logreg" in chosen["why"] and "also tried" in chosen["why"]
+    assert len({row["route"] for row in state["auto"]["trial"]["rows"] if row["mean"] is not None}) == 2
+    assert state["extract-train"]["settings"]["extract.backbone"] == "efficientnet_lite0"
+    assert state["extract-train"]["settings"]["extract.layers"] == chosen["extract"].get("layers")
+    assert any(line.startswith("auto: extract.backbone = ") for line in first["checks"])
+    second = json.loads(invoke("run", config, "--json").stdout)
+    assert {step["status"] for step in second["steps"]} == {"skipped"}
+
+
+@pytest.mark.slow
+def test_head_auto_is_the_trials_best_head_on_the_configured_backbone(tmp_path, colour_data):
+    """head.name = "auto" with a fixed backbone: the trial varies only the head (on that backbone's
+    extraction), train-head runs the winner, steps.json says which and why."""
+    from pipelines.chain.chain import train_has_auto_head
+
+    if train_has_auto_head():
+        pytest.skip("train-head resolves --head auto itself")
+    config = write_config(tmp_path, colour_data)
+    config.write_text(config.read_text().replace('name = "logreg"', 'name = "auto"').replace(
+        f'test = "{colour_data}/test"\n', ""))
+    invoke("run", config, "--json")
+    state = json.loads((tmp_path / "out" / "steps.json").read_text())["steps"]
+    head = state["auto"]["head"]
+    trial = state["auto"]["trial"]
+    assert trial["routes"] == ["test_resnet"] and "backbone" not in state["auto"]
+    scored = {row["head"]: row["mean"] for row in trial["rows"] if row["mean"] is not None}
+    assert len(scored) >= 2 and scored[head["chosen"]] == max(scored.values())
+    assert "best head on test_resnet" in head["why"]
+    assert state["train-head"]["settings"]["head.name"] == head["chosen"]
+    assert json.loads((tmp_path / "out" / "run" / "manifest.json").read_text())["head"]["name"] == head["chosen"]

@@ -18,7 +18,7 @@ from cli.app import app
 from pipelines.data.embeddings import fingerprint, read_embeddings, read_errors
 from pipelines.core.errors import TooManyErrors
 from pipelines.extract.config import ExtractConfig
-from pipelines.extract.reader import load_rgb
+from pipelines.extract.readers.image import load_rgb
 from pipelines.extract.runner import run_extraction
 from tests.image_files import write_broken_images, write_images, write_odd_but_valid_images
 
@@ -266,7 +266,7 @@ def test_precision_auto_follows_the_hardware_and_stays_close_to_fp32(tmp_path):
     import torch
 
     from pipelines.core.errors import ConfigError
-    from pipelines.extract.mapper import cpu_has_native_bf16, resolve_precision
+    from pipelines.core.device import cpu_has_native_bf16, resolve_precision
 
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
@@ -292,3 +292,44 @@ def test_decode_workers_give_the_same_rows(tmp_path):
     parallel = read_embeddings(summary.output)
     assert list(parallel.ids) == list(inline.ids) and summary.errors == 4
     np.testing.assert_allclose(parallel.vectors, inline.vectors, rtol=1e-4, atol=1e-5)
+
+
+def test_manifest_and_json_record_seconds_per_stage(tmp_path):
+    write_images(tmp_path / "imgs", 5)
+    result = extract_cli(tmp_path / "imgs", "-o", tmp_path / "emb", *TINY, "--batch-size", "2", "--json")
+    assert result.exit_code == 0, result.output
+    timings = json.loads(result.stdout)["timings"]
+    manifest = json.loads((tmp_path / "emb" / "_manifest.json").read_text())
+    assert manifest["timings"] == timings
+    assert set(timings) == {"read_s", "forward_s", "write_s", "seconds"}
+    assert timings["forward_s"] > 0 and timings["write_s"] > 0 and timings["read_s"] > 0
+    # the stages run one after the other on CPU (no prefetch thread): their sum fits in the wall clock
+    assert timings["read_s"] + timings["forward_s"] + timings["write_s"] <= timings["seconds"] + 0.01
+
+
+def test_runner_takes_its_stage_and_writer_as_arguments(tmp_path):
+    """The runner only wires stages: a stage builder of our own (constant vectors) and a writer
+    that counts what it is given."""
+    from pipelines.extract.stages import Stage
+    from pipelines.extract.writer import PartWriter
+
+    write_images(tmp_path / "imgs", 3)
+    seen = []
+
+    def build_stage(config, device):
+        def rows(todo, workers):
+            ids = [item.id for item in todo]
+            yield ids, np.full((len(ids), 4), 7.0, dtype=np.float32), [], {}
+
+        return Stage("image", "constant", "constant", "none", None, {"kind": "constant"}, 4, "fp32", 8, rows)
+
+    class CountingWriter(PartWriter):
+        def add(self, ids, *args, **kwargs):
+            seen.extend(ids)
+            return super().add(ids, *args, **kwargs)
+
+    summary = run_extraction(tiny_config(tmp_path / "imgs", tmp_path / "emb"), build_stage=build_stage,
+                             build_writer=CountingWriter)
+    embeddings = read_embeddings(summary.output)
+    assert summary.backbone == "constant" and sorted(seen) == sorted(embeddings.ids) and len(seen) == 3
+    np.testing.assert_allclose(embeddings.vectors, 7.0)

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipelines.data.embeddings import read_embeddings, read_errors
-from pipelines.extract.audio_mapper import ClipPooler
-from pipelines.extract.audio_reader import AudioReader, ClipStream, WindowPlan, stream_windows, window_starts
+from pipelines.extract.mappers.audio import ClipPooler
+from pipelines.extract.readers.audio import AudioReader, ClipStream, WindowPlan, stream_windows, window_starts
 from pipelines.extract.config import ExtractConfig
-from pipelines.extract.inputs import InputItem
+from pipelines.data.inputs import InputItem
 from pipelines.extract.runner import run_extraction
 from tests.audio_files import tone, write_broken_clips, write_mixed_clips, write_odd_but_valid_clips
 

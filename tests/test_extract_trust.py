@@ -282,7 +282,7 @@ def test_fake_mp3_says_what_is_wrong(tmp_path):
 
 
 def test_nan_embedding_is_recorded_as_an_error(tmp_path, monkeypatch):
-    from pipelines.extract import mapper
+    from pipelines.extract.mappers import image as mapper
 
     real = mapper.Pending.result
 
@@ -302,7 +302,7 @@ def test_nan_embedding_is_recorded_as_an_error(tmp_path, monkeypatch):
 
 
 def test_failed_input_is_retried_once_on_resume(tmp_path, monkeypatch):
-    from pipelines.extract import reader
+    from pipelines.extract.readers import image as reader
 
     write_images(tmp_path / "imgs", 3)
     real = reader.load_rgb
@@ -333,7 +333,7 @@ def test_failed_input_is_retried_once_on_resume(tmp_path, monkeypatch):
 
 
 def test_transient_failure_is_embedded_on_resume(tmp_path, monkeypatch):
-    from pipelines.extract import reader
+    from pipelines.extract.readers import image as reader
 
     write_images(tmp_path / "imgs", 3)
     real = reader.load_rgb

@@ -94,7 +94,7 @@ def test_batch_size_auto_backs_off_on_a_real_out_of_memory(photos, tmp_path):
 
 def test_batch_size_auto_finds_a_batch_that_fits():
     from pipelines.backbones import load_backbone
-    from pipelines.extract.mapper import AUTO_MAX_BATCH, ImageMapper
+    from pipelines.extract.mappers.image import AUTO_MAX_BATCH, ImageMapper
 
     backbone = load_backbone("resnet18", "random")
     mapper = ImageMapper(backbone, torch.device("cuda"))

@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.app import app
-from pipelines.train import cv, metrics
+from pipelines.data import cv
+from pipelines.train import metrics
 from pipelines.core.errors import ConfigError, InputError
 from pipelines.heads import get_head
 from pipelines.data.tasks import Target, multilabel_target

@@ -52,7 +52,7 @@ def _import_graph() -> dict[str, set[str]]:
     for name, path in modules.items():
         edges = set()
         for target in _imported_names(name, path):
-            # `from pipelines.train import cv` imports the submodule pipelines.train.cv
+            # `from pipelines.data import cv` imports the submodule pipelines.data.cv
             while target and target not in modules:
                 target = target.rpartition(".")[0]
             if target and target != name:
@@ -99,7 +99,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_scan_sees_the_project():
     graph = _import_graph()
     # the scan resolves both top-level and function-level imports to project modules
-    assert "pipelines.train.train" in graph and "pipelines.train.cv" in graph["pipelines.train.train"]
+    assert "pipelines.train.train" in graph and "pipelines.data.cv" in graph["pipelines.train.train"]
     assert "pipelines.train.rundir" in graph["pipelines.train.report"]
 
 
@@ -110,6 +110,52 @@ def test_cycle_detection_finds_a_planted_cycle():
 def test_no_import_cycles():
     cycles = _cycles(_import_graph())
     assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+# The stages of pipelines/, lowest first: a folder imports only folders before it (and itself).
+STAGES = (
+    "core", "data", "backbones", "extract", "heads", "train", "finetune", "ensemble", "predict", "select",
+    "chain", "devtools",
+)
+
+
+def _folder(module: str) -> str | None:
+    """The stage folder of a module under pipelines/ (None for pipelines/__init__ itself)."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "pipelines" and len(parts) > 2 else None
+
+
+def _folder_edges(graph: dict[str, set[str]]) -> dict[tuple[str, str], list[str]]:
+    edges: dict[tuple[str, str], list[str]] = {}
+    for name, targets in graph.items():
+        for target in targets:
+            a, b = _folder(name), _folder(target)
+            if a and b and a != b:
+                edges.setdefault((a, b), []).append(f"{name} -> {target}")
+    return edges
+
+
+def test_folder_arrows_run_one_way():
+    """No two stage folders import each other (a lazy import counts too)."""
+    edges = _folder_edges(_import_graph())
+    two_way = [f"{a} <-> {b}: {edges[a, b] + edges[b, a]}" for a, b in sorted(edges) if a < b and (b, a) in edges]
+    assert not two_way, two_way
+
+
+def test_folder_arrows_follow_the_stage_order():
+    """Every folder arrow points to an earlier stage (README Layout gives the order)."""
+    edges = _folder_edges(_import_graph())
+    folders = {_folder(name) for name in _import_graph()} - {None}
+    assert folders <= set(STAGES), sorted(folders - set(STAGES))
+    backwards = [f"{a} -> {b}: {v}" for (a, b), v in sorted(edges.items()) if STAGES.index(b) > STAGES.index(a)]
+    assert not backwards, backwards
+
+
+def test_folder_scan_finds_a_planted_two_way_arrow():
+    graph = {"pipelines.train.report": {"pipelines.ensemble.blenddir"}, "pipelines.ensemble.blenddir": {"pipelines.train.rundir"},
+             "pipelines.train.rundir": set()}
+    edges = _folder_edges(graph)
+    assert ("train", "ensemble") in edges and ("ensemble", "train") in edges
 
 
 def test_library_never_imports_typer_or_rich():

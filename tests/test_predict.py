@@ -241,7 +241,7 @@ def test_two_embedding_sets_in_training_order(tmp_path, make_embeddings, make_cs
 def fake_extraction(calls, bank, make_embeddings):
     """Stands in for run_extraction: embeds each listed file as the bank row its bytes name, and
     like a resumed extract embeds nothing into an output that already has a manifest."""
-    from pipelines.extract.inputs import list_inputs
+    from pipelines.data.inputs import list_inputs
 
     def run_extraction(config, on_progress=None):
         calls.append(config.output)

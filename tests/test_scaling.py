@@ -197,9 +197,9 @@ def test_device_jpeg_resize_crop_matches_the_cpu_transform(tmp_path):
 
     from pipelines.backbones import load_backbone
     from pipelines.devtools.bench import write_photo_like_jpegs
-    from pipelines.extract.gpu_decode import DeviceJpegDecoder
-    from pipelines.extract.inputs import list_inputs
-    from pipelines.extract.reader import ImageReader, collate, jpeg_views
+    from pipelines.extract.readers.gpu_decode import DeviceJpegDecoder
+    from pipelines.data.inputs import list_inputs
+    from pipelines.extract.readers.image import ImageReader, collate, jpeg_views
 
     write_photo_like_jpegs(tmp_path / "photos", 3, size=(300, 200))
     Image.open(tmp_path / "photos" / "photo-00000.jpg").convert("L").save(tmp_path / "photos" / "grey.jpg", quality=95)

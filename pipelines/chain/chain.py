@@ -18,6 +18,14 @@ steps downstream of it.
 
 A smoke run (`--smoke`, or `--limit N`) writes to OUTPUT-smoke (OUTPUT-limitN) instead, so it
 never touches the real outputs.
+
+`backbone = "auto"` ([extract]) and `name = "auto"` ([head]) are resolved before the steps by the
+trial of `recommend --trial` (pipelines/select/trial.py) on the training inputs and labels: the
+routes that run here (backbone auto) scored with the fast heads (head auto) on one sample and one
+fold set; the winner's backbone (and its --layers) and head replace "auto". What was chosen, why,
+and the trial's table are recorded in steps.json under "auto", with a key of the data, the labels
+and the settings: a later run with the same key reuses the choice instead of measuring again. The
+trial's extractions are kept in OUTPUT/trial/.
 """
 
 from __future__ import annotations
@@ -34,12 +42,13 @@ from pathlib import Path
 
 from pipelines.data.embeddings import MANIFEST_NAME
 from pipelines.core.errors import ConfigError
-from pipelines.core.fileio import write_json_atomic, write_text_atomic
+from pipelines.core.io import prepare_output_dir, write_json_atomic, write_text_atomic
 from pipelines.core.hashing import file_sha256, json_digest
-from pipelines.chain.runconfig import STEP_TABLES, RunConfig
-from pipelines.extract.inputs import listing_fingerprint
+from pipelines.chain.runconfig import AUTO, STEP_TABLES, RunConfig
+from pipelines.data.inputs import listing_fingerprint
 
 STATE_FILE = "steps.json"
+CHAIN_DIR_FIX = "set data.output to a folder, e.g. --set data.output=olymp-out"
 SUBMISSION = "submission.csv"
 # ExtractConfig fields that change how fast extraction runs, not what it computes.
 EXTRACT_RUN_ONLY = frozenset({"device", "batch_size", "decode", "compile", "workers", "part_size", "max_error_rate"})
@@ -155,6 +164,8 @@ def check_backbone(name: str | None, modality: str) -> str:
     from pipelines.backbones.catalog import catalog_defaults
     from pipelines.backbones.names import resolve_name
 
+    if name == AUTO:
+        return "auto (chosen by a trial before the steps run)"
     if modality == "audio":
         return describe_default_audio() if name is None else resolve_audio_name(name)
     resolved = resolve_name(name or catalog_defaults().image)
@@ -162,9 +173,10 @@ def check_backbone(name: str | None, modality: str) -> str:
 
 
 def _check_extract(extract, split: str) -> str:
-    from pipelines.extract.audio_mapper import POOLINGS
-    from pipelines.extract.inputs import infer_modality
-    from pipelines.extract.mapper import PRECISIONS, TTA_MODES, parse_batch_size
+    from pipelines.extract.config import POOLINGS
+    from pipelines.data.inputs import infer_modality
+    from pipelines.core.device import PRECISIONS, check_device_name
+    from pipelines.extract.mappers.image import TTA_MODES, parse_batch_size
 
     if not Path(extract.inputs).exists():
         raise ConfigError(f"data.{split} {extract.inputs} does not exist; point data.{split} at a folder or an id,path listing")
@@ -172,9 +184,7 @@ def _check_extract(extract, split: str) -> str:
                                 ("tta", extract.tta, TTA_MODES), ("pool", extract.pool, POOLINGS)):
         if value not in allowed:
             raise ConfigError(f"extract.{key} = {value!r} is not one of {', '.join(allowed)}; fix [extract] {key}")
-    if extract.device != "auto" and not (extract.device == "cpu" or extract.device == "cuda"
-                                         or (extract.device.startswith("cuda:") and extract.device[5:].isdigit())):
-        raise ConfigError(f"extract.device = {extract.device!r} is not auto, cpu, cuda or cuda:N; fix [extract] device")
+    check_device_name(extract.device, "extract.device", "fix [extract] device")
     parse_batch_size(extract.batch_size)
     if extract.weights not in (None, "random") and not Path(extract.weights).is_file():
         raise ConfigError(f"extract.weights {extract.weights} is not a file; give a .safetensors/.pt path, 'random', or leave it out")
@@ -189,7 +199,8 @@ def check_config(config: RunConfig, smoke: bool = False, limit: int | None = Non
     returned lines (what each name resolved to)."""
     from pipelines.heads import get_head
     from pipelines.train.metrics import metrics_for
-    from pipelines.train.train import _validate, read_labels, target_from_labels
+    from pipelines.data.labels import read_labels, target_from_labels
+    from pipelines.train.train import _validate
 
     if config.data.labels is None and not config.head.get("labels_from_folders"):
         raise ConfigError("no data.labels; point data.labels at the labels CSV, or set [head] labels_from_folders = true")
@@ -202,10 +213,11 @@ def check_config(config: RunConfig, smoke: bool = False, limit: int | None = Non
     changes = {} if limit is None and not smoke else {"limit": limit if limit is not None else config.smoke.limit}
     if smoke:
         changes["folds"] = config.smoke.folds
-    train = config.train_config(["-"], "", **changes)
+    auto_head = config.head.get("name") == AUTO and not train_has_auto_head()
+    train = config.train_config(["-"], "", **changes, **({"head": "logreg"} if auto_head else {}))
     _validate(train)
     if train.labels_from_folders:  # the classes are the parent folders' names
-        from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
+        from pipelines.data.inputs import extensions_for, infer_modality, list_inputs
         from pipelines.data.ids import folder_labels
         from pipelines.data.tasks import infer_task
 
@@ -220,7 +232,8 @@ def check_config(config: RunConfig, smoke: bool = False, limit: int | None = Non
     names = metrics_for(target.task, train.metric)
     head = get_head(train.head)
     head.resolve_params(target.task, target.n_classes, train.head_params, names[0], train.seed)
-    checks.append(f"train-head: {train.head}, {train.folds} folds, {target.task} task on {n_rows} labelled rows, "
+    head_text = "auto (chosen by a trial before the steps run)" if auto_head else train.head
+    checks.append(f"train-head: {head_text}, {train.folds} folds, {target.task} task on {n_rows} labelled rows, "
                   f"metric {names[0]}")
     if config.data.test:
         predict = config.predict_config("", [], "")
@@ -232,6 +245,128 @@ def check_config(config: RunConfig, smoke: bool = False, limit: int | None = Non
 
 
 # --------------------------------------------------------------------------- the chain
+
+def train_has_auto_head() -> bool:
+    """Whether train-head itself takes --head auto (then head.name = "auto" is left to it)."""
+    from pipelines.heads import HEADS
+
+    return AUTO in HEADS
+
+
+AUTO_STATE = "auto"  # steps.json entry of the resolved choices
+
+
+def resolve_auto(config: RunConfig, root: Path, dry_run: bool = False, notify: Progress | None = None,
+                 size: int | None = None) -> tuple[RunConfig, list[str]]:
+    """The config with backbone/head "auto" replaced by the trial's winner, and one line per choice.
+    The choice is recorded in steps.json (reused while the data, labels and settings are the same)."""
+    notify = notify or (lambda kind, message: None)
+    auto_backbone = config.extract.get("backbone") == AUTO
+    auto_head = config.head.get("name") == AUTO and not train_has_auto_head()
+    if not (auto_backbone or auto_head):
+        return config, []
+    extract = config.extract_config(config.data.train, "")
+    from pipelines.data.inputs import infer_modality
+
+    modality = infer_modality(extract.inputs, extract.modality)
+    labels = config.data.labels
+    settings = {"extract": {k: v for k, v in config.extract.items() if k not in EXTRACT_RUN_ONLY},
+                "head": {k: v for k, v in config.head.items() if k not in ("params",)}}
+    key = json_digest({"settings": settings, "size": size, "files": listing_fingerprint(config.data.train, extract.modality),
+                       "labels_sha256": file_sha256(labels) if labels else None})
+    state = _read_state(root)
+    record = state.get(AUTO_STATE)
+    if not (isinstance(record, dict) and record.get("key") == key and record.get("status") == "complete"):
+        if dry_run:
+            return _apply_choice(config, auto_backbone, auto_head, None, None), [
+                "a trial chooses " + " and ".join(n for n, on in (("the backbone", auto_backbone), ("the head", auto_head)) if on)
+                + " when the chain runs (not in --dry-run)"]
+        record = _run_auto_trial(config, modality, auto_backbone, auto_head, root, key, notify, size)
+        state[AUTO_STATE] = record
+        _write_state(root, state)
+    else:
+        notify("step", "auto: the recorded trial choice still holds (same data, labels and settings), reused")
+    backbone, head = record.get("backbone"), record.get("head")
+    lines = [f"{part['field']} = {part['chosen']} ({part['why']})" for part in (backbone, head) if part]
+    return _apply_choice(config, auto_backbone, auto_head, backbone, head), lines
+
+
+def _apply_choice(config: RunConfig, auto_backbone: bool, auto_head: bool, backbone: dict | None,
+                  head: dict | None) -> RunConfig:
+    extract, head_table = dict(config.extract), dict(config.head)
+    if auto_backbone:
+        extract.pop("backbone", None)
+        if backbone is not None:
+            extract.update(backbone["extract"])
+    if auto_head:
+        head_table["name"] = head["chosen"] if head is not None else "logreg"
+    return dataclasses.replace(config, extract=extract, head=head_table)
+
+
+def _run_auto_trial(config: RunConfig, modality: str, auto_backbone: bool, auto_head: bool, root: Path, key: str,
+                    notify: Progress, size: int | None = None) -> dict:
+    """Run the trial for the "auto" fields; the record written to steps.json."""
+    from pipelines.select.recommend import RecommendConfig, constraints_from, rank_candidates, resolve_device
+    from pipelines.backbones.catalog import load_catalog
+    from pipelines.select.trial import run_trial
+
+    extract = config.extract_config(config.data.train, "")
+    train = config.train_config([], "")
+    device = resolve_device(extract.device if extract.device in ("auto", "cpu", "cuda") else "cuda")
+    recommend_config = RecommendConfig(data_path=config.data.train, modality=modality, device=device)
+    from pipelines.select.probe import probe_data
+
+    c = constraints_from(recommend_config, probe_data(config.data.train, modality))
+    entries = load_catalog()
+    candidates, _ = rank_candidates(entries, c)
+    routes = None
+    if not auto_backbone:  # head only: the configured extraction is the one route
+        routes = [_fixed_route(extract, modality)]
+    heads = None if auto_head else [train.head]
+    notify("step", "auto: running the trial (" + ", ".join(
+        n for n, on in (("backbone", auto_backbone), ("head", auto_head)) if on) + f") -> {root / 'trial'}")
+    trial = run_trial(
+        candidates, c, data_path=config.data.train, labels=config.data.labels, id_col=train.id_col,
+        target_col=train.target_col, group_col=train.group_col, heads=heads, cache=str(root / "trial"),
+        entries=entries, routes=routes, size=size, report=lambda message: notify("info", message),
+    )
+    if trial.winner is None:
+        raise ConfigError("backbone/head = \"auto\": the trial scored nothing (see its skipped rows); "
+                          "set extract.backbone and head.name yourself")
+    won, route = trial.winner, trial.winner_route
+    score = f"{trial.metric} {won.mean:.4f} ± {won.std:.4f} over {trial.folds} folds on {trial.sample} rows"
+    record = {"key": key, "status": "complete", "trial": trial.as_dict(),
+              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    others = sorted({r.route for r in trial.rows if r.mean is not None} - {won.route})
+    if auto_backbone:
+        fields = {"backbone": route.backbone, "modality": route.modality}
+        if route.layers:
+            fields["layers"] = route.layers
+        record["backbone"] = {"field": "extract.backbone", "chosen": route.label, "extract": fields,
+                              "why": f"trial winner with {won.head}: {score}; also tried: {', '.join(others) or 'nothing else'}"}
+    if auto_head:
+        heads_tried = sorted({r.head for r in trial.rows if r.mean is not None and r.route == won.route} - {won.head})
+        record["head"] = {"field": "head.name", "chosen": won.head,
+                          "why": f"best head on {won.route}: {score}; also tried: {', '.join(heads_tried) or 'nothing else'}"}
+    return record
+
+
+def _fixed_route(extract, modality: str):
+    """The configured extraction as a trial route (head = "auto" with a fixed backbone)."""
+    from types import SimpleNamespace
+
+    from pipelines.backbones.catalog import find_entry
+    from pipelines.select.trial import Route
+
+    name = extract.backbone  # None: extract's default for the modality
+    try:
+        entry = find_entry(name) if name else SimpleNamespace(name="default", timm_name="")
+    except ConfigError:
+        entry = None
+    entry = entry or SimpleNamespace(name=name, timm_name=name)  # a timm name outside the catalog
+    label = (name or "default backbone") + (f" --layers {extract.layers}" if extract.layers else "")
+    return Route(label, entry, name, modality, extract.layers, extract.weights)
+
 
 def output_root(config: RunConfig, smoke: bool, limit: int | None) -> Path:
     root = Path(config.data.output)
@@ -334,8 +469,9 @@ def stratified_listing(config: RunConfig, limit: int, root: Path) -> tuple[str, 
     import numpy as np
     import pandas as pd
 
-    from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
-    from pipelines.train.train import read_labels, subsample_rows
+    from pipelines.data.inputs import extensions_for, infer_modality, list_inputs
+    from pipelines.data.labels import read_labels
+    from pipelines.data.sampling import subsample_rows
 
     train = config.train_config([], "")
     extract = config.extract_config(config.data.train, "")
@@ -364,7 +500,7 @@ def stratified_listing(config: RunConfig, limit: int, root: Path) -> tuple[str, 
     chosen = subsample_rows(codes, limit, train.seed, stratify=True)
     ids = [labelled[i].id for i in chosen]
     listing = pd.DataFrame({"id": ids, "path": [labelled[i].path for i in chosen]}).to_csv(index=False)
-    root.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(root, CHAIN_DIR_FIX)
     paths = root / "subsample-train.csv", root / "subsample-labels.csv"
     if train.labels_from_folders:
         subset = None
@@ -390,7 +526,7 @@ def _read_state(root: Path) -> dict:
 
 
 def _write_state(root: Path, state: dict) -> None:
-    root.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(root, CHAIN_DIR_FIX)
     write_json_atomic(root / STATE_FILE, {"olymp_format": 1, "kind": "chain", "steps": json.loads(json.dumps(state, default=str))})
 
 
@@ -403,6 +539,10 @@ def run_chain(config: RunConfig, smoke: bool = False, limit: int | None = None, 
     started = time.perf_counter()
     checks = check_config(config, smoke, limit)  # every value, before anything is written or extracted
     root = output_root(config, smoke, limit)
+    config, chosen = resolve_auto(config, root, dry_run, notify,
+                                  limit if limit is not None else (config.smoke.limit if smoke else None))
+    if chosen:
+        checks += [f"auto: {line}" for line in chosen]
     with tempfile.TemporaryDirectory(prefix="olymp-dry-run-") if dry_run else contextlib.nullcontext() as scratch:
         # a dry run writes nothing, not even a smoke run's subsample listing (keys don't depend on its path)
         steps = plan_steps(config, root, smoke, limit, notify, extract_progress, Path(scratch) if scratch else None)

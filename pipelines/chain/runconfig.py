@@ -14,14 +14,14 @@ type-checked, and `--set table.key=value` overrides any key (the value parsed as
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.core.config import check_fields, field_types, in_range, unknown_key
 from pipelines.core.errors import ConfigError
+from pipelines.extract.config import RANGES as EXTRACT_RANGES
 from pipelines.extract.config import ExtractConfig
 from pipelines.predict.config import PredictConfig
 from pipelines.train.train import TrainConfig
@@ -39,6 +39,9 @@ class DataConfig:
 class SmokeConfig:
     limit: int = 48  # inputs per split (and labelled rows) in a smoke run
     folds: int = 2  # CV folds in a smoke run
+
+
+AUTO = "auto"  # extract.backbone / head.name: chosen by measuring on the data (`olymp run`, pipelines/chain/chain.py)
 
 
 # table -> (dataclass, {config key: dataclass field} renames, fields the chain sets itself)
@@ -71,23 +74,15 @@ class RunConfig:
         return PredictConfig(run_dir=run_dir, inputs=inputs, output=output, **self.predict)
 
 
+def table_class(table: str):
+    return PLAIN_TABLES[table] if table in PLAIN_TABLES else STEP_TABLES[table][0]
+
+
 def table_keys(table: str) -> dict[str, tuple[str, object]]:
     """Config keys of a table -> (dataclass field name, type hint)."""
-    if table in PLAIN_TABLES:
-        cls, renames, owned = PLAIN_TABLES[table], {}, set()
-    else:
-        cls, renames, owned = STEP_TABLES[table]
-    hints = typing.get_type_hints(cls)
+    renames, owned = ({}, set()) if table in PLAIN_TABLES else STEP_TABLES[table][1:]
     back = {name: key for key, name in renames.items()}
-    return {back.get(f.name, f.name): (f.name, hints[f.name]) for f in dataclasses.fields(cls) if f.name not in owned}
-
-
-def _required(table: str) -> list[str]:
-    cls = PLAIN_TABLES.get(table)
-    if cls is None:
-        return []
-    return [f.name for f in dataclasses.fields(cls)
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    return {back.get(name, name): (name, hint) for name, hint in field_types(table_class(table)).items() if name not in owned}
 
 
 # --------------------------------------------------------------------------- values
@@ -100,49 +95,13 @@ def parse_scalar(text: str):
         return text
 
 
-def _accepts(hint, value) -> bool:
-    if hint is typing.Any or hint is object:
-        return True
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_accepts(arg, value) for arg in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin in (list, tuple, set, frozenset):  # element types too: list[int] refuses ["a"]
-        args = typing.get_args(hint)
-        if not isinstance(value, list):  # TOML arrays are lists
-            return False
-        return not args or args[0] is Ellipsis or all(_accepts(args[0], item) for item in value)
-    if origin is dict:
-        args = typing.get_args(hint)
-        return isinstance(value, dict) and (
-            not args or all(_accepts(args[0], k) and _accepts(args[1], v) for k, v in value.items())
-        )
-    if origin is not None:
-        return isinstance(value, origin)
-    return isinstance(value, hint) if isinstance(hint, type) else True
-
-
 # (table, key) -> (lowest, highest, whether the bounds themselves are allowed): the ranges the CLI
 # options enforce (typer's min=/max=, TrainConfig's checks), so a TOML value can't slip past them.
-# For a list, every element is checked.
+# For a list, every element is checked. [extract]: ExtractConfig's own table (extract/config.py).
 RANGES = {
+    **{("extract", key): bounds for key, bounds in EXTRACT_RANGES.items()},
     ("smoke", "limit"): (1, None, True),
     ("smoke", "folds"): (2, None, True),
-    ("extract", "batch_size"): (1, None, True),
-    ("extract", "workers"): (0, None, True),
-    ("extract", "part_size"): (1, None, True),
-    ("extract", "max_error_rate"): (0.0, 1.0, True),
-    ("extract", "max_image_pixels"): (1, None, True),
-    ("extract", "limit"): (1, None, True),
-    ("extract", "num_shards"): (1, None, True),
-    ("extract", "shard_index"): (0, None, True),
-    ("extract", "window"): (0.0, None, False),
-    ("extract", "hop"): (0.0, None, False),
     ("head", "folds"): (2, None, True),
     ("head", "seed"): (0, None, True),
     ("head", "seeds"): (0, None, True),
@@ -159,14 +118,7 @@ def _out_of_range(value, bounds) -> bool:
         return False
     if isinstance(value, list):
         return any(_out_of_range(item, bounds) for item in value)
-    if not isinstance(value, (int, float)):
-        return False
-    low, high, inclusive = bounds
-    if value != value:  # NaN
-        return True
-    if low is not None and (value < low or (not inclusive and value == low)):
-        return True
-    return high is not None and (value > high or (not inclusive and value == high))
+    return isinstance(value, (int, float)) and not in_range(value, bounds)
 
 
 def _range_text(bounds) -> str:
@@ -176,28 +128,13 @@ def _range_text(bounds) -> str:
     return f"in [{low}, {high}]" if inclusive else f"in ({low}, {high})"
 
 
-def _type_name(hint) -> str:
-    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
-
-
 def _check_table(table: str, values: dict, source: str) -> dict:
-    known = table_keys(table)
+    keys = {key: hint for key, (_, hint) in table_keys(table).items()}
+    check_fields(table_class(table), values, source, prefix=f"{table}.", keys=keys)
     for key, value in values.items():
-        if key not in known:
-            raise ConfigError(
-                f"unknown key '{table}.{key}' in {source}; [{table}] takes: {', '.join(sorted(known))}"
-            )
-        hint = known[key][1]
-        if not _accepts(hint, value):
-            raise ConfigError(
-                f"'{table}.{key}' in {source} is {value!r}, expected {_type_name(hint)}; fix the value"
-            )
         bounds = RANGES.get((table, key))
         if _out_of_range(value, bounds):
             raise ConfigError(f"'{table}.{key}' in {source} is {value!r}, it must be {_range_text(bounds)}; fix the value")
-    missing = [key for key in _required(table) if key not in values]
-    if missing:
-        raise ConfigError(f"{source} has no '{table}.{missing[0]}'; add it under [{table}]")
     return values
 
 
@@ -215,7 +152,7 @@ def apply_override(raw: dict, assignment: str) -> None:
         raise ConfigError(f"--set {path}: unknown table '{table}'; tables: {tables}")
     known = table_keys(table)
     if key not in known:
-        raise ConfigError(f"--set {path}: unknown key '{table}.{key}'; [{table}] takes: {', '.join(sorted(known))}")
+        raise unknown_key(key, known, f"--set {path}", prefix=f"{table}.")
     value = parse_scalar(text.strip())
     target = raw.setdefault(table, {})
     if deeper:
@@ -258,11 +195,11 @@ def _check_steps(config: RunConfig) -> None:
     from pipelines.train.train import _validate
 
     output = Path(config.data.output)
-    steps = (  # placeholders where the chain fills in paths
-        config.extract_config(config.data.train, str(output / "emb" / "train")),
-        config.train_config([str(output / "emb" / "train")], str(output / "run")),
-        config.predict_config(str(output / "run"), [str(output / "emb" / "test")], str(output / "submission.csv")),
-    )
+    steps = [_in_source(build_step, source) for build_step in (  # placeholders where the chain fills in paths
+        lambda: config.extract_config(config.data.train, str(output / "emb" / "train")),  # ExtractConfig checks itself
+        lambda: config.train_config([str(output / "emb" / "train")], str(output / "run"), **_auto_placeholders(config)),
+        lambda: config.predict_config(str(output / "run"), [str(output / "emb" / "test")], str(output / "submission.csv")),
+    )]
     for step in steps:
         check = getattr(step, "validate", None)
         if callable(check):
@@ -270,10 +207,18 @@ def _check_steps(config: RunConfig) -> None:
     _in_source(lambda: _validate(steps[1]), source)
 
 
-def _in_source(check, source: str) -> None:
-    """Run a step's check; its message (phrased for CLI options) gets the config it came from."""
+def _auto_placeholders(config: RunConfig) -> dict:
+    """head.name = "auto" is checked as logreg until the chain resolves it (when train has no auto head)."""
+    from pipelines.heads import HEADS
+
+    return {"head": "logreg"} if config.head.get("name") == AUTO and AUTO not in HEADS else {}
+
+
+def _in_source(check, source: str):
+    """Run a step's check (or build a step config); its message (phrased for CLI options) gets the
+    config it came from."""
     try:
-        check()
+        return check()
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}") from None
 

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from pipelines.core.errors import InputError
+from pipelines.data.inputs import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, extensions_for, list_inputs
 
 # In order of preference when several forms match every row (they agree on a flat folder).
 FORMS = ("path", "path+ext", "stem", "stem+ext")
@@ -35,8 +36,6 @@ FROM_FOLDERS = "path"  # --labels-from-folders: the ids as extract wrote them
 
 
 def _media_extensions() -> frozenset[str]:
-    from pipelines.extract.inputs import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
-
     return IMAGE_EXTENSIONS | AUDIO_EXTENSIONS
 
 
@@ -59,8 +58,6 @@ def file_extensions(manifest: dict, ids, errors: list[dict] = ()) -> dict[str, s
     """id -> extension (".ogg") of the files an embedding set was made from, re-listed from the
     manifest's `inputs` (folder or listing), plus the paths of failed inputs; None when the
     inputs are gone or no longer hold every one of `ids`."""
-    from pipelines.extract.inputs import extensions_for, list_inputs
-
     found = {row["id"]: PurePosixPath(row["path"]).suffix for row in errors if row.get("path")}
     source = manifest.get("inputs")
     if source and Path(source).exists():

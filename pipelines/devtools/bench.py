@@ -11,7 +11,10 @@ Images, per backbone (random weights; the speed does not depend on them):
   extract      end to end from JPEG files (CPU decode), and with --decode gpu on CUDA (nvJPEG),
                next to its own limit (bytes read by the workers + nvJPEG + resize, no model)
   naive loop   PIL open → transform → forward, one image at a time (what a first notebook does)
-and the ratios: extract / model-only, extract / min(model-only, decode limit), extract / naive.
+and the ratios: extract / model-only, extract / min(model-only, decode limit), extract / naive,
+and extract / shared-CPU bound, where the shared-CPU bound = 1 / (1/model-only + 1/decode limit):
+on a CPU decode and model share the same cores, so their times add up rather than overlap.
+Extract's own seconds per stage (read, forward, write; from its manifest) go beside them.
 Audio: PANNs Cnn14 (pipelines/devtools/bench_audio.py). Then train-head vs a hand-written LightGBM loop,
 and each head's (logreg, mlp, lgbm) time and OOF accuracy on a demo-sized 1.5k x 1280-d set
 (pipelines/devtools/bench_heads.py). Results also go to .bench/results.json and .bench/results.csv.
@@ -33,15 +36,17 @@ import torch
 from PIL import Image
 
 from pipelines.extract.config import ExtractConfig
-from pipelines.extract.inputs import list_inputs
-from pipelines.extract.mapper import autocast_for, default_batch_size, resolve_device, resolve_precision
+from pipelines.data.inputs import list_inputs
+from pipelines.core.device import autocast_for, resolve_device, resolve_precision
+from pipelines.extract.mappers.image import default_batch_size
 from pipelines.extract.runner import default_workers, run_extraction
 
 RESULTS = Path(".bench/results.json")
 GPU_BACKBONES = "resnet18,resnet50,efficientnet_b0,efficientnet_b3,convnext_tiny,mobilenetv3_large_100"
 CPU_BACKBONES = "resnet18,resnet50,efficientnet_b0,mobilenetv3_large_100"
 LIGHT = ("resnet18", "efficientnet_b0", "mobilenetv3_large_100")  # goal: ≥ 0.8 × min(model-only, decode limit)
-HEAVY = ("resnet50", "convnext_tiny")  # goal: ≥ 0.9 × model-only
+HEAVY = ("resnet50", "convnext_tiny")
+CPU_IMAGES = 512  # enough that start-up (workers, first batches) does not dominate a CPU run  # goal: ≥ 0.9 × model-only
 
 
 def _write_jpegs(folder: Path, indices: range, size, seed: int) -> None:
@@ -96,9 +101,9 @@ def time_decode_only(images: Path, backbone, device: torch.device, batch_size: i
                      gpu: bool = False) -> float:
     """The reader stage alone with extract's workers and batch size: CPU decode, or bytes + nvJPEG."""
     from pipelines.extract.config import DEFAULT_MAX_IMAGE_PIXELS
-    from pipelines.extract.gpu_decode import DeviceJpegDecoder
-    from pipelines.extract.reader import ImageReader, collate, jpeg_views
-    from pipelines.extract.stages import loader
+    from pipelines.extract.readers.gpu_decode import DeviceJpegDecoder
+    from pipelines.extract.readers.image import ImageReader, collate, jpeg_views
+    from pipelines.extract.prefetch import loader
 
     items = list_inputs(images)
     dataset = ImageReader(items, backbone.data_config, DEFAULT_MAX_IMAGE_PIXELS, jpeg_bytes=gpu)
@@ -114,15 +119,21 @@ def time_decode_only(images: Path, backbone, device: torch.device, batch_size: i
     return count / (time.perf_counter() - started)
 
 
-def time_extract(images: Path, backbone: str, batch_size: int, device: str, decode: str = "cpu") -> float:
-    """Same batch size and precision as model-only; workers and threads as a user gets them."""
+def shared_cpu_bound(model_only: float, decode_limit: float) -> float:
+    """Items/s when decode and model take turns on the same cores: their per-item times add."""
+    return 1.0 / (1.0 / model_only + 1.0 / decode_limit)
+
+
+def time_extract(images: Path, backbone: str, batch_size: int, device: str, decode: str = "cpu") -> tuple[float, dict]:
+    """Same batch size and precision as model-only; workers and threads as a user gets them.
+    (items/s, extract's seconds per stage)."""
     output = Path(tempfile.mkdtemp(prefix="olymp-bench-"))
     try:
         summary = run_extraction(ExtractConfig(
             inputs=str(images), output=str(output / "emb"), backbone=backbone, weights="random",
             device=device, batch_size=batch_size, decode=decode,
         ))
-        return summary.items_per_second
+        return summary.items_per_second, summary.timings or {}
     finally:
         shutil.rmtree(output)
 
@@ -158,7 +169,8 @@ def bench_extract(backbones: list[str], image_count: int, batch_size: int | None
             backbone = load_backbone(name, "random")
             model_only = time_model_only(backbone, device, batch_size, image_count)
             decode_limit = time_decode_only(images, backbone, device, batch_size, workers)
-            extract = time_extract(images, name, batch_size, device_name)
+            extract, timings = time_extract(images, name, batch_size, device_name)
+            shared = shared_cpu_bound(model_only, decode_limit)
             row = {
                 "backbone": name, "device": device_label(device), "precision": resolve_precision("auto", device),
                 "threads": torch.get_num_threads(), "workers": workers, "batch_size": batch_size,
@@ -166,10 +178,12 @@ def bench_extract(backbones: list[str], image_count: int, batch_size: int | None
                 "extract_img_s": extract,
                 "extract_over_model": extract / model_only,
                 "extract_over_bound": extract / min(model_only, decode_limit),
+                "shared_cpu_bound_img_s": shared, "extract_over_shared_bound": extract / shared,
+                **{f"extract_{stage}": seconds for stage, seconds in timings.items()},
             }
             if device.type == "cuda":
                 gpu_limit = time_decode_only(images, backbone, device, batch_size, workers, gpu=True)
-                gpu_extract = time_extract(images, name, batch_size, device_name, decode="gpu")
+                gpu_extract, _ = time_extract(images, name, batch_size, device_name, decode="gpu")
                 row.update({
                     "gpu_decode_limit_img_s": gpu_limit, "extract_gpu_decode_img_s": gpu_extract,
                     "extract_gpu_decode_over_model": gpu_extract / model_only,
@@ -217,7 +231,8 @@ def print_row(row: dict) -> None:
     print(
         f"{row['backbone']:<22} {row['precision']:<4} bs {row['batch_size']:<4} model-only {row['model_only_img_s']:8.0f} img/s"
         f" | decode limit {row['decode_limit_img_s']:7.0f} | extract {row['extract_img_s']:7.0f}"
-        f" ({row['extract_over_model']:.2f}× model, {row['extract_over_bound']:.2f}× bound){gpu}"
+        f" ({row['extract_over_model']:.2f}× model, {row['extract_over_bound']:.2f}× bound)"
+        f" | shared-CPU bound {row['shared_cpu_bound_img_s']:7.0f} ({row['extract_over_shared_bound']:.2f}×){gpu}"
         f" | naive {row['naive_loop_img_s']:6.1f} | {row['goal']}",
         flush=True,
     )
@@ -240,7 +255,7 @@ def write_results(results: dict, path: Path = RESULTS) -> Path:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=None, help="JPEGs per backbone (default: 8192 on GPU, 64 on CPU)")
+    parser.add_argument("--images", type=int, default=None, help="JPEGs per backbone (default: 8192 on GPU, 512 on CPU)")
     parser.add_argument("--naive-images", type=int, default=None, help="images through the naive loop (default: 64 / 16)")
     parser.add_argument("--backbones", default=None, help=f"default: GPU {GPU_BACKBONES}; CPU {CPU_BACKBONES}")
     parser.add_argument("--batch-size", type=int, default=None, help="default: extract's per-device default")
@@ -260,7 +275,7 @@ def main(argv=None) -> None:
     def save_so_far(rows):  # a bench cut short by a time limit still leaves its finished rows
         write_results({**results, "extract": rows}, args.output)
 
-    results["extract"] = bench_extract(backbones, args.images or (8192 if gpu else 64), args.batch_size, args.device,
+    results["extract"] = bench_extract(backbones, args.images or (8192 if gpu else CPU_IMAGES), args.batch_size, args.device,
                                        args.naive_images or (64 if gpu else 16), on_row=save_so_far)
     if not args.skip_audio:
         from pipelines.devtools.bench_audio import bench_audio

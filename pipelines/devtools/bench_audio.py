@@ -47,9 +47,9 @@ def librosa_logmel(path: Path) -> np.ndarray:
 
 def bench_audio(count: int = 24, device_name: str = "auto") -> dict:
     from pipelines.backbones.audio.panns import load_panns
-    from pipelines.extract.audio_mapper import AudioMapper
+    from pipelines.extract.mappers.audio import AudioMapper
     from pipelines.extract.config import ExtractConfig
-    from pipelines.extract.mapper import resolve_device
+    from pipelines.core.device import resolve_device
     from pipelines.extract.runner import run_extraction
     from pipelines.extract.stages import default_audio_batch_size
 

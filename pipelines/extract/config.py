@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipelines.core.config import check_instance, in_range
 from pipelines.core.errors import ConfigError
 
 # PIL's own decompression-bomb threshold (2 × Image.MAX_IMAGE_PIXELS): larger images are
 # recorded as errors instead of eating a worker's memory.
 DEFAULT_MAX_IMAGE_PIXELS = 178_956_970
+POOLINGS = ("mean", "max", "meanmax")  # audio: window embeddings -> one clip vector
 
 
 @dataclass
@@ -44,48 +46,51 @@ class ExtractConfig:
     shard_index: int | None = None  # which shard this process extracts (0-based)
 
     def __post_init__(self):
-        """Range checks, the same as the CLI's typer ranges, so a TOML `[extract]` table gets them too."""
+        """Type and range checks, the same as the CLI's typer ranges, so a TOML `[extract]` table
+        gets them too, before any model loads."""
         check_settings(self)
 
 
 def _bad(key: str, value, rule: str) -> ConfigError:
     flag = "--" + key.replace("_", "-")
-    return ConfigError(f"extract setting {key} = {value!r} (option {flag}) is invalid: {rule}")
+    return ConfigError(f"extract.{key} = {value!r} (option {flag}) is invalid: {rule}")
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+# Ranges of the numeric settings: key -> (lowest, highest, whether the bounds themselves are
+# allowed), the same as the CLI's typer ranges. The one table: `olymp run` checks [extract] with it.
+RANGES = {
+    "batch_size": (1, None, True),
+    "workers": (0, None, True),
+    "part_size": (1, None, True),
+    "max_error_rate": (0.0, 1.0, True),
+    "max_image_pixels": (1, None, True),
+    "limit": (1, None, True),
+    "num_shards": (1, None, True),
+    "shard_index": (0, None, True),
+    "window": (0.0, None, False),
+    "hop": (0.0, None, False),
+}
+RULES = {"max_error_rate": "use a share between 0 and 1, e.g. 0.5", "window": "use a positive number of seconds",
+         "hop": "use a positive number of seconds"}
 
 
 def check_settings(config: ExtractConfig) -> None:
-    import math
-
-    at_least = {"part_size": 1, "max_image_pixels": 1}
-    for key, low in at_least.items():
+    check_instance(config, "extract")  # types first: a TOML string where a number goes, ["a"] for a list
+    for key, bounds in RANGES.items():
         value = getattr(config, key)
-        if not _is_int(value) or value < low:
-            raise _bad(key, value, f"use a whole number ≥ {low}")
-    optional_at_least = {"workers": 0, "limit": 1, "num_shards": 1, "shard_index": 0}
-    for key, low in optional_at_least.items():
-        value = getattr(config, key)
-        if value is not None and (not _is_int(value) or value < low):
-            raise _bad(key, value, f"use a whole number ≥ {low}, or leave it out")
-    rate = config.max_error_rate
-    if not _is_number(rate) or not 0.0 <= rate <= 1.0:
-        raise _bad("max_error_rate", rate, "use a share between 0 and 1, e.g. 0.5")
-    for key in ("window", "hop"):
-        value = getattr(config, key)
-        if value is not None and (not _is_number(value) or not math.isfinite(value) or value <= 0):
-            raise _bad(key, value, "use a positive number of seconds, or leave it out")
+        if value is None or key == "batch_size":  # None: the default; batch_size also takes "auto"
+            continue
+        if not in_range(value, bounds):
+            optional = ExtractConfig.__dataclass_fields__[key].default is None
+            rule = RULES.get(key, f"use a whole number ≥ {bounds[0]}")
+            raise _bad(key, value, rule + (", or leave it out" if optional else ""))
     batch = config.batch_size
     if batch is not None and batch != "auto":
         text = str(batch).strip()
         if isinstance(batch, bool) or not text.isdigit() or int(text) < 1:
             raise _bad("batch_size", batch, 'use a whole number ≥ 1 or "auto", e.g. --batch-size 64 or --batch-size auto')
+    if config.pool not in POOLINGS:
+        raise ConfigError(f"extract.pool = {config.pool!r} is not one of {', '.join(POOLINGS)}; pass --pool with one of them")
     for key in ("compile", "overwrite"):
         if not isinstance(getattr(config, key), bool):
             raise _bad(key, getattr(config, key), "use true or false")

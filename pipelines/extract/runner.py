@@ -40,14 +40,14 @@ from pipelines.data.embeddings import (ERROR_PARTS_DIR, ERRORS_NAME, FORMAT_VERS
                                   PART_GLOB, fingerprint, load_manifest)
 from pipelines.core.errors import InputError, MismatchError, TooManyErrors
 from pipelines.extract.config import ExtractConfig
-from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
-from pipelines.extract.mapper import resolve_device
+from pipelines.data.inputs import extensions_for, infer_modality, list_inputs
+from pipelines.core.device import resolve_device
 from pipelines.extract.shards import (LOCK_NAME, WRITER_LOCK_NAME, Shard, distributed_barrier, output_lock,
                                       resolve_shard, shard_bounds, writer_lock)
-from pipelines.extract.stages import audio_stage, image_stage
+from pipelines.extract.stages import Stage, audio_stage, image_stage
 from pipelines.extract.writer import (CommittedState, PartWriter, drop_records, merge_error_parts, scan_committed,
                                       write_manifest)
-from pipelines.core.fileio import is_temp_name, json_ready
+from pipelines.core.io import check_output_dir, is_temp_name, json_ready, prepare_output_dir
 from pipelines.core.hardware import available_cores
 from pipelines.core.hashing import file_fingerprint
 from pipelines.core.versions import package_versions
@@ -90,6 +90,11 @@ class ExtractSummary:
     warnings: list[str] | None = None  # options that fell back (e.g. --decode gpu without CUDA)
     changed: int = 0  # inputs re-embedded because their file changed since they were committed
     retried: int = 0  # inputs recorded as errors before, tried once more by this run
+    timings: dict | None = None  # this run's seconds per stage: read_s, forward_s, write_s, seconds
+
+
+# The stage builder per modality: (config, device) -> Stage (reader and mapper wired together).
+STAGE_BUILDERS: dict[str, Callable[[ExtractConfig, torch.device], Stage]] = {"image": image_stage, "audio": audio_stage}
 
 
 def cores_per_process(local_processes: int = 1) -> int:
@@ -111,7 +116,15 @@ def shard_device(requested: str, shard: Shard) -> torch.device:
     return device
 
 
-def run_extraction(config: ExtractConfig, on_progress: Callable[[ExtractProgress], None] | None = None) -> ExtractSummary:
+def run_extraction(
+    config: ExtractConfig,
+    on_progress: Callable[[ExtractProgress], None] | None = None,
+    build_stage: Callable[[ExtractConfig, torch.device], Stage] | None = None,
+    build_writer: Callable[..., PartWriter] = PartWriter,
+) -> ExtractSummary:
+    """Extract `config.inputs` into `config.output`: the stage (reader → mapper, from
+    `build_stage`, by default STAGE_BUILDERS[modality]) streams rows, the writer (`build_writer`,
+    PartWriter's arguments) commits them; the seconds of each go into the manifest's `timings`."""
     report = on_progress or (lambda event: None)
     modality = infer_modality(config.inputs, config.modality)
     listed = list_inputs(config.inputs, extensions_for(modality), with_unreachable=True)
@@ -122,18 +135,19 @@ def run_extraction(config: ExtractConfig, on_progress: Callable[[ExtractProgress
     output = Path(config.output)
     refuse_foreign(output)  # before the lock file is created in it
     with writer_lock(output, shard):
-        return _run_locked(config, report, modality, output, listed, items, mine, shard)
+        return _run_locked(config, report, modality, output, listed, items, mine, shard,
+                           build_stage or STAGE_BUILDERS[modality], build_writer)
 
 
 def _run_locked(config: ExtractConfig, report, modality: str, output: Path, listed: list, items: list, mine: list,
-                shard: Shard) -> ExtractSummary:
+                shard: Shard, build_stage, build_writer) -> ExtractSummary:
     device = shard_device(config.device, shard)
     if device.type == "cpu" and (shard.launcher == "torchrun" or "OMP_NUM_THREADS" not in os.environ):
         # torchrun pins every rank to 1 thread; other launchers can say OMP_NUM_THREADS themselves
         torch.set_num_threads(cores_per_process(shard.local_count))
     elif device.index is not None:
         torch.cuda.set_device(device)
-    stage = audio_stage(config, device) if modality == "audio" else image_stage(config, device)
+    stage = build_stage(config, device)
     manifest = new_manifest(config, stage, inputs=len(items))
     manifest["compute"] = {"device": str(device), "precision": stage.precision, "decode": stage.decode,
                            "batch_size": stage.batch_size, "shards": shard.count}
@@ -158,7 +172,7 @@ def _run_locked(config: ExtractConfig, report, modality: str, output: Path, list
         "changed": plan.changed, "retried": plan.retried,
     }))
 
-    writer = PartWriter(output, stage.embedding_dim, fingerprint(manifest), config.part_size, committed.next_part,
+    writer = build_writer(output, stage.embedding_dim, fingerprint(manifest), config.part_size, committed.next_part,
                         stage.extra_columns, prefix=shard.part_prefix, fingerprints=prints, attempts=plan.attempts)
     paths = {item.id: item.path for item in todo}
     processed = errors = 0
@@ -176,7 +190,8 @@ def _run_locked(config: ExtractConfig, report, modality: str, output: Path, list
         for ids, vectors, error_records, extra in batches():
             ids, vectors, extra, non_finite = split_non_finite(ids, vectors, extra, paths, stage.precision)
             error_records = list(error_records) + non_finite
-            writer.add(ids, vectors, error_records, extra)
+            with stage.times.timing("write"):
+                writer.add(ids, vectors, error_records, extra)
             processed += len(ids) + len(error_records)
             errors += len(error_records)
             report(ExtractProgress("batch", total=len(todo), processed=processed, errors=errors))
@@ -186,8 +201,10 @@ def _run_locked(config: ExtractConfig, report, modality: str, output: Path, list
             raise too_many_errors(errors, processed, config.max_error_rate, output)
     finally:
         # Ctrl-C, a stop for bad input or a crash: commit what is computed, keep the manifest true.
-        writer.flush()
+        with stage.times.timing("write"):
+            writer.flush()
         seconds = time.perf_counter() - started
+        manifest["timings"] = stage.times.as_dict(seconds)
         final, errors_file = finish_manifest(output, manifest, items, shard)
 
     if shard.launcher == "torchrun":
@@ -202,7 +219,7 @@ def _run_locked(config: ExtractConfig, report, modality: str, output: Path, list
         weights_source=stage.weights_source, device=str(device), embedding_dim=stage.embedding_dim,
         errors_file=str(errors_file) if errors_file else None, modality=stage.modality,
         status=manifest["status"], shard=str(shard) if shard.sharded else None, warnings=stage.warnings,
-        changed=plan.changed, retried=plan.retried,
+        changed=plan.changed, retried=plan.retried, timings=manifest["timings"],
     )
 
 
@@ -352,12 +369,14 @@ def is_own_name(name: str) -> bool:
             or is_temp_name(name) or fnmatch.fnmatch(name, PART_GLOB))
 
 
+OUTPUT_FIX = "-o needs a directory for the Parquet dataset"
+
+
 def refuse_foreign(output: Path) -> None:
     """Refuse, touching nothing, an -o that is a file or a folder holding anything but olymp's own
     files. A folder with only olymp's temp files, parts or lock (a run killed before its first
     manifest was renamed into place) is olymp's: resumable, or replaceable with --overwrite."""
-    if output.exists() and not output.is_dir():
-        raise InputError(f"{output} is a file; -o needs a directory for the Parquet dataset")
+    check_output_dir(output, OUTPUT_FIX)
     if output.is_dir() and not (output / MANIFEST_NAME).is_file():
         foreign = sorted(child.name for child in output.iterdir() if not is_own_name(child.name))
         if foreign:
@@ -402,9 +421,9 @@ def prepare_output(output: Path, manifest: dict, overwrite: bool, keep_same_setu
         if not (keep_same_setup and previous is not None and fingerprint(previous) == new):
             remove_dataset(output)
             previous = None
-        output.mkdir(parents=True, exist_ok=True)
+        prepare_output_dir(output, OUTPUT_FIX)
         return previous
-    output.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(output, OUTPUT_FIX)
     old = recorded_fingerprint(output, previous)
     if old is not None and old != new:
         changed = [key for key in new if old.get(key) != new.get(key)]

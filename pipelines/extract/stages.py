@@ -1,22 +1,65 @@
 """Per-modality wiring of reader → mapper (→ pooler): what the runner streams rows from.
 
 A Stage says what goes into the manifest and yields rows as
-(ids, vectors, error records, extra columns) — the runner needs nothing else.
+(ids, vectors, error records, extra columns) — the runner needs nothing else. `image_stage` and
+`audio_stage` are the stage builders the runner picks by modality (it takes others as arguments);
+each adds the seconds its reader and mapper take to the stage's `times`.
 """
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import torch
 
 from pipelines.core.errors import ConfigError
 from pipelines.extract.config import ExtractConfig
-from pipelines.extract.inputs import InputItem
+from pipelines.data.inputs import InputItem
+from pipelines.extract.prefetch import DevicePrefetch, loader, pipelined
 
 Rows = Iterator[tuple[list[str], object, list[dict], dict]]
+
+
+@dataclass
+class StageTimes:
+    """Seconds per stage of one extraction, recorded in the manifest (`timings`) and the summary.
+    With prefetching (GPU) the reader runs beside the mapper: `read` is then what the mapper
+    waited for its next batch, not the decode time itself."""
+
+    read: float = 0.0  # waiting on the reader (listing, decode, resize, collate)
+    forward: float = 0.0  # in the mapper: to the device, forward pass, pooling, back to the host
+    write: float = 0.0  # writing Parquet parts and error records
+
+    @contextmanager
+    def timing(self, name: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            setattr(self, name, getattr(self, name) + time.perf_counter() - started)
+
+    def timed(self, name: str, items: Iterable) -> Iterator:
+        """`items`, with the time spent waiting for each one added to `name`."""
+        iterator = iter(items)
+        try:
+            while True:
+                with self.timing(name):
+                    item = next(iterator, StopIteration)
+                if item is StopIteration:
+                    return
+                yield item
+        finally:  # stopped early (an error, Ctrl-C): stop the reader now (its prefetch thread, workers)
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    def as_dict(self, seconds: float) -> dict:
+        return {"read_s": round(self.read, 3), "forward_s": round(self.forward, 3), "write_s": round(self.write, 3),
+                "seconds": round(seconds, 3)}
 
 
 @dataclass
@@ -35,94 +78,14 @@ class Stage:
     extra_columns: dict = field(default_factory=dict)  # name -> pyarrow type, beside id/embedding
     warnings: list[str] = field(default_factory=list)  # options that fell back (e.g. --compile without CUDA)
     decode: str = "cpu"  # where images are decoded in the end: cpu | gpu
-
-
-def loader(dataset, workers: int, device: torch.device, **options) -> torch.utils.data.DataLoader:
-    return torch.utils.data.DataLoader(
-        dataset, num_workers=workers, pin_memory=device.type == "cuda",
-        prefetch_factor=4 if workers else None, **options,
-    )
-
-
-def pipelined(batches, submit, finish) -> Rows:
-    """Submit batch k+1 to the device before waiting for batch k's results: the GPU never waits
-    for the next batch to be fetched, and the loader never waits for the GPU."""
-    previous = None
-    for batch in batches:
-        current = (batch, submit(batch))
-        if previous is not None:
-            yield finish(*previous)
-        previous = current
-    if previous is not None:
-        yield finish(*previous)
-
-
-class DevicePrefetch:
-    """Fetch batches and move them onto the GPU (copy, --decode gpu) in a thread on a side CUDA
-    stream, `depth` batches ahead: transfers and nvJPEG overlap the forward passes of the main stream."""
-
-    _done = object()
-
-    def __init__(self, batches, prepare: Callable, device: torch.device, depth: int = 2):
-        self.batches, self.prepare, self.device, self.depth = batches, prepare, device, depth
-
-    def __iter__(self):
-        import queue
-        import threading
-
-        ready: queue.Queue = queue.Queue(self.depth)
-        stop = threading.Event()
-        side = torch.cuda.Stream(self.device)
-
-        def hand_over(item) -> bool:
-            while not stop.is_set():
-                try:
-                    ready.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def work() -> None:
-            try:
-                if self.device.index is not None:  # a new thread starts on cuda:0
-                    torch.cuda.set_device(self.device)
-                with torch.cuda.stream(side):  # the current stream is per thread
-                    for batch in self.batches:
-                        prepared = self.prepare(batch)
-                        event = torch.cuda.Event()
-                        event.record(side)
-                        if not hand_over((prepared, event)):
-                            return
-                hand_over(self._done)
-            except BaseException as error:  # surfaces in the consumer, with its traceback
-                hand_over(error)
-
-        thread = threading.Thread(target=work, name="olymp-prefetch", daemon=True)
-        thread.start()
-        try:
-            while True:
-                item = ready.get()
-                if item is self._done:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                prepared, event = item
-                main = torch.cuda.current_stream(self.device)
-                main.wait_event(event)
-                for value in prepared:
-                    if isinstance(value, torch.Tensor) and value.is_cuda:
-                        value.record_stream(main)  # made on the side stream, used on the main one
-                yield prepared
-        finally:
-            stop.set()
+    times: StageTimes = field(default_factory=StageTimes)  # read / forward seconds (the runner adds write)
 
 
 def image_stage(config: ExtractConfig, device: torch.device) -> Stage:
     from pipelines.backbones import load_backbone
-    from pipelines.extract.gpu_decode import DeviceJpegDecoder, supports_gpu_decode
-    from pipelines.extract.mapper import ImageMapper, default_batch_size, parse_batch_size
-    from pipelines.extract.reader import ImageReader, collate, jpeg_views
+    from pipelines.extract.readers.gpu_decode import DeviceJpegDecoder, supports_gpu_decode
+    from pipelines.extract.mappers.image import ImageMapper, default_batch_size, parse_batch_size
+    from pipelines.extract.readers.image import ImageReader, collate, jpeg_views
 
     warnings = []
     requested_batch = parse_batch_size(config.batch_size)
@@ -166,26 +129,30 @@ def image_stage(config: ExtractConfig, device: torch.device) -> Stage:
                 images = gpu_images if images is None else torch.cat([images, gpu_images])
         return ids, images, errors
 
+    times = StageTimes()
+
     def submit(prepared):
         ids, images, errors = prepared
-        return ids, (mapper.submit(images) if images is not None else None), errors
+        with times.timing("forward"):
+            return ids, (mapper.submit(images) if images is not None else None), errors
 
     def finish(prepared, submitted):
         ids, pending, errors = submitted
-        return ids, (pending.result() if pending is not None else None), errors, {}
+        with times.timing("forward"):
+            return ids, (pending.result() if pending is not None else None), errors, {}
 
     def rows(todo: Sequence[InputItem], workers: int) -> Rows:
         dataset = ImageReader(todo, backbone.data_config, config.max_image_pixels, jpeg_bytes=decoder is not None)
         batches = loader(dataset, workers, device, batch_size=batch_size, collate_fn=collate)
         on_device = DevicePrefetch(batches, prepare, device) if device.type == "cuda" else map(prepare, batches)
-        yield from pipelined(on_device, submit, finish)
+        yield from pipelined(times.timed("read", on_device), submit, finish)
 
     preprocessing = dict(backbone.data_config)
     if getattr(backbone, "layers", None) is not None:  # part of the fingerprint: stage features differ from pre-logits
         preprocessing["layers"] = list(backbone.layers)
     return Stage("image", backbone.name, backbone.timm_name, backbone.weights_source, backbone.weights_sha256,
                  preprocessing, backbone.embedding_dim, mapper.precision, batch_size, rows,
-                 warnings=warnings, decode=decode)
+                 warnings=warnings, decode=decode, times=times)
 
 
 # Windows per forward pass on CPU / GPU: 10 s windows are large, so fewer than images.
@@ -198,9 +165,9 @@ def default_audio_batch_size(device: torch.device) -> int:
 
 def audio_stage(config: ExtractConfig, device: torch.device) -> Stage:
     from pipelines.backbones.audio import load_audio_backbone
-    from pipelines.extract.audio_mapper import AudioMapper, ClipPooler
-    from pipelines.extract.audio_reader import AudioReader, WindowPlan
-    from pipelines.extract.mapper import parse_batch_size
+    from pipelines.extract.mappers.audio import AudioMapper, ClipPooler
+    from pipelines.extract.readers.audio import AudioReader, WindowPlan
+    from pipelines.extract.mappers.image import parse_batch_size
 
     if config.tta != "none":
         raise ConfigError(f"--tta {config.tta} is for images; drop it for audio")
@@ -220,15 +187,19 @@ def audio_stage(config: ExtractConfig, device: torch.device) -> Stage:
     preprocessing = {**backbone.frontend, "sample_rate": backbone.sample_rate, "window_seconds": window,
                      "hop_seconds": hop, "pool": config.pool, "min_seconds": backbone.min_seconds}
 
+    times = StageTimes()
+
     def rows(todo: Sequence[InputItem], workers: int) -> Rows:
         dataset = AudioReader(todo, plan, batch_size)
-        for batch in loader(dataset, workers, device, batch_size=None):
+        for batch in times.timed("read", loader(dataset, workers, device, batch_size=None)):
             ids, vectors, counts = [], None, []
             if batch["waveforms"] is not None:
-                ids, vectors, counts = pooler.add(batch["ids"], mapper(batch["waveforms"], batch["source_rates"]), batch["last"])
+                with times.timing("forward"):
+                    embedded = mapper(batch["waveforms"], batch["source_rates"])
+                ids, vectors, counts = pooler.add(batch["ids"], embedded, batch["last"])
             pooler.discard(error["id"] for error in batch["errors"])
             yield ids, vectors, batch["errors"], {"n_windows": counts}
 
     return Stage("audio", backbone.name, backbone.architecture, backbone.weights_source, backbone.weights_sha256,
                  preprocessing, pooler.output_dim(backbone.embedding_dim), mapper.precision, batch_size, rows,
-                 note=note, extra_columns={"n_windows": pa.int32()}, warnings=warnings)
+                 note=note, extra_columns={"n_windows": pa.int32()}, warnings=warnings, times=times)

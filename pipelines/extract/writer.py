@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.core.fileio import write_atomic, write_json_atomic
+from pipelines.core.io import write_atomic, write_json_atomic
 from pipelines.data.embeddings import ERROR_PARTS_DIR, ERRORS_NAME, MANIFEST_NAME, METADATA_KEY, PART_GLOB
 
 ERROR_FIELDS = ("id", "path", "error", "file_fingerprint", "attempts")

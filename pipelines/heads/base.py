@@ -33,9 +33,9 @@ def inner_split(
     task: str, y: np.ndarray, n_classes: int, seed: int, groups: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """(inner-train rows, inner-validation rows) of a fold's training part, drawn the way the
-    run's folds are (pipelines.train.cv: stratified / iterative stratification / grouped), or None
+    run's folds are (pipelines.data.cv: stratified / iterative stratification / grouped), or None
     when the part is too small to split (then a head trains without early stopping)."""
-    from pipelines.train import cv
+    from pipelines.data import cv
     from pipelines.core.errors import OlympError
     from pipelines.data.tasks import Target
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.core.errors import ConfigError
-from pipelines.core.fileio import write_text_atomic
+from pipelines.core.io import write_text_atomic
 from pipelines.core.hardware import available_cores
 from pipelines.heads.base import REFIT, Head, inner_split
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.core.errors import ConfigError
-from pipelines.core.fileio import write_text_atomic
+from pipelines.core.io import write_text_atomic
 from pipelines.heads.base import Head
 
 LOGREG_DEFAULTS = {"C": 1.0, "max_iter": 1000}

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.core.device import resolve_device
 from pipelines.core.errors import ConfigError
-from pipelines.core.fileio import write_atomic, write_text_atomic
+from pipelines.core.io import write_atomic, write_text_atomic
 from pipelines.heads.base import REFIT, Head, inner_split
 
 MLP_DEFAULTS = {
@@ -82,20 +83,6 @@ def _check(params: dict) -> dict:
     if checked["schedule"] not in SCHEDULES:
         raise ConfigError(f"--param schedule={checked['schedule']!r} is unknown; pass one of: {', '.join(SCHEDULES)}")
     return checked
-
-
-def resolve_device(name: str):
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"--param device={name!r} is unknown; pass auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--param device=cuda but no CUDA GPU is visible; pass --param device=cpu (or auto)")
-    return device
 
 
 def build_network(n_inputs: int, hidden: list[int], n_outputs: int, dropout: float, input_dropout: float = 0.0):
@@ -175,7 +162,7 @@ class MLPHead(Head):
         import torch
 
         p = self.params
-        self.device = resolve_device(p["device"])
+        self.device = resolve_device(p["device"], "--param device=")
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray(y)
         split = inner_split(self.task, y, self.n_classes, self.seed, groups)

@@ -18,9 +18,11 @@ import pandas as pd
 
 from pipelines.data.embeddings import MANIFEST_NAME, part_files, read_errors
 from pipelines.core.errors import ConfigError, InputError, MismatchError
-from pipelines.core.fileio import write_atomic, write_text_atomic
+from pipelines.core.io import prepare_output_dir, write_atomic, write_text_atomic
 from pipelines.train.metrics import DEFAULT_THRESHOLD, multilabel_decisions
+from pipelines.train.blenddir import BLEND_KIND, load_blend, manifest_kind
 from pipelines.train.rundir import TEST_EMBEDDINGS_DIR, load_run
+from pipelines.predict.blend_predictor import predict_blend
 from pipelines.predict.config import PredictConfig
 from pipelines.predict.run_predictor import LISTINGS_DIR, Progress, _prior_rows, extract_raw, is_embedding_dir, predict_run, prune_caches
 
@@ -158,8 +160,12 @@ def _layout(run: dict, proba: bool, sample: pd.DataFrame | None, notify: Progres
             notify("info", f"--proba: one probability column per class in place of the sample's '{columns[0]}'")
             return id_name, list(classes), "proba"
         return id_name, columns, "label"
-    raise MismatchError(
-        f"the sample submission's columns ({', '.join(columns)}) are not the run's classes "
+    raise _not_the_runs(columns, classes, "classes")
+
+
+def _not_the_runs(columns: list[str], classes: list[str], what: str) -> MismatchError:
+    return MismatchError(
+        f"the sample submission's columns ({', '.join(columns)}) are not the run's {what} "
         f"({', '.join(classes)}); pass the contest's sample file, or drop --sample-submission"
     )
 
@@ -184,10 +190,7 @@ def _multilabel_layout(run: dict, proba: bool, sample: pd.DataFrame | None, noti
             notify("info", f"--proba: one probability column per label in place of the sample's '{columns[0]}'")
             return id_name, list(classes), "proba"
         return id_name, columns, "joined"
-    raise MismatchError(
-        f"the sample submission's columns ({', '.join(columns)}) are not the run's labels "
-        f"({', '.join(classes)}); pass the contest's sample file, or drop --sample-submission"
-    )
+    raise _not_the_runs(columns, classes, "labels")
 
 
 def _decisions(pred: np.ndarray, run: dict, threshold: float | None) -> np.ndarray:
@@ -269,8 +272,6 @@ def _follow_sample(sample, id_name, ids, pred, usable, run, notes, path, dirs=()
 
 def load_predictor(run_dir: Path) -> dict:
     """The manifest of a train-head run or of a blend (both predict the same way)."""
-    from pipelines.ensemble.blenddir import BLEND_KIND, load_blend, manifest_kind
-
     if manifest_kind(run_dir) == BLEND_KIND:  # a corrupt manifest.json: one line naming it
         return load_blend(run_dir)
     return load_run(run_dir)
@@ -279,7 +280,7 @@ def load_predictor(run_dir: Path) -> dict:
 def write_submission(frame: pd.DataFrame, output: Path) -> None:
     """The CSV written whole or not at all (temp + rename): a kill or a full disk leaves the
     previous submission as it was."""
-    output.parent.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(output.parent, "pass -o with a file path inside a folder")
     write_atomic(output, lambda tmp: frame.to_csv(tmp, index=False))
 
 
@@ -298,8 +299,6 @@ def predict(config: PredictConfig, on_progress: Progress | None = None, extract_
         predicted = predict_run(run_dir, run, resolve_inputs(config, run, notify, extract_progress),
                                 config.allow_tta_mismatch, notify)
     else:
-        from pipelines.ensemble.blend import predict_blend
-
         predicted = predict_blend(run_dir, run, config, notify, extract_progress)
     all_ids, pred, usable, notes = predicted.ids, predicted.pred, predicted.usable, list(predicted.notes)
 

@@ -20,7 +20,7 @@ import pandas as pd
 from pipelines.core.errors import InputError, MismatchError, OlympError
 from pipelines.core.hashing import json_digest
 from pipelines.data.embeddings import FINGERPRINT_FIELDS, MANIFEST_NAME, fingerprint, read_errors, unrecorded_fields
-from pipelines.extract.inputs import listing_fingerprint
+from pipelines.data.inputs import listing_fingerprint
 from pipelines.heads import get_head
 from pipelines.predict.config import PredictConfig
 from pipelines.train.features import FeatureTransform

@@ -13,7 +13,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipelines.extract.inputs import extensions_for, infer_modality, list_inputs
+from pipelines.data.inputs import extensions_for, infer_modality, list_inputs
 
 SAMPLE_SIZE = 200  # files whose headers are read; counts cover every file
 

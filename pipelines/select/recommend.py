@@ -13,8 +13,15 @@ edge/mobile deployment favours small fast models; detection/segmentation favour 
 that serve as detector/segmenter backbones. Entries with `avoid` are never top picks and
 `extractable = false` entries only appear as notes.
 
-`run_trial` is the bake-off: extract a stratified sample with the top candidates and rank them
-by a 3-fold logistic-regression score.
+Availability: every candidate carries where its weights would come from right now, offline
+(`weights_offline`: package, HF cache, none needed; or what is missing). The list shown puts the
+available candidates first (by score), then the unavailable ones that score better than the best
+available, each with what pulling it would buy ("+N points ImageNet top-1"); `--all` lists every
+candidate. The printed command is always the best available pick: it runs offline as printed.
+
+`--trial` is the bake-off (pipelines/select/trial.py, `recommend_and_trial`): the available routes
+scored with every fast head on the user's labelled data; its winner's commands replace the ranking's.
+`recommend` itself only ranks (and checks the trial options).
 """
 
 from __future__ import annotations
@@ -134,9 +141,13 @@ class RecommendConfig:
     measure_top: int = 5  # how many candidates (best estimated first) to time
     trial_labels: str | None = None  # labels CSV: run the bake-off
     trial_from_folders: bool = False  # run the bake-off with each file's parent folder as its class
-    trial_size: int = 200
-    trial_top: int = 3
-    trial_weights: str | None = None  # None: offline auto; "random" for tests
+    trial_size: int | None = None  # sampled rows; None: what fits the time budget
+    trial_top: int = 4  # routes tried (the best ranked available ones)
+    trial_weights: str | None = None  # None: offline auto; "random" for tests (unavailable ones run too)
+    trial_layers: str = "-2,-1"  # images: the --layers variant tried per backbone; "" for none
+    trial_heads: list[str] | None = None  # None: logreg, mlp, and lgbm when its estimated time fits
+    trial_cache: str | None = None  # keep (and reuse) each route's extraction here; None: a temp folder
+    group_col: str | None = None  # --trial CSV column whose rows stay in one fold
     id_col: str = "id"
     target_col: str = "label"
 
@@ -156,8 +167,9 @@ class Candidate:
     weights_offline: str  # "package" | "hf-cache" | "none needed" | "needs --weights" | "pip install X"
     avoid: str = ""  # the catalog's reason when this is a don't-use entry
     rank: int = 0
-    trial_score: float | None = None  # bake-off: mean CV accuracy
-    trial_seconds: float | None = None  # bake-off: extraction time of the sample
+    pull_note: str = ""  # unavailable and better than the best available: what pulling it would buy
+    trial_score: float | None = None  # bake-off: its best route x head mean CV score
+    trial_seconds: float | None = None  # bake-off: extraction time of the sample (its first route)
     trial_skipped: str = ""  # bake-off: why this candidate was not tried
 
     @property
@@ -174,8 +186,10 @@ class Candidate:
             "rank": self.rank, "name": self.name, "score": round(self.score, 4), "reasons": self.reasons,
             "estimated_seconds": None if self.estimated_seconds is None else round(self.estimated_seconds, 1),
             "time_source": self.time_source, "embedding_dim": self.entry.embedding_dim,
-            "weights_offline": self.weights_offline, "fits_budget": self.fits_budget,
+            "weights_offline": self.weights_offline, "available": self.available, "fits_budget": self.fits_budget,
         }
+        if self.pull_note:
+            data["pull_note"] = self.pull_note
         if self.avoid:
             data["avoid"] = self.avoid
         if self.trial_score is not None or self.trial_skipped:
@@ -191,8 +205,11 @@ class Recommendation:
     probe: Any  # DataProbe | None
     candidates: list[Candidate]  # ranked; don't-use entries last (only with show_all)
     notes: list[str] = field(default_factory=list)  # non-extractable entries, task advice, hidden don't-use
-    command: str = ""  # olymp extract ... for the top pick
-    trial: dict | None = None  # bake-off settings and metric, when one ran
+    command: str = ""  # olymp extract ... for the best available pick (the trial's winner after --trial)
+    train_command: str = ""  # after --trial: olymp train-head ... with the winning head
+    trial: Any = None  # pipelines.select.trial.TrialResult, when one ran
+    ranked: list[Candidate] = field(default_factory=list, repr=False)  # every candidate by score (the trial's pool)
+    entries: list = field(default_factory=list, repr=False)  # the catalog read
 
     def as_json(self) -> dict:
         from dataclasses import asdict
@@ -202,8 +219,9 @@ class Recommendation:
             "probe": self.probe.as_dict() if self.probe is not None else None,
             "candidates": [c.as_dict() for c in self.candidates],
             "command": self.command,
+            "train_command": self.train_command,
             "notes": self.notes,
-            "trial": self.trial,
+            "trial": None if self.trial is None else self.trial.as_dict(),
         }
 
 
@@ -240,12 +258,9 @@ def _choice(value: str, allowed: Sequence[str], option: str) -> str:
 
 def resolve_device(device: str) -> str:
     """auto -> cuda when torch sees a GPU, else cpu (torch imported only for auto)."""
-    _choice(device, DEVICES, "--device")
-    if device != "auto":
-        return device
-    import torch
+    from pipelines.core.device import auto_device_name
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return auto_device_name(_choice(device, DEVICES, "--device"))
 
 
 # --------------------------------------------------------------------------- the rules
@@ -470,7 +485,7 @@ def measure_decode_seconds(paths: Sequence[str], c: Constraints, data_config: di
         return None
     started = time.perf_counter()
     if c.modality == "audio":
-        from pipelines.extract.audio_reader import ClipStream
+        from pipelines.extract.readers.audio import ClipStream
 
         for path in paths:
             try:
@@ -480,7 +495,7 @@ def measure_decode_seconds(paths: Sequence[str], c: Constraints, data_config: di
                 continue
     else:
         from pipelines.extract.config import DEFAULT_MAX_IMAGE_PIXELS
-        from pipelines.extract.reader import decode_size, load_rgb, make_image_transform
+        from pipelines.extract.readers.image import decode_size, load_rgb, make_image_transform
 
         transform, min_side = make_image_transform(data_config), decode_size(data_config)
         for path in paths:
@@ -496,7 +511,7 @@ def measure_timing(entry, c: Constraints, decode_paths: Sequence[str] = (), warm
     weights on this machine, and the decoding of `decode_paths` (a sample of the user's files)."""
     import torch
 
-    from pipelines.extract.mapper import resolve_device as torch_device
+    from pipelines.core.device import resolve_device as torch_device
 
     device = torch_device(c.device)
     batch = 8 if device.type == "cpu" else 64
@@ -569,7 +584,7 @@ def decode_sample(data_path: str | None, modality: str, size: int = DECODE_SAMPL
     """A seeded sample of the user's files to time decoding on."""
     import random
 
-    from pipelines.extract.inputs import extensions_for, list_inputs
+    from pipelines.data.inputs import extensions_for, list_inputs
 
     if not data_path:
         return []
@@ -590,6 +605,8 @@ def weights_offline(entry) -> str:
         return "none needed" if status.source == "none needed" else status.source.split()[0]  # package | hf-cache
     if status.state == MISSING and status.fix.startswith("pip install"):
         return status.fix
+    if status.state == MISSING:
+        return "needs pull"  # olymp weights pull NAME, while online
     return "needs --weights"
 
 
@@ -664,11 +681,52 @@ def rank_candidates(entries: Sequence, c: Constraints, measured: dict[str, tuple
     return ordered, notes
 
 
+def pull_gain(candidate: Candidate, best_available: Candidate | None, modality: str) -> str:
+    """What pulling an unavailable candidate would buy over the best available one, from the
+    catalog's accuracy fields: "+9.7 points ImageNet top-1 (84.5 vs 74.8)", or the AudioSet mAP."""
+    entry = candidate.entry
+    other = best_available.entry if best_available is not None else None
+    if modality == "image" or not entry.audio_model:
+        if entry.imagenet_top1 is not None and other is not None and other.imagenet_top1 is not None:
+            gain = entry.imagenet_top1 - other.imagenet_top1
+            return f"{gain:+.1f} points ImageNet top-1 ({entry.imagenet_top1:g} vs {other.imagenet_top1:g} for {other.name})"
+        return f"ImageNet top-1 {entry.imagenet_top1:g}" if entry.imagenet_top1 is not None else "a higher rule score"
+    if entry.audioset_map is not None:
+        return f"trained on AudioSet (mAP {entry.audioset_map:g}); {other.name if other else 'the best available'} is not"
+    return "a higher rule score"
+
+
+def order_by_availability(ranked: list[Candidate], c: Constraints, show_all: bool, top: int) -> list[Candidate]:
+    """The list shown: available candidates first (best score first, `top` of them), then the
+    unavailable ones that outscore the best available (each with its pull note; all with
+    `show_all`), then (with `show_all`) the don't-use entries. Ranks follow this order."""
+    usable = [x for x in ranked if not x.avoid]
+    available = [x for x in usable if x.available]
+    unavailable = [x for x in usable if not x.available]
+    best = available[0] if available else None
+    for x in unavailable:
+        if best is None or x.score > best.score:
+            x.pull_note = f"better if you pull {x.name} while online (olymp weights pull {x.name}): {pull_gain(x, best, c.modality)}"
+    if show_all:
+        shown = available + unavailable + [x for x in ranked if x.avoid]
+    else:
+        better = [x for x in unavailable if x.pull_note]
+        shown = available[:top] + better[:max(1, top // 2)] if available else unavailable[:top]
+    for rank, candidate in enumerate(shown, start=1):
+        candidate.rank = rank
+    return shown
+
+
 def recommend(config: RecommendConfig, on_progress: Callable[[str], None] | None = None) -> Recommendation:
     from pipelines.backbones.catalog import load_catalog
     from pipelines.select.probe import probe_data
 
     report = on_progress or (lambda message: None)
+    if config.trial_labels and config.trial_from_folders:
+        raise ConfigError("--labels-from-folders reads the classes from the folder names; drop --trial (or drop --labels-from-folders)")
+    trial = bool(config.trial_labels or config.trial_from_folders)
+    if trial and not config.data_path:
+        raise InputError("--trial needs DATA_PATH: the labelled files to extract")
     probe = probe_data(config.data_path, config.modality or "auto") if config.data_path else None
     c = constraints_from(config, probe)
     entries = load_catalog(Path(config.catalog_path) if config.catalog_path else None)
@@ -689,145 +747,19 @@ def recommend(config: RecommendConfig, on_progress: Callable[[str], None] | None
     hidden = [x for x in candidates if x.avoid]
     if hidden and not config.show_all:
         notes.append("don't use: " + "; ".join(f"{x.name} ({x.avoid})" for x in hidden) + " — shown with --all")
-    usable = [x for x in candidates if not x.avoid]
     note = task_note(c)
     if note:
         notes.insert(0, note)
-    result = Recommendation(c, probe, candidates if config.show_all else usable[: config.top], notes)
-    if config.trial_labels and config.trial_from_folders:
-        raise ConfigError("--labels-from-folders reads the classes from the folder names; drop --trial (or drop --labels-from-folders)")
-    if config.trial_labels or config.trial_from_folders:
-        if not config.data_path:
-            raise InputError("--trial needs DATA_PATH: the labelled files to extract")
-        result.trial = run_trial(usable, c, config, report)
-        result.candidates = _trial_order(usable[: config.trial_top]) + ([x for x in candidates if x.avoid] if config.show_all else [])
-        for rank, candidate in enumerate(result.candidates, start=1):
-            candidate.rank = rank
-    best = next((x for x in result.candidates if not x.avoid), None)
+    shown = order_by_availability(candidates, c, config.show_all, config.top)
+    result = Recommendation(c, probe, shown, notes, ranked=candidates, entries=list(entries))
+    usable = [x for x in candidates if not x.avoid]
     # The printed command must run as printed, offline: the best pick whose weights are here.
-    top = next((x for x in [*result.candidates, *usable] if not x.avoid and x.available), best)
+    top = next((x for x in usable if x.available), None)
     if top is not None:
         result.command = extract_command(top.entry, config.data_path, c.modality, config.output_dir)
-    if best is not None and top is not best:
-        result.notes.append(
-            f"{best.name} ranks first but its weights are not on this machine ({best.weights_offline}); "
-            f"the command uses {top.name}, the best available. While online: olymp weights pull {best.name}"
-        )
-    elif best is not None and not best.available:
-        result.notes.append(f"no candidate's weights are on this machine; while online: olymp weights pull {best.name}")
+        result.notes += [x.pull_note for x in shown if x.pull_note][:3]
+    elif usable:
+        result.command = extract_command(usable[0].entry, config.data_path, c.modality, config.output_dir)
+        result.notes.append(f"no candidate's weights are on this machine; while online: olymp weights pull {usable[0].name}")
     return result
 
-
-# --------------------------------------------------------------------------- the bake-off
-
-TRIAL_FOLDS = 3
-
-
-def _trial_order(candidates: list[Candidate]) -> list[Candidate]:
-    """Measured score (best first), then sample extraction time; untried ones last."""
-    return sorted(candidates, key=lambda x: (x.trial_score is None, -(x.trial_score or 0.0), x.trial_seconds or 0.0))
-
-
-def stratified_sample(ids: list[str], labels: list[str], size: int, seed: int = 0) -> list[int]:
-    """Indices of a stratified sample of `size` rows (all rows when there are fewer)."""
-    import numpy as np
-
-    if len(ids) <= size:
-        return list(range(len(ids)))
-    from sklearn.model_selection import train_test_split
-
-    indices = np.arange(len(ids))
-    try:
-        chosen, _ = train_test_split(indices, train_size=size, stratify=np.asarray(labels, dtype=object), random_state=seed)
-    except ValueError:  # a class with one row: a plain random sample
-        chosen, _ = train_test_split(indices, train_size=size, random_state=seed)
-    return sorted(int(i) for i in chosen)
-
-
-def cv_accuracy(X, y, folds: int = TRIAL_FOLDS, seed: int = 0) -> float:
-    """Mean accuracy of a standardized logistic regression over stratified folds (numpy only)."""
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    X = np.asarray(X, dtype=np.float32)
-    y = np.asarray([str(v) for v in y], dtype=object)
-    smallest = min(np.unique(y, return_counts=True)[1])
-    n_folds = max(2, min(folds, int(smallest)))
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    return float(np.mean(cross_val_score(model, X, y, cv=splitter, scoring="accuracy")))
-
-
-def run_trial(candidates: list[Candidate], c: Constraints, config: RecommendConfig,
-              report: Callable[[str], None]) -> dict:
-    """Extract a stratified sample with the top `trial_top` extractable candidates (weights
-    offline, or `trial_weights`), score each with 3-fold logistic regression."""
-    import numpy as np
-
-    from pipelines.data.embeddings import read_embeddings
-    from pipelines.extract.config import ExtractConfig
-    from pipelines.extract.inputs import extensions_for, list_inputs
-    from pipelines.extract.runner import run_extraction
-    from pipelines.train.train import read_labels
-
-    from pipelines.data.ids import folder_labels, match_ids
-
-    listed = list_inputs(config.data_path, extensions_for(c.modality))
-    items = {item.id: item.path for item in listed}
-    file_ids = [item.id for item in listed]
-    if config.trial_from_folders:
-        known = list(zip(file_ids, folder_labels(file_ids, config.data_path).tolist()))
-        source = "the folder names"
-    else:  # label ids in any spelling pipelines.data.ids knows (stem, file name, relative path)
-        labels = read_labels(config.trial_labels, config.id_col, config.target_col)
-        match = match_ids(labels[config.id_col].tolist(), file_ids, lambda: {i.id: Path(i.path).suffix for i in listed},
-                          Path(config.trial_labels).name, config.data_path)
-        targets = [str(t) for t in labels[config.target_col].tolist()]
-        known = [(file_ids[p], t) for p, t in zip(match.positions, targets) if p >= 0]
-        source = Path(config.trial_labels).name
-    if len(known) < 2 * TRIAL_FOLDS:
-        raise InputError(
-            f"--trial: only {len(known)} files of {config.data_path} have a label in {source}; "
-            f"the bake-off needs {2 * TRIAL_FOLDS} or more"
-        )
-    chosen = stratified_sample([i for i, _ in known], [t for _, t in known], config.trial_size)
-    sample = [known[i] for i in chosen]
-    label_of = dict(sample)
-    for candidate in candidates[: config.trial_top]:
-        if config.trial_weights is None and not candidate.available:
-            candidate.trial_skipped = f"weights not available offline ({candidate.weights_offline})"
-            report(f"trial: skipping {candidate.name}: {candidate.trial_skipped}")
-            continue
-        with tempfile.TemporaryDirectory(prefix="olymp-trial-") as tmp:
-            listing = Path(tmp) / "sample.csv"
-            with listing.open("w", newline="") as f:
-                import csv
-
-                writer = csv.writer(f)
-                writer.writerow(["id", "path"])
-                writer.writerows((i, items[i]) for i, _ in sample)
-            weights = config.trial_weights
-            if candidate.weights_offline == "none needed":
-                weights = None
-            report(f"trial: extracting {len(sample)} items with {candidate.name}")
-            started = time.perf_counter()
-            try:
-                run_extraction(ExtractConfig(
-                    inputs=str(listing), output=str(Path(tmp) / "emb"), modality=c.modality,
-                    backbone=backbone_argument(candidate.entry, c.modality), weights=weights, device=c.device,
-                    workers=0, max_error_rate=1.0,
-                ))
-            except OlympError as error:
-                candidate.trial_skipped = str(error).split(";")[0]
-                report(f"trial: skipping {candidate.name}: {candidate.trial_skipped}")
-                continue
-            candidate.trial_seconds = time.perf_counter() - started
-            embedded = read_embeddings(Path(tmp) / "emb")
-        y = np.asarray([label_of[str(i)] for i in embedded.ids], dtype=object)
-        candidate.trial_score = cv_accuracy(embedded.vectors, y)
-        report(f"trial: {candidate.name} accuracy {candidate.trial_score:.3f} in {candidate.trial_seconds:.1f} s")
-    return {"labels": "folders" if config.trial_from_folders else str(config.trial_labels), "sample": len(sample), "folds": TRIAL_FOLDS,
-            "metric": "accuracy (3-fold logistic regression)", "weights": config.trial_weights or "offline"}

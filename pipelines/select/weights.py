@@ -317,7 +317,7 @@ def read_record() -> dict:
 
 
 def write_record(record: dict) -> Path:
-    from pipelines.core.fileio import write_text_atomic
+    from pipelines.core.io import write_text_atomic
 
     path = record_path()
     path.parent.mkdir(parents=True, exist_ok=True)

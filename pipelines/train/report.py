@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.core.errors import InputError
+from pipelines.train.blenddir import BLEND_KIND, load_blend, manifest_kind
 from pipelines.train.rundir import CONFUSION, FOLD_SCORES, LABEL_AP, PER_CLASS, PRED_VS_TRUE, REPORT_FILES, load_run
 
 BLEND_PICTURE = "blend.png"
@@ -127,7 +128,7 @@ def picture_metrics(task: str, metric: str) -> list[str]:
 
 
 def _save(fig, path: Path) -> None:
-    from pipelines.core.fileio import write_atomic
+    from pipelines.core.io import write_atomic
 
     write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
     pyplot().close(fig)
@@ -291,7 +292,7 @@ def blend_figure(task: str, metric: str, members: list[str], weights, member_sco
 def write_reports(run_dir: Path, task: str, classes: list[str] | None, y: np.ndarray, oof: np.ndarray,
                   scores: dict, threshold: float | None = None) -> dict[str, str]:
     """Draw the run's report files; returns {kind: file name} as recorded in the manifest."""
-    from pipelines.core.fileio import write_text_atomic
+    from pipelines.core.io import write_text_atomic
 
     run_dir = Path(run_dir)
     written = {}
@@ -347,8 +348,6 @@ class RunReport:
 
 
 def load_report(run_dir: str | Path) -> RunReport:
-    from pipelines.ensemble.blenddir import BLEND_KIND, load_blend, manifest_kind
-
     run_dir = Path(run_dir)
     is_blend = manifest_kind(run_dir) == BLEND_KIND
     manifest = load_blend(run_dir) if is_blend else load_run(run_dir)

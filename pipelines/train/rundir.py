@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pipelines.core.errors import InputError
-from pipelines.core.fileio import is_temp_name, write_json_atomic
+from pipelines.core.io import check_output_dir, is_temp_name, prepare_output_dir, write_json_atomic
 from pipelines.core.hashing import file_sha256
 from pipelines.train.features import TRANSFORMS_DIR
 
@@ -81,11 +81,13 @@ def _clear_run(run_dir: Path) -> None:
         (run_dir / name).unlink(missing_ok=True)
 
 
+RUN_DIR_FIX = "pass -o with a directory for the run"
+
+
 def check_run_dir(run_dir: Path, overwrite: bool) -> str:
     """run_dir_state, refusing (before any work, touching nothing) a file, a complete run without
     --overwrite, and a folder that is not an olymp run with --overwrite or with files of a run's names."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise InputError(f"{run_dir} is a file; pass -o with a directory for the run")
+    check_output_dir(run_dir, RUN_DIR_FIX)
     state = run_dir_state(run_dir)
     if state == "complete" and not overwrite:
         raise InputError(f"{run_dir} already holds a run; pass --overwrite or choose another -o")
@@ -105,7 +107,7 @@ def prepare_run_dir(path: str | Path, overwrite: bool, notify: Progress | None =
     resumed (interrupted). A folder that is not an olymp run is refused and left untouched."""
     run_dir = Path(path)
     state = check_run_dir(run_dir, overwrite)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(run_dir, RUN_DIR_FIX)
     if not (run_dir / RUN_MARKER).is_file():  # first: a kill from here on leaves a recognisable run
         write_json_atomic(run_dir / RUN_MARKER, {"kind": "head_run_in_progress",
                                                  "started": datetime.now(timezone.utc).isoformat(timespec="seconds")})

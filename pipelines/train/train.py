@@ -17,7 +17,7 @@ assign folds -> fit one head per fold -> write the run directory:
       .olymp-run-in-progress.json, models/fold-K.done.json   only while train-head runs (or after a
                       kill): the folder is an olymp run, and fold K is whole and reusable on resume
 
-Every file is written atomically (pipelines.core.fileio) and manifest.json last, with the SHA-256 of
+Every file is written atomically (pipelines.core.io) and manifest.json last, with the SHA-256 of
 each model and transform file: it marks the run complete.
 """
 
@@ -34,16 +34,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.train import cv, metrics
+from pipelines.data import cv
+from pipelines.train import metrics
 from pipelines.data.embeddings import EmbeddingSet, fingerprint, read_embeddings, read_errors
-from pipelines.core.errors import ConfigError, InputError, first_line
-from pipelines.core.fileio import json_ready, write_atomic, write_json_atomic
+from pipelines.core.config import check_instance
+from pipelines.core.errors import ConfigError, InputError
+from pipelines.core.io import json_ready, write_atomic, write_json_atomic
 from pipelines.train.features import TRANSFORMS_DIR, FeatureSpec, FeatureTransform, transform_file
 from pipelines.core.hashing import file_sha256
 from pipelines.heads import get_head
+from pipelines.data.labels import missing_target_note, read_labels, target_columns, target_from_labels
+from pipelines.data.sampling import subsample_rows
 from pipelines.data.ids import FROM_FOLDERS, common_extension, file_extensions, folder_labels, match_ids
 from pipelines.train.report import write_reports
-from pipelines.data.tasks import TASKS, Target, infer_task, multilabel_target, prior
+from pipelines.data.tasks import TASKS, Target, prior
 from pipelines.core.versions import package_versions
 from pipelines.train.rundir import DONE_SUFFIX, MODELS_DIR, RUN_FORMAT, RUN_MANIFEST, RUN_MARKER, check_run_dir, prepare_run_dir
 
@@ -121,89 +125,6 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------- inputs
-
-def _column_fix(option: str, columns: list[str], avoid: set) -> str:
-    candidates = [c for c in columns if c not in avoid]
-    if len(candidates) == 1:
-        return f"pass {option} {candidates[0]}"
-    if not candidates and option == "--group-col":
-        return "drop --group-col"
-    return f"pass {option} with one of them"
-
-
-def target_columns(target_col: str) -> list[str]:
-    """--target-col as a list: "label" -> ["label"], "a,b,c" -> ["a", "b", "c"] (multilabel 0/1 columns)."""
-    return [name.strip() for name in target_col.split(",") if name.strip()]
-
-
-# Target values that mean "missing" to pandas, R and spreadsheets: read as no target (the row is
-# left out, with a warning naming the value), never as a class of their own.
-MISSING_TARGETS = frozenset({"NaN", "nan", "NAN", "-NaN", "-nan", "NA", "N/A", "n/a", "#N/A", "<NA>", "NULL", "null"})
-
-
-def _missing_target_note(path: Path, counts: dict[str, int], n_rows: int, target_col: str) -> str:
-    shown = ", ".join(f"'{value}' ({n})" for value, n in sorted(counts.items()))
-    return (
-        f"{n_rows} rows of {path.name} have {shown} in '{target_col}': read as missing, "
-        "so they are left out; if it is a class, rename it in the CSV (e.g. to 'none')"
-    )
-
-
-def read_labels(
-    path: str | Path, id_col: str, target_col: str, group_col: str | None = None, keep_empty: bool = False
-) -> pd.DataFrame:
-    """The labels CSV as strings ("007" stays "007"), checked: columns present, ids unique,
-    rows without a target (in any target column) left out (counted in `attrs["dropped"]`);
-    "NaN", "NA"... targets count as missing (`attrs["missing_values"]`: value -> rows).
-    `keep_empty` (multilabel --label-sep): an empty target is a row with no labels, kept as ""."""
-    path = Path(path)
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except pd.errors.EmptyDataError:
-        raise InputError(f"{path.name} is empty; pass --labels with a CSV file: a header line (id,label) and one row per id") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read {path.name} as CSV ({first_line(error)}); pass --labels with a CSV file") from None
-    columns = [str(c) for c in frame.columns]
-    listing = ", ".join(columns)
-    if len(columns) == 1 and any(sep in columns[0] for sep in ";\t|"):
-        listing += "; the file looks separated by ';', tab or '|', save it comma-separated"
-    targets = target_columns(target_col)
-    for col, option, avoid in (
-        (id_col, "--id-col", set(targets)),
-        *((name, "--target-col", {id_col, group_col, *targets}) for name in targets),
-        (group_col, "--group-col", {id_col, *targets}),
-    ):
-        if col is not None and col not in columns:
-            fix = _column_fix(option, columns, avoid)
-            raise InputError(f"{path.name} has no column '{col}' (columns: {listing}); {fix}")
-    if frame[id_col].isna().any():
-        raise InputError(f"{path.name} has {int(frame[id_col].isna().sum())} rows with an empty '{id_col}'; fill or drop them")
-    duplicated = frame[id_col].duplicated()
-    if duplicated.any():
-        example = frame[id_col][duplicated].iloc[0]
-        raise InputError(
-            f"{path.name} has {int(duplicated.sum())} duplicate ids in '{id_col}' (e.g. '{example}'); keep one row per id"
-        )
-    if frame.empty:
-        raise InputError(f"{path.name} has a header but no rows; pass --labels with the CSV that holds the labels")
-    if keep_empty:
-        frame[targets] = frame[targets].fillna("")
-    stripped = frame[targets].apply(lambda column: column.str.strip())
-    missing_like = stripped.isin(MISSING_TARGETS)
-    found, counts = np.unique(stripped.to_numpy(dtype=object)[missing_like.to_numpy()].astype(str), return_counts=True)
-    missing_values = {str(value): int(n) for value, n in zip(found, counts)}
-    missing = frame[targets].isna().any(axis=1) | missing_like.any(axis=1)
-    if group_col is not None:
-        if frame[group_col].isna().any():
-            raise InputError(f"{path.name} has rows with an empty '{group_col}'; give every row a group")
-    if missing.all():
-        raise InputError(f"no row of {path.name} has a value in '{target_col}'; pass --target-col with the column that holds the labels")
-    kept = frame.loc[~missing].reset_index(drop=True)
-    kept.attrs["dropped"] = int(missing.sum())
-    kept.attrs["missing_values"] = missing_values
-    kept.attrs["missing_rows"] = int(missing_like.any(axis=1).sum())
-    return kept
-
 
 def _check_complete(path: Path, manifest: dict) -> None:
     status = manifest.get("status")
@@ -294,7 +215,12 @@ def _oof_frame(ids, folds, oof, target: Target) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- the run
 
+def _option(name: str) -> str:
+    return {"head_params": "--param", "embeddings": "EMBEDDINGS"}.get(name, "--" + name.replace("_", "-"))
+
+
 def _validate(config: TrainConfig) -> None:
+    check_instance(config, "head", _option)  # types first (a TOML [head] table, a notebook's values)
     if not config.embeddings:
         raise ConfigError("no embedding directory given; e.g. olymp train-head train_emb/ --labels labels.csv -o runs/a")
     if config.task is not None and config.task not in TASKS:
@@ -344,7 +270,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     notes = []
     missing_rows = labels.attrs.get("missing_rows", 0)
     if missing_rows:
-        notes.append(_missing_target_note(labels_path, labels.attrs["missing_values"], missing_rows, config.target_col))
+        notes.append(missing_target_note(labels_path, labels.attrs["missing_values"], missing_rows, config.target_col))
     empty = labels.attrs["dropped"] - missing_rows
     if empty > 0:
         notes.append(f"{empty} rows of {labels_path.name} have no '{config.target_col}'; they are left out")
@@ -368,27 +294,6 @@ def _folder_training_data(config: TrainConfig, paths: list[str]) -> TrainingData
     return TrainingData(ids[rows], X, target, None, sets, notes, FROM_FOLDERS)
 
 
-def subsample_rows(y: np.ndarray, limit: int, seed: int, stratify: bool) -> np.ndarray:
-    """Sorted positions of `limit` rows, the same for the same seed. Stratified: every class
-    keeps its share (rounded), and each class appears before any class appears twice as often."""
-    n = len(y)
-    if limit >= n:
-        return np.arange(n)
-    order = np.random.default_rng(seed).permutation(n)
-    if not stratify:
-        return np.sort(order[:limit])
-    # Each row's quantile within its class (in the shuffled order): taking the smallest
-    # quantiles first draws every class in proportion.
-    quantile = np.empty(n)
-    shuffled_y = y[order]
-    for value in np.unique(y):
-        members = order[shuffled_y == value]
-        quantile[members] = (np.arange(len(members)) + 0.5) / len(members)
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)
-    return np.sort(np.lexsort((rank, quantile))[:limit])
-
-
 def limit_rows(data: TrainingData, limit: int, seed: int) -> TrainingData:
     """`data` cut to a seeded, stratified (by class) subsample of `limit` rows."""
     n = len(data.ids)
@@ -399,21 +304,6 @@ def limit_rows(data: TrainingData, limit: int, seed: int) -> TrainingData:
     groups = None if data.groups is None else data.groups[rows]
     note = f"--limit {limit}: training on a stratified subsample of {limit} of {n} rows (seed-fixed)"
     return TrainingData(data.ids[rows], data.X[rows], target, groups, data.sets, data.notes + [note])
-
-
-def target_from_labels(
-    labels: pd.DataFrame, rows: np.ndarray, target_col: str, label_sep: str | None, task: str | None
-) -> Target:
-    """The task: multilabel with --label-sep or several target columns, else inferred from one
-    (train-head, and blend reading a run's truth again)."""
-    columns = target_columns(target_col)
-    if label_sep is None and len(columns) == 1:
-        return infer_task(labels[columns[0]].to_numpy(dtype=object)[rows], task, columns[0])
-    if task not in (None, "multilabel"):
-        how = f"--label-sep {label_sep!r}" if label_sep is not None else f"{len(columns)} target columns"
-        raise ConfigError(f"{how} make a multilabel task, not {task}; drop --task or pass --task multilabel")
-    raw = labels[columns].to_numpy(dtype=object)[rows]
-    return multilabel_target(raw[:, 0] if label_sep is not None else raw, columns, label_sep)
 
 
 @dataclass

@@ -15,6 +15,8 @@ from typing import Callable
 
 import numpy as np
 
+from pipelines.core.errors import InputError
+
 TEMP_PREFIX = "."
 TEMP_SUFFIX = ".tmp"
 
@@ -79,3 +81,19 @@ def json_ready(value):
 def write_json_atomic(path: str | Path, data) -> None:
     """Strict JSON (json_ready), indented, written atomically."""
     write_text_atomic(path, json.dumps(json_ready(data), indent=2) + "\n")
+
+
+def check_output_dir(path: str | Path, fix: str) -> Path:
+    """Refuse, touching nothing, an output path that is a file (`fix` says what to pass instead)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path} is a file; {fix}")
+    return path
+
+
+def prepare_output_dir(path: str | Path, fix: str) -> Path:
+    """The output directory, created (with its parents) after check_output_dir. What a command may
+    replace inside it is the command's own decision (extract, train-head, blend, predict, run)."""
+    path = check_output_dir(path, fix)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

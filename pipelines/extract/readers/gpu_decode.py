@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from pipelines.extract.reader import describe, load_rgb, make_image_transform
+from pipelines.extract.readers.image import describe, load_rgb, make_image_transform
 
 
 def supports_gpu_decode(data_config: dict) -> str | None:

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from pipelines.core.errors import ConfigError
-from pipelines.extract.mapper import autocast_for, resolve_precision
+from pipelines.core.device import autocast_for, resolve_precision
+from pipelines.extract.config import POOLINGS
 
-POOLINGS = ("mean", "max", "meanmax")
 
 
 class AudioMapper:

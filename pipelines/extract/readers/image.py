@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from pipelines.extract.inputs import InputItem
+from pipelines.data.inputs import InputItem
 
 # A truncated JPEG/PNG is an error to record, not a half-grey image to embed silently.
 ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from pipelines.core.errors import ConfigError, first_line
-from pipelines.extract.inputs import InputItem
+from pipelines.data.inputs import InputItem
 
 LIBROSA_FALLBACK = frozenset({".m4a", ".mp3", ".aac", ".opus", ".wma"})
 PAD_QUANTUM_SECONDS = 0.25  # short clips are padded to a multiple of this

@@ -1,0 +1,1 @@
+"""Mapper stages: decoded batches -> embeddings on the device (image, audio)."""

@@ -1,0 +1,1 @@
+"""Reader stages: files -> decoded batches (image, audio; gpu_decode: nvJPEG on the device)."""
