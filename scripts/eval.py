@@ -30,6 +30,7 @@ from pathlib import Path
 
 import eval_heads  # noqa: E402 (scripts/ is on sys.path when this runs as a script)
 import eval_finetune  # scripts/eval_finetune.py (this folder is on sys.path when run as a script)
+import eval_audio  # scripts/ is on sys.path: this file's folder
 import eval_trial  # noqa: E402 — scripts/ is on sys.path when this file runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,6 +204,7 @@ def main(argv=None) -> int:
         print(f"\n{dataset.name} ({'groups: ' + dataset.group_col if dataset.group_col else '5-fold stratified'}), OOF accuracy")
         print(table(dataset_rows), flush=True)
         rows += dataset_rows
+    eval_audio.run(args.devdata, CACHE, args)
     from pipelines.core.io import write_text_atomic
 
     out = CACHE / ("results.csv" if not args.only else f"results-{args.only}.csv")

@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import save_file
 
 from pipelines.backbones.audio import load_audio_backbone
-from pipelines.core.errors import WeightsError
+from pipelines.backbones.audio.logmel import STATS_FEATURE_NAMES, load_logmel_stats, stats_layout
+from pipelines.core.errors import ConfigError, WeightsError
 
 
 # Each audio backbone by its catalog name (the loaders the tests call by name).
@@ -24,10 +25,6 @@ def load_yamnet(weights):
 
 def load_crepe(variant="full"):
     return load_audio_backbone("crepe" if variant == "full" else f"crepe-{variant}")[0]
-
-
-def load_logmel_stats():
-    return load_audio_backbone("logmel-stats")[0]
 
 
 def load_logmel_image(timm_name, weights):
@@ -165,10 +162,12 @@ def resnet_image():
 
 # ---- logmel-stats ----
 
-def test_logmel_stats_matches_librosa_and_gives_128_dims(logmel_stats):
+def test_logmel_stats_matches_librosa(logmel_stats):
     waveforms = clips(16000, 10.0)
     embeddings = logmel_stats.embed(waveforms)
-    assert logmel_stats.embedding_dim == 128 and embeddings.shape == (2, 128)
+    layout = stats_layout()
+    assert logmel_stats.embedding_dim == 308 and embeddings.shape == (2, 308)
+    assert layout["contrast std"].stop == 308
     assert logmel_stats.sample_rate == 16000 and logmel_stats.weights_sha256 is None
     for row, waveform in enumerate(waveforms.numpy()):
         power = librosa.feature.melspectrogram(
@@ -179,13 +178,35 @@ def test_logmel_stats_matches_librosa_and_gives_128_dims(logmel_stats):
         with torch.inference_mode():
             ours = logmel_stats.model.logmel(waveforms[row : row + 1])[0].numpy()
         np.testing.assert_allclose(ours, db, atol=2e-3)
-        expected = np.concatenate([db.mean(axis=1), db.std(axis=1)])
-        np.testing.assert_allclose(embeddings[row].numpy(), expected, atol=2e-3)
+        delta = librosa.feature.delta(db, width=9, mode="nearest")
+        mfcc = librosa.feature.mfcc(S=db, n_mfcc=20)
+        magnitude = np.abs(librosa.stft(waveform, n_fft=400, hop_length=160, center=True, pad_mode="constant"))
+        contrast = librosa.feature.spectral_contrast(S=magnitude, sr=16000, n_fft=400, fmin=200.0, n_bands=5)
+        for name, frames, atol in (("logmel", db, 2e-3), ("delta", delta, 1e-3), ("mfcc", mfcc, 2e-2),
+                                   ("contrast", contrast, 2e-2)):
+            np.testing.assert_allclose(embeddings[row, layout[f"{name} mean"]].numpy(), frames.mean(axis=1), atol=atol)
+            np.testing.assert_allclose(embeddings[row, layout[f"{name} std"]].numpy(), frames.std(axis=1), atol=atol)
+
+
+def test_logmel_stats_feature_sets(logmel_stats):
+    waveforms = clips(16000, 2.0)
+    plain = load_logmel_stats(features=("logmel",))
+    assert plain.embedding_dim == 128 and plain.frontend["features"] == ["logmel"]
+    default = logmel_stats.embed(waveforms)
+    torch.testing.assert_close(plain.embed(waveforms), default[:, :128])  # each block is computed alone
+    every = load_logmel_stats(features=STATS_FEATURE_NAMES)
+    assert every.embedding_dim == 436 and logmel_stats.frontend["features"] == ["logmel", "delta", "mfcc", "contrast"]
+    layout = stats_layout(STATS_FEATURE_NAMES)
+    without_delta2 = torch.cat([every.embed(waveforms)[:, layout[f"{name} {stat}"]]
+                                for name in ("logmel", "delta", "mfcc", "contrast") for stat in ("mean", "std")], dim=1)
+    torch.testing.assert_close(without_delta2, default)
+    with pytest.raises(ConfigError, match="pick distinct names"):
+        load_logmel_stats(features=("logmel", "chroma"))
 
 
 def test_logmel_stats_takes_a_short_clip(logmel_stats):
     embeddings = logmel_stats.embed(clips(16000, 0.2))
-    assert embeddings.shape == (2, 128) and torch.isfinite(embeddings).all()
+    assert embeddings.shape == (2, 308) and torch.isfinite(embeddings).all()
 
 
 # ---- VGGish ----

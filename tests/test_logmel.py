@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import soundfile
+import soxr
 import torch
 from typer.testing import CliRunner
 
 from cli.app import app
 from pipelines.backbones.audio import load_audio_backbone
-from pipelines.backbones.audio.logmel import STATS_N_MELS
+from pipelines.backbones.audio.logmel import STATS_FEATURE_NAMES, STATS_N_MELS, load_logmel_stats, stats_layout
 from pipelines.data.embeddings import read_embeddings
 
-
-def load_logmel_stats():
-    return load_audio_backbone("logmel-stats")[0]
 
 runner = CliRunner()
 N = STATS_N_MELS
@@ -35,11 +33,21 @@ def test_an_8_khz_clip_has_no_constant_bands(tmp_path):
                                  "--workers", "0", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     vector = read_embeddings(tmp_path / "emb").vectors[0]
-    mean, std = vector[:N], vector[N:]
+    mean, std = vector[:N], vector[N : 2 * N]
     # Every band lies inside the clip's 4 kHz bandwidth: each one moves with the signal over
     # time; none sits at the log floor (ln 1e-6 = -13.8) with no variation.
     assert (std > 0.05).all(), np.round(std, 3)
     assert (mean > np.log(1e-6) + 3).all(), np.round(mean, 2)
+    # The companions too: every delta, MFCC and spectral-contrast band moves over time (a band
+    # past the clip's Nyquist would sit still: std ~1e-7), and delta2 (not in the default; small
+    # by construction, ~0.03) on the same clip as the reader gives it (soxr to 16 kHz).
+    every = load_logmel_stats(features=STATS_FEATURE_NAMES)
+    at_16k = soxr.resample(noisy_tone(3.0, 8000), 8000, 16000).astype(np.float32)
+    for vector, layout in ((vector, stats_layout()),
+                           (every.embed(torch.from_numpy(at_16k)[None], [8000])[0].numpy(), stats_layout(STATS_FEATURE_NAMES))):
+        for block, where in layout.items():
+            if block.endswith("std"):
+                assert (vector[where] > 0.01).all(), (block, np.round(vector[where], 3))
 
 
 def test_bands_follow_the_rate_the_clip_came_from():
