@@ -150,7 +150,7 @@ def test_a_catalog_figure_the_network_contradicts_is_refused() -> None:
     registered_networks()
     spec = AudioSpec.from_entry(find_entry("logmel-stats"))
     for wrong, message in [
-        (replace(spec, embedding_dim=64), "says embedding_dim = 64 but logmel-stats gives 128"),
+        (replace(spec, embedding_dim=64), "says embedding_dim = 64 but logmel-stats gives 308"),
         (replace(spec, sample_rate=32000), "says sample_rate = 32000 but logmel-stats is built for 16000 Hz"),
         (replace(spec, window_seconds=0.05), "window_seconds = 0.05 is shorter than the 0.1 s"),
         (replace(spec, loader="logmel.nothing"), "names loader 'logmel.nothing', which no audio network"),
