@@ -108,3 +108,27 @@ def target_from_labels(
         raise ConfigError(f"{how} make a multilabel task, not {task}; drop --task or pass --task multilabel")
     raw = labels[columns].to_numpy(dtype=object)[rows]
     return multilabel_target(raw[:, 0] if label_sep is not None else raw, columns, label_sep)
+
+
+def check_label_source(labels, labels_from_folders: bool, group_col: str | None) -> None:
+    """Exactly one source of classes: a labels CSV, or the files' class folders (no groups then)."""
+    if labels_from_folders and labels is not None:
+        raise ConfigError("--labels-from-folders reads the classes from the folder names; drop --labels (or drop --labels-from-folders)")
+    if labels_from_folders and group_col is not None:
+        raise ConfigError("--group-col needs a labels CSV; drop it with --labels-from-folders, or pass --labels")
+    if labels is None and not labels_from_folders:
+        raise ConfigError("no labels given; pass --labels labels.csv, or --labels-from-folders when files sit in class folders")
+
+
+def read_labels_noted(path: Path, id_col: str, target_col: str, group_col: str | None,
+                      keep_empty: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """`read_labels` plus the notes a user must see: rows read as missing, rows left out."""
+    labels = read_labels(path, id_col, target_col, group_col, keep_empty=keep_empty)
+    notes = []
+    missing_rows = labels.attrs.get("missing_rows", 0)
+    if missing_rows:
+        notes.append(missing_target_note(path, labels.attrs["missing_values"], missing_rows, target_col))
+    empty = labels.attrs["dropped"] - missing_rows
+    if empty > 0:
+        notes.append(f"{empty} rows of {path.name} have no '{target_col}'; they are left out")
+    return labels, notes

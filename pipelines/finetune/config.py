@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from pipelines.core.errors import ConfigError
+from pipelines.data.labels import check_label_source
 
 SCHEDULES = ("cosine", "onecycle")
 DEVICES_HELP = "auto | cpu | cuda | cuda:N"
@@ -130,9 +131,4 @@ class FinetuneConfig:
             raise ConfigError(f"--window {self.window}: pass positive seconds, e.g. --window 5")
         if self.limit is not None and self.limit < self.folds:
             raise ConfigError(f"--limit {self.limit} is fewer rows than --folds {self.folds}; pass a larger --limit")
-        if self.labels_from_folders and self.labels is not None:
-            raise ConfigError("--labels-from-folders reads the classes from the folder names; drop --labels (or drop --labels-from-folders)")
-        if self.labels_from_folders and self.group_col is not None:
-            raise ConfigError("--group-col needs a labels CSV; drop it with --labels-from-folders, or pass --labels")
-        if self.labels is None and not self.labels_from_folders:
-            raise ConfigError("no labels given; pass --labels labels.csv, or --labels-from-folders when files sit in class folders")
+        check_label_source(self.labels, self.labels_from_folders, self.group_col)

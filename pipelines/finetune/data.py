@@ -21,7 +21,7 @@ from pipelines.data.ids import FROM_FOLDERS, common_extension, folder_labels, ma
 from pipelines.data.tasks import Target
 from pipelines.data.inputs import InputItem, extensions_for, infer_modality, list_inputs
 from pipelines.finetune.config import FinetuneConfig
-from pipelines.data.labels import missing_target_note, read_labels, target_from_labels
+from pipelines.data.labels import read_labels_noted, target_from_labels
 from pipelines.data.sampling import subsample_rows
 
 MAX_IMAGE_PIXELS = 178_956_970  # PIL's own decompression-bomb limit
@@ -57,13 +57,8 @@ def load_labelled_files(config: FinetuneConfig, probe: bool = True) -> LabelledF
         label_ids = np.asarray(item_ids, dtype=object)
     else:
         labels_path = Path(config.labels)
-        labels = read_labels(labels_path, config.id_col, config.target_col, config.group_col)
-        missing_rows = labels.attrs.get("missing_rows", 0)
-        if missing_rows:
-            notes.append(missing_target_note(labels_path, labels.attrs["missing_values"], missing_rows, config.target_col))
-        empty = labels.attrs["dropped"] - missing_rows
-        if empty > 0:
-            notes.append(f"{empty} rows of {labels_path.name} have no '{config.target_col}'; they are left out")
+        labels, label_notes = read_labels_noted(labels_path, config.id_col, config.target_col, config.group_col)
+        notes.extend(label_notes)
         label_ids = labels[config.id_col].to_numpy(dtype=object)
         extensions = {item.id: Path(item.path).suffix for item in items}
         match = match_ids(label_ids, item_ids, lambda: extensions, labels_path.name, config.inputs)

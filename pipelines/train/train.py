@@ -45,7 +45,8 @@ from pipelines.core.io import json_ready, write_atomic, write_json_atomic
 from pipelines.train.features import TRANSFORMS_DIR, FeatureSpec, FeatureTransform, transform_file
 from pipelines.core.hashing import file_sha256
 from pipelines.heads import get_head
-from pipelines.data.labels import missing_target_note, read_labels, target_columns, target_from_labels
+from pipelines.data.labels import (check_label_source, read_labels_noted,
+                                   target_columns, target_from_labels)
 from pipelines.data.sampling import subsample_rows
 from pipelines.heads.tuning import TuneSpec, tune
 from pipelines.data.ids import FROM_FOLDERS, common_extension, file_extensions, folder_labels, match_ids
@@ -247,14 +248,9 @@ def _validate(config: TrainConfig) -> None:
         raise ConfigError(f"--limit {config.limit} is fewer rows than --folds {config.folds}; pass a larger --limit")
     if config.threshold is not None and not 0.0 < config.threshold < 1.0:
         raise ConfigError(f"--threshold {config.threshold} is not a probability; pass a value in (0, 1), e.g. --threshold 0.3")
-    if config.labels_from_folders and config.labels is not None:
-        raise ConfigError("--labels-from-folders reads the classes from the folder names; drop --labels (or drop --labels-from-folders)")
-    if config.labels_from_folders and config.group_col is not None:
-        raise ConfigError("--group-col needs a labels CSV; drop it with --labels-from-folders, or pass --labels")
+    check_label_source(config.labels, config.labels_from_folders, config.group_col)
     if config.labels_from_folders and config.label_sep is not None:
         raise ConfigError("--labels-from-folders gives one class per file; drop --label-sep")
-    if config.labels is None and not config.labels_from_folders:
-        raise ConfigError("no labels given; pass --labels labels.csv, or --labels-from-folders when files sit in class folders")
     config.tune_spec  # noqa: B018 (a bad --tune fails before any work)
     if config.head == AUTO_HEAD:
         if config.head_params:
@@ -281,15 +277,8 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     if config.labels_from_folders:
         return _folder_training_data(config, paths)
     labels_path = Path(config.labels)
-    labels = read_labels(labels_path, config.id_col, config.target_col, config.group_col,
-                         keep_empty=config.label_sep is not None)
-    notes = []
-    missing_rows = labels.attrs.get("missing_rows", 0)
-    if missing_rows:
-        notes.append(missing_target_note(labels_path, labels.attrs["missing_values"], missing_rows, config.target_col))
-    empty = labels.attrs["dropped"] - missing_rows
-    if empty > 0:
-        notes.append(f"{empty} rows of {labels_path.name} have no '{config.target_col}'; they are left out")
+    labels, notes = read_labels_noted(labels_path, config.id_col, config.target_col, config.group_col,
+                                      keep_empty=config.label_sep is not None)
     label_ids = labels[config.id_col].to_numpy(dtype=object)
     sets = load_sets(paths)
     rows, X, join_notes, form = join(label_ids, sets, paths, labels_path.name)
