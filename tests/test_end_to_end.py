@@ -22,6 +22,7 @@ def invoke(*args):
 
 def write_colour_images(folder, count, seed):
     """Three classes told apart by their dominant colour."""
+    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     labels = {}
     for index in range(count):

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from cli.app import app
 from pipelines.backbones.finetuned import NetworkMeta, load_network, network_fingerprint, save_network
+from tests.test_end_to_end import write_colour_images
 
 runner = CliRunner()
 TINY = ["--workers", "0", "--device", "cpu"]
@@ -37,20 +38,6 @@ def ok(*args):
 
 def flat(text: str) -> str:
     return " ".join(text.split())
-
-
-def write_colour_images(folder: Path, count: int, seed: int) -> dict[str, str]:
-    """Three classes told apart by their dominant colour."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    labels = {}
-    for index in range(count):
-        label = index % 3
-        pixels = rng.integers(0, 60, size=(32, 32, 3), dtype=np.uint8)
-        pixels[..., label] += 180
-        Image.fromarray(pixels).save(folder / f"im{index:03d}.png")
-        labels[f"im{index:03d}"] = f"c{label}"
-    return labels
 
 
 def build_finetune_run(head_run: Path, run_dir: Path, hflip: bool = True) -> Path:
