@@ -66,6 +66,12 @@ def train_head(
                                     "min_data_in_leaf, feature_fraction, learning_rate); N = candidates; --param fixes one.",
                      metavar="auto|off|N"),
     ] = "auto",
+    time_budget: Annotated[
+        str | None,
+        typer.Option("--time-budget", help="Time for that search, whole run (90s, 10m, 1h): each fold gets its share and "
+                                           "tries candidates while the next fits in it; with --tune auto the head's whole "
+                                           "list is open to it (how many were tried is recorded: --tune N repeats it)."),
+    ] = None,
     param: Annotated[
         list[str] | None,
         typer.Option(
@@ -108,6 +114,7 @@ def train_head(
     Multilabel: olymp train-head emb/train --labels train.csv --target-col tags --label-sep ' ' -o runs/tags --head mlp
     Seeds:      olymp train-head emb/train --labels train.csv -o runs/lgbm3 --head lgbm --seeds 0,1,2 --group-col patient
     Best head:  olymp train-head emb/train --labels train.csv -o runs/best --head auto
+    Tuning time: olymp train-head emb/train --labels train.csv -o runs/lgbm --head lgbm --time-budget 10m
     """
     from pipelines.heads import parse_params
     from pipelines.train.train import TrainConfig, train
@@ -144,7 +151,7 @@ def train_head(
             labels_from_folders=labels_from_folders,
             id_col=id_col, target_col=target_col, label_sep=label_sep, group_col=group_col, task=task, metric=metric,
             threshold=threshold,
-            head=head, head_params=parse_params(param), tune=tune, folds=folds, seed=seed, overwrite=overwrite,
+            head=head, head_params=parse_params(param), tune=tune, time_budget=time_budget, folds=folds, seed=seed, overwrite=overwrite,
             seeds=parse_seeds(seeds), folds_from=None if folds_from is None else str(folds_from),
             normalize=normalize, pca=pca,
             limit=limit,

@@ -52,9 +52,17 @@ def tuning_table(result) -> Table | None:
         table.add_column(name, justify=justify)
     for fold, record in records:
         chosen = record.get("skipped") or describe_params(record.get("params") or {})
+        proposed = record.get("proposed")
+        if proposed is not None and proposed != (record.get("params") or {}):
+            second = record.get("confirmation") or {}
+            why = "lost on a second inner split" if second and not second.get("confirmed") else "not clearly better"
+            chosen += f" (kept: {describe_params(proposed)} {why})"
+        tried = str(record.get("tried", ""))
+        if record.get("budget_s") is not None and "of" in record:
+            tried += f" of {record['of']} ({record['budget_s']:.0f} s budget)"
         table.add_row(
             str(fold), chosen, score_text(record.get("inner_score")), score_text(record.get("default_inner_score")),
-            str(record.get("tried", "")), f"{record.get('seconds', 0):.1f}",
+            tried, f"{record.get('seconds', 0):.1f}",
         )
     return table
 

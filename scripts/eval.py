@@ -184,6 +184,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devdata", type=Path, default=Path(os.environ.get("OLYMP_DEVDATA", DEFAULT_DEVDATA)))
     parser.add_argument("--heads", default="logreg,mlp", help="comma-separated heads (lgbm is slow on a shared CPU)")
+    parser.add_argument("--tune-heads", dest="tune_heads", default="logreg,mlp,lgbm", help="heads of the tuned-vs-untuned section")
     parser.add_argument("--only", choices=("cifar10", "esc10"), default=None)
     args = parser.parse_args(argv)
     if not args.devdata.is_dir():

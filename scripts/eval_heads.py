@@ -9,7 +9,7 @@ with sklearn: StandardScaler + LogisticRegression, C chosen per outer fold by Gr
 the same outer folds as olymp's runs. Goal: tuned >= untuned on every row, tuned logreg >= the
 hand-tuned grid.
 
-    python scripts/eval_heads.py [--devdata ../shared/devdata] [--heads logreg,mlp] [--only cifar10|esc10]
+    python scripts/eval_heads.py [--devdata ../shared/devdata] [--heads logreg,mlp,lgbm] [--only cifar10|esc10]
 
 Appends nothing outside the cache folder (results in CACHE/heads.csv). Skips when devdata is absent.
 """
@@ -72,7 +72,7 @@ def run(devdata: Path, cache: Path, args) -> None:
     from pipelines.extract.runner import run_extraction
     from pipelines.train.train import TrainConfig, train
 
-    heads = [h.strip() for h in getattr(args, "tune_heads", "logreg,mlp").split(",") if h.strip()]
+    heads = [h.strip() for h in getattr(args, "tune_heads", "logreg,mlp,lgbm").split(",") if h.strip()]
     # the route each dataset's heads are compared on: the first of eval.py's (extracted there, cached)
     rows = []
     for dataset in datasets(devdata):
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devdata", type=Path, default=Path(os.environ.get("OLYMP_DEVDATA", DEFAULT_DEVDATA)))
-    parser.add_argument("--heads", dest="tune_heads", default="logreg,mlp")
+    parser.add_argument("--heads", dest="tune_heads", default="logreg,mlp,lgbm")
     parser.add_argument("--only", choices=("cifar10", "esc10"), default=None)
     args = parser.parse_args(argv)
     if not args.devdata.is_dir():

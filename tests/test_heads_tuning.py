@@ -227,3 +227,62 @@ def test_a_candidate_replaces_the_defaults_only_when_clearly_better():
     slightly = np.where(y[:, None] == np.arange(2), p_true[:, None], 1 - p_true[:, None])
     assert signed(y, slightly) > signed(y, default)  # better on these rows, by chance as likely as not
     assert 0.3 < tuning.beats_share(signed, y, slightly, default, seed=1) < tuning.SWITCH_CONFIDENCE
+
+
+def test_a_winner_must_beat_the_defaults_again_on_a_second_inner_split(noisy, monkeypatch):
+    """The search's best clears the bootstrap on its split; the second split (another seed) decides."""
+    from pipelines.heads import get_head
+
+    _, _, X = noisy
+    y = (X[:, :10].sum(axis=1) > 0).astype(int)
+    calls = []
+
+    def scripted(second_split_winner):
+        def search(head_cls, inner, candidates, task, n_classes, fixed, metric, seed):
+            calls.append((seed, [dict(c) for c in candidates]))
+            held = inner.y[inner.held_rows]
+            right = np.where(held[:, None] == np.arange(2), 0.9, 0.1)
+            flat_pred = np.full((len(held), 2), 0.5)
+            if len(calls) == 1:  # the search: the second candidate is right on every held row
+                return [(candidates[0], inner.score(held, flat_pred), flat_pred), (candidates[1], inner.score(held, right), right)]
+            first, second = (flat_pred, right) if second_split_winner == "candidate" else (right, flat_pred)
+            return [(candidates[0], inner.score(held, first), first), (candidates[1], inner.score(held, second), second)]
+        return search
+
+    for second_split_winner, switched in (("defaults", False), ("candidate", True)):
+        calls.clear()
+        monkeypatch.setattr(tuning, "run_search", scripted(second_split_winner))
+        tuned = tuning.tune(get_head("logreg"), "binary", 2, {}, "logloss", 3, X, y, None, TuneSpec("count", 2))
+        proposed = tuned.record["proposed"]
+        assert proposed != {} and tuned.record["best_beats_defaults"] == 1.0
+        assert [seed for seed, _ in calls] == [3, 4] and calls[1][1] == [{}, proposed]  # defaults vs the winner, seed + 1
+        assert tuned.record["confirmation"]["confirmed"] is switched
+        assert tuned.params == (proposed if switched else {})
+
+
+def test_time_budget_bounds_the_search_and_is_recorded(tmp_path, xor):
+    emb, labels = xor
+    args = ["--labels", labels, "--folds", "3", "--head", "lgbm", "--json"]
+    roomy = train_cli(emb, "-o", tmp_path / "roomy", *args, "--time-budget", "1h")
+    tight = train_cli(emb, "-o", tmp_path / "tight", *args, "--time-budget", "0.01s")
+    assert roomy.exit_code == 0 and tight.exit_code == 0, roomy.output + tight.output
+    for fold in json.loads(roomy.stdout)["tuning"]:  # --tune auto with a budget: the head's whole list
+        assert fold["tried"] == fold["of"] == 6 and fold["budget_s"] > 1000
+    for fold in json.loads(tight.stdout)["tuning"]:  # no time past the defaults: they are kept
+        assert fold["tried"] == 1 and fold["of"] == 6 and fold["params"] == {}
+    manifest = json.loads((tmp_path / "tight" / "manifest.json").read_text())
+    assert manifest["tuning"]["time_budget"] == "0.01s"
+    shown = runner.invoke(app, ["report", str(tmp_path / "roomy")])
+    assert shown.exit_code == 0 and "6 of 6" in shown.output, shown.output
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--time-budget", "soon"], "--time-budget 'soon' is not a duration"),
+    (["--time-budget", "5m", "--tune", "off"], "--tune off has none; drop one of them"),
+])
+def test_bad_time_budgets_are_refused_in_one_line(tmp_path, noisy, args, expected):
+    emb, labels, _ = noisy
+    result = train_cli(emb, "--labels", labels, "-o", tmp_path / "run", *args)
+    assert result.exit_code == 1
+    assert expected in flat(result.stderr) and "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()

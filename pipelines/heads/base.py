@@ -14,6 +14,7 @@ part, then refits on the whole training part for the chosen number of rounds/epo
 from __future__ import annotations
 
 import os
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,7 +72,7 @@ def inner_split(
 
     classes = None if task == "regression" else [str(k) for k in range(n_classes)]
     target = Target(task, "inner split", classes, np.asarray(y))
-    for n_folds in (INNER_FOLDS, 3, 2):
+    for n_folds in range(INNER_FOLDS, 1, -1):  # as many as the groups allow: 4 groups hold out 1, not 2 of them
         try:
             folds, _ = cv.assign_folds(target, n_folds, seed, groups)
         except OlympError:
@@ -94,6 +95,14 @@ class InnerData:
     fit_rows: np.ndarray  # positions into X: candidates are fitted here
     held_rows: np.ndarray  # positions into X: candidates are scored here (early stopping watches them too)
     score: Callable[[np.ndarray, np.ndarray], float]  # (y_held, predictions) -> higher is better
+    deadline: float | None = None  # time.perf_counter() by which the search should end (--time-budget); None: no limit
+
+    def affords(self, seconds_each: list[float]) -> bool:
+        """Whether one more candidate, taking as long as the mean of those so far, ends before the
+        deadline. The first candidate (the defaults) is always scored."""
+        if self.deadline is None or not seconds_each:
+            return True
+        return time.perf_counter() + sum(seconds_each) / len(seconds_each) <= self.deadline
 
 
 class Head(ABC):
@@ -142,15 +151,20 @@ class Head(ABC):
         metric: str | None, seed: int,
     ) -> list[tuple[dict, float, np.ndarray]]:
         """(candidate, inner-validation score, its predictions of the held rows) of each candidate
-        scored; a head may skip some (logreg stops a C path once it only gets worse). Fits on
+        scored; a head may skip some (logreg stops a C path once it only gets worse), and stops
+        when `inner.affords` says the next one would overrun --time-budget. Fits on
         `inner.fit_rows` only."""
-        scored = []
+        scored, seconds = [], []
         for candidate in candidates:
+            if not inner.affords(seconds):
+                break
+            started = time.perf_counter()
             head = cls(task, n_classes, {**fixed, **candidate}, metric, seed)
             head.fit_for_tuning(inner.X, inner.y, inner.fit_rows, inner.held_rows, inner.groups)
             held = inner.held_rows
             pred = head.predict(inner.X[held])
             scored.append((candidate, inner.score(inner.y[held], pred), pred))
+            seconds.append(time.perf_counter() - started)
         return scored
 
     def fit_for_tuning(self, X, y, fit_rows, held_rows, groups=None) -> Head:

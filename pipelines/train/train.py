@@ -40,6 +40,7 @@ from pipelines.data import cv
 from pipelines.data import metrics
 from pipelines.data.embeddings import EmbeddingSet, fingerprint, read_embeddings, read_errors
 from pipelines.core.config import check_instance
+from pipelines.core.durations import parse_duration
 from pipelines.core.errors import ConfigError, InputError
 from pipelines.core.io import json_ready, write_atomic, write_json_atomic
 from pipelines.train.features import TRANSFORMS_DIR, FeatureSpec, FeatureTransform, transform_file
@@ -80,6 +81,7 @@ class TrainConfig:
     head: str = "logreg"  # logreg | mlp | lgbm | auto (the best of the fast heads on the same folds; README)
     head_params: dict = field(default_factory=dict)  # overrides of the head's defaults (fixed: never tuned)
     tune: str | int = "auto"  # auto | off | N: the head's parameters searched inside each fold (pipelines.heads.tuning)
+    time_budget: str | None = None  # time for that search, whole run ("90s", "10m"), shared out per fold (and head); None: --tune's count
     # --- cross-validation
     folds: int = 5  # number of folds
     seed: int = 42  # fold shuffling and model seeds
@@ -95,6 +97,10 @@ class TrainConfig:
     @property
     def tune_spec(self) -> TuneSpec:
         return TuneSpec.parse(self.tune)
+
+    @property
+    def time_budget_s(self) -> float | None:
+        return None if self.time_budget is None else parse_duration(str(self.time_budget))
 
     @property
     def features(self) -> FeatureSpec:
@@ -252,6 +258,9 @@ def _validate(config: TrainConfig) -> None:
     if config.labels_from_folders and config.label_sep is not None:
         raise ConfigError("--labels-from-folders gives one class per file; drop --label-sep")
     config.tune_spec  # noqa: B018 (a bad --tune fails before any work)
+    config.time_budget_s  # noqa: B018 (and a bad --time-budget)
+    if config.time_budget is not None and config.tune_spec.mode == "off":
+        raise ConfigError("--time-budget limits the tuning search, and --tune off has none; drop one of them")
     if config.head == AUTO_HEAD:
         if config.head_params:
             raise ConfigError("--param sets one head's parameter; with --head auto, drop --param (or pass --head logreg|mlp|lgbm with it)")
@@ -376,7 +385,7 @@ def fold_key(data: TrainingData, folds: np.ndarray, config: TrainConfig, params:
     settings = {
         "head": config.head, "params": params, "seeds": model_seeds(config), "task": data.target.task,
         "classes": data.target.classes, "metrics": names, "features": [config.normalize, config.pca],
-        "tune": config.tune_spec.describe(), "fixed": sorted(config.head_params),
+        "tune": config.tune_spec.describe(), "fixed": sorted(config.head_params), "time_budget": config.time_budget,
         "ids": data.ids.tolist(),
     }
     digest.update(json.dumps(json_ready(settings), sort_keys=True, default=str).encode())
@@ -406,12 +415,14 @@ def _reusable_fold(run_dir: Path, k: int, key: str | None) -> dict | None:
 def fit_folds(
     head_cls, target: Target, X: np.ndarray, folds: np.ndarray, names: list[str], config: TrainConfig,
     run_dir: Path, notify: Progress, source_dims: list[int], key: str | None = None,
-    groups: np.ndarray | None = None,
+    groups: np.ndarray | None = None, budget_s: float | None = None,
 ) -> FoldResults:
     """Per fold: fit the feature transform and one head per seed on the other folds, predict
     its own rows (mean over seeds), save transform and models. A head sees the training part
     only (early-stopping heads split it themselves); the fold's rows are only predicted. With
-    `key`, a fold an interrupted run finished under the same key is loaded instead of fitted again."""
+    `key`, a fold an interrupted run finished under the same key is loaded instead of fitted again.
+    `budget_s`: the tuning seconds for all folds (default: --time-budget), each fold getting an
+    even share of what the earlier ones left."""
     y = target.y
     oof = np.zeros((len(y), target.n_classes)) if target.classes else np.zeros(len(y))
     seeds = model_seeds(config)
@@ -419,6 +430,7 @@ def fit_folds(
     spec = config.features
     scores, model_files, model_folds, notes, head_params, tunings = [], [], [], [], {}, []
     transform_files = None if spec.is_identity else []
+    budget_left = config.time_budget_s if budget_s is None else budget_s  # tuning seconds left to this head's folds
     for k in range(config.folds):
         train_idx, valid_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
         X_train, X_valid = X[train_idx], X[valid_idx]
@@ -446,9 +458,13 @@ def fit_folds(
             infos, fold_models = [], []
             # tuned on the training part only (an inner split of it); every seed's model uses the choice
             train_groups = None if groups is None else groups[train_idx]
+            fold_budget = None if budget_left is None else max(0.0, budget_left) / (config.folds - k)
+            tuning_started = time.perf_counter()
             tuned = tune(head_cls, target.task, target.n_classes, config.head_params, names[0], config.seed,
                          X_train, y[train_idx], train_groups, config.tune_spec,
-                         lambda message, k=k: notify("round", f"fold {k}: {message}"))
+                         lambda message, k=k: notify("round", f"fold {k}: {message}"), fold_budget)
+            if budget_left is not None:
+                budget_left -= time.perf_counter() - tuning_started
             tunings.append(tuned.record)
             for seed in seeds:
                 head = head_cls(target.task, target.n_classes, {**config.head_params, **tuned.params}, names[0], seed)
@@ -623,7 +639,7 @@ def fit_auto(
 ) -> tuple[str, FoldResults, dict]:
     """Every head on the same folds (each tuned as --tune says); the best OOF score of the main
     metric wins (ties: the faster). The winner's models and transforms become the run's own."""
-    target, candidates, fits = data.target, [], {}
+    target, candidates, fits, tuning_spent = data.target, [], {}, 0.0
     for name in heads:
         head_cls = get_head(name)
         head_config = replace(config, head=name)
@@ -635,8 +651,12 @@ def fit_auto(
         def tagged(kind: str, message: str, name=name) -> None:
             notify(kind, f"{name}: {message}" if kind in ("fold", "round", "warning") else message)
 
+        budget = config.time_budget_s
+        if budget is not None:  # each head still to fit gets an even share of the time left
+            budget = max(0.0, budget - tuning_spent) / (len(heads) - len(candidates))
         fitted = fit_folds(head_cls, target, data.X, folds, names, head_config, where, tagged, source_dims,
-                           fold_key(data, folds, head_config, params, names), data.groups)
+                           fold_key(data, folds, head_config, params, names), data.groups, budget)
+        tuning_spent += sum(record.get("seconds", 0.0) for record in fitted.tuning if record)
         decide_threshold(target, folds, fitted, names, config.threshold)
         oof = metrics.score(target.task, target.y, fitted.oof, names, fitted.decided_at)
         fits[name] = fitted
@@ -722,7 +742,7 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
         scores["seeds"] = seed_scores
     write_json_atomic(run_dir / "scores.json", scores)
     manifest = run_manifest(config, data, names, fitted, cv.fold_hash(data.ids, folds))
-    manifest["tuning"] = {"spec": config.tune_spec.describe(), "folds": fitted.tuning}
+    manifest["tuning"] = {"spec": config.tune_spec.describe(), "time_budget": config.time_budget, "folds": fitted.tuning}
     if head_choice is not None:
         manifest["head"]["choice"] = head_choice
     manifest["reports"] = write_reports(
