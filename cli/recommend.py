@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from cli.console import JsonOption, QuietOption, console, err_console, exit_on_error
-from pipelines.select.recommend import TIME_LABELS, TIME_LEGEND, Recommendation, RecommendConfig, format_duration
+from pipelines.core.durations import format_duration
+from pipelines.select.recommend import TIME_LABELS, TIME_LEGEND, Recommendation, RecommendConfig
 from pipelines.select.trial import recommend_and_trial as run_recommend
 
 
@@ -102,6 +103,14 @@ def render(result: Recommendation) -> None:
         console.print(result.command, highlight=False, soft_wrap=True, markup=False)
         if result.train_command:
             console.print(result.train_command, highlight=False, soft_wrap=True, markup=False)
+        if result.finetune_command:  # fine-tuning pays here: on the head's folds, then blended with it
+            console.print(f"# fine-tuning end to end fits here (~{format_duration(result.finetune.seconds)} on "
+                          f"{result.finetune.device}, estimated); then blend it with the head run:",
+                          highlight=False, soft_wrap=True, markup=False)
+            console.print(result.finetune_command, highlight=False, soft_wrap=True, markup=False)
+            console.print(result.blend_command, highlight=False, soft_wrap=True, markup=False)
+    if result.finetune_hint and not result.finetune_command:
+        console.print(f"[yellow]note[/]: {result.finetune_hint}", highlight=False, soft_wrap=True)
 
 
 def render_trial(trial) -> None:

@@ -8,7 +8,7 @@ Per dataset, side by side, both out-of-fold on the same folds (the same labels, 
 Prints one plain-text table and appends its rows to CACHE/finetune_results.csv. The goal the
 issue sets: fine-tuning at least halves the frozen probe's error.
 
-    python scripts/eval_finetune.py [--devdata ../shared/devdata] [--only cifar10|esc10]
+    python scripts/eval_finetune.py [--devdata ../shared/devdata] [--only cifar10|esc10] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text).strip("-")
 
 
-def evaluate(name, inputs, labels, group_col, extract_extra, cache: Path, device: str, log) -> list[dict]:
+def evaluate(name, inputs, labels, group_col, extract_extra, cache: Path, device: str, log, overrides: dict | None = None) -> list[dict]:
     from pipelines.extract.config import ExtractConfig
     from pipelines.extract.runner import run_extraction
     from pipelines.finetune.config import FinetuneConfig
@@ -81,7 +81,7 @@ def evaluate(name, inputs, labels, group_col, extract_extra, cache: Path, device
                                group_col=group_col, head="logreg", seed=SEED, overwrite=True))
     fit_s = time.perf_counter() - started
     log(f"{name}: frozen logreg accuracy {frozen.oof['accuracy']:.4f}")
-    settings = SETTINGS[name]
+    settings = {**SETTINGS[name], **(overrides or {})}
     ips = []
 
     def progress(kind, message, data):
@@ -117,6 +117,22 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """["epochs=6", "hflip=true", "train_layers=2"] -> FinetuneConfig fields (numbers and booleans parsed)."""
+    import json
+
+    out = {}
+    for item in items:
+        key, _, text = item.partition("=")
+        try:
+            out[key.strip()] = json.loads(text)
+        except ValueError:
+            out[key.strip()] = text
+    if "train_layers" in out:
+        out["train_layers"] = str(out["train_layers"])
+    return out
+
+
 def run(devdata: Path, cache: Path, args) -> None:
     """The finetune section of make eval (scripts/eval.py calls it)."""
     only = getattr(args, "only", None)
@@ -129,7 +145,8 @@ def run(devdata: Path, cache: Path, args) -> None:
     for name, inputs, labels, group_col, extra in _datasets(devdata, cache):
         if only and name != only:
             continue
-        rows += evaluate(name, inputs, labels, group_col, extra, cache, device, lambda line: print(line, file=sys.stderr, flush=True))
+        rows += evaluate(name, inputs, labels, group_col, extra, cache, device, lambda line: print(line, file=sys.stderr, flush=True),
+                         parse_overrides(getattr(args, "finetune_set", None) or []))
     if not rows:
         print(f"finetune eval: no cifar10-subset/ or esc10/ in {devdata}; nothing to do")
         return
@@ -150,6 +167,8 @@ def main(argv=None) -> int:
     parser.add_argument("--devdata", type=Path, default=Path(os.environ.get("OLYMP_DEVDATA", REPO.parent / "shared" / "devdata")))
     parser.add_argument("--only", choices=("cifar10", "esc10"), default=None)
     parser.add_argument("--finetune-device", default="cpu", help="cpu | cuda (the GPU run of the same benchmark)")
+    parser.add_argument("--set", dest="finetune_set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one of SETTINGS' fields for this run, e.g. --set epochs=6 (repeatable)")
     args = parser.parse_args(argv)
     if not args.devdata.is_dir():
         print(f"finetune eval: no devdata at {args.devdata}; nothing to do")

@@ -19,6 +19,7 @@ from pipelines.select import recommend as rec
 from pipelines.select import trial as trial_lib
 from pipelines.backbones.catalog import BackboneEntry
 from pipelines.data.embeddings import read_embeddings
+from pipelines.core.durations import parse_duration
 from pipelines.core.errors import ConfigError
 from pipelines.select.probe import probe_data
 from tests.audio_files import write_broken_clips, write_mixed_clips
@@ -99,6 +100,10 @@ def fake_catalog(monkeypatch):
     """`recommend` reads FAKE_CATALOG instead of configs/backbones.toml."""
     monkeypatch.setattr(pipelines.backbones.catalog, "load_catalog", lambda path=None: list(FAKE_CATALOG))
     return FAKE_CATALOG
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
 
 
 def invoke_json(*args) -> dict:
@@ -207,7 +212,7 @@ def test_quality_figures_per_modality():
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("2h", 7200), ("1h30m", 5400), ("1.5h", 5400)])
 def test_parse_duration(text, seconds):
-    assert rec.parse_duration(text) == seconds
+    assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("args, expected_error", [
@@ -225,7 +230,7 @@ def test_bad_options_name_the_fix(args, expected_error, fake_catalog):
 
 def test_parse_duration_refuses_zero():
     with pytest.raises(ConfigError, match="zero"):
-        rec.parse_duration("0m")
+        parse_duration("0m")
 
 
 # --------------------------------------------------------------------------- the probe
@@ -599,3 +604,58 @@ def test_available_first_better_ones_to_pull_and_all_shows_everything(fake_catal
     assert sorted(c["name"] for c in every) == sorted(audio)
     flags = [c["available"] for c in every if "avoid" not in c]
     assert flags == sorted(flags, reverse=True)  # available ones before the others
+
+
+# --------------------------------------------------------------------------- fine-tuning advice
+
+def _probe(side: int):
+    from pipelines.select.probe import DataProbe
+
+    return DataProbe("data", "image", 2000, {".png": 2000}, 20, 0, image_size_median=(side, side))
+
+
+def test_fine_tuning_is_advised_where_device_and_budget_make_it_pay():
+    gpu = rec.Constraints("image", 2000, device="cuda")
+    advice = rec.finetune_advice(SMALL, 10.0, gpu, _probe(300))
+    assert advice is not None and advice.resolution is None  # 300 px photos train at the model's size
+    assert advice.seconds == pytest.approx(10.0 * rec.finetune_passes()) and "--train-layers all" in advice.flags()
+    assert "--device cuda" in advice.flags()
+    small = rec.finetune_advice(SMALL, 10.0, gpu, _probe(64))
+    assert small.resolution == rec.SMALL_IMAGE_SIDE and small.seconds == pytest.approx(advice.seconds * (128 / 224) ** 2)
+    cpu = rec.Constraints("image", 2000, device="cpu")
+    assert rec.finetune_advice(SMALL, 10.0, cpu, None) is None  # a CPU and no budget: not advised
+    assert rec.finetune_advice(SMALL, 10.0, replace(cpu, time_budget_s=3600.0), None) is not None  # ~20 min fits
+    assert rec.finetune_advice(SMALL, 60.0, replace(cpu, time_budget_s=3600.0), None) is None  # ~2 h does not
+    assert rec.finetune_advice(SMALL, 10.0, replace(gpu, time_budget_s=60.0), None) is None  # nor on a GPU
+    assert rec.finetune_advice(CNN, 10.0, replace(gpu, modality="audio"), None) is None  # olymp's audio nets: no
+    assert rec.finetune_advice(SMALL, 10.0, replace(gpu, task="detection"), None) is None
+
+
+def test_recommend_on_a_gpu_names_the_finetune_command(monkeypatch):
+    monkeypatch.setattr(pipelines.backbones.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
+    monkeypatch.setattr(rec, "resolve_device", lambda device: "cuda")
+    monkeypatch.setattr(rec, "weights_offline", lambda entry: "hf-cache")  # as if pulled
+    out = invoke_json("--modality", "image", "--n-items", "2000", "--device", "cuda")
+    assert out["finetune"]["device"] == "cuda" and "olymp finetune DATA_PATH --labels YOUR_LABELS.csv" in out["finetune_hint"]
+    assert out["finetune_command"] == ""  # the labels are unknown without --trial
+    shown = runner.invoke(app, ["recommend", "--modality", "image", "--n-items", "2000", "--device", "cuda"])
+    assert shown.exit_code == 0 and "fine-tuning" in flat(shown.output) and "--train-layers all" in flat(shown.output)
+
+
+@pytest.mark.slow
+def test_after_a_trial_the_finetune_and_blend_commands_run_as_printed(tmp_path, monkeypatch):
+    import shlex
+
+    monkeypatch.setattr(pipelines.backbones.catalog, "load_catalog", lambda path=None: list(TRIAL_CATALOG))
+    data, labels = write_colour_classes(tmp_path / "data", per_class=6)
+    out = invoke_json(str(data), "--trial", str(labels), "--trial-weights", "random", "--trial-top", "1",
+                      "--trial-layers", "", "--trial-heads", "logreg", "--device", "cpu", "--time-budget", "1h")
+    head = out["trial"]["winner"]["head"]
+    assert f"--folds-from runs/{head}" in out["finetune_command"] and "--weights random" in out["finetune_command"]
+    assert out["blend_command"] == f"olymp blend runs/{head} runs/ft -o runs/blend"
+    monkeypatch.chdir(tmp_path)
+    for command in (out["command"], out["train_command"], out["finetune_command"], out["blend_command"]):
+        result = runner.invoke(app, [*shlex.split(command)[1:], "--quiet"])
+        assert result.exit_code == 0, (command, result.output)
+    blended = json.loads((tmp_path / "runs" / "blend" / "scores.json").read_text())
+    assert blended  # the fine-tuned run and the head run blended on the same folds

@@ -292,7 +292,8 @@ def fit_routes(routes: Sequence[Route], labelled: int, budget_s: float, given: i
 
 
 def _fitting_size(routes: Sequence[Route], labelled: int, budget_s: float) -> tuple[int, str]:
-    from pipelines.select.recommend import STARTUP_SECONDS, format_duration
+    from pipelines.core.durations import format_duration
+    from pipelines.select.recommend import STARTUP_SECONDS
 
     extraction_share = budget_s * (1 - HEAD_SHARE_OF_BUDGET) - STARTUP_SECONDS * len(routes)
     per_item = sum(r.seconds_per_item for r in routes)
@@ -384,7 +385,7 @@ def run_trial(candidates: Sequence, c, *, data_path: str, labels: str | None, id
     import numpy as np
 
     from pipelines.data.tasks import infer_task
-    from pipelines.select.recommend import format_duration
+    from pipelines.core.durations import format_duration
     from pipelines.data.metrics import GREATER_IS_BETTER, metrics_for
     from pipelines.train.train import TrainConfig, train
 
@@ -532,4 +533,31 @@ def recommend_and_trial(config, on_progress: Callable[[str], None] | None = None
             candidate.trial_seconds = (best.extract_seconds_per_item or 0.0) * trial.sample
     if trial.winner is not None:
         result.command, result.train_command = trial.extract_command, trial.train_command
+        finetune_after_trial(result, trial, config)
     return result
+
+
+def finetune_after_trial(result, trial: TrialResult, config) -> None:
+    """Fine-tuning the winning route's backbone, when it pays: the command on the winning head's
+    folds (so the two runs blend) and the blend, runnable as printed."""
+    import shlex
+
+    from pipelines.select.recommend import finetune_advice
+
+    route, head = trial.winner_route, trial.winner.head
+    per_item = trial.winner.extract_seconds_per_item or route.seconds_per_item  # cached: the estimate
+    advice = finetune_advice(route.entry, per_item * result.constraints.n_items, result.constraints, result.probe)
+    result.finetune, result.finetune_hint = advice, ""
+    if advice is None:
+        return
+    source = "--labels-from-folders" if config.trial_labels is None else f"--labels {shlex.quote(config.trial_labels)}"
+    command = f"olymp finetune {shlex.quote(config.data_path)} {source} -o runs/ft {advice.flags()} --folds-from runs/{head}"
+    if route.weights:
+        command += f" --weights {route.weights}"
+    for flag, value, default in (("--id-col", config.id_col, "id"), ("--target-col", config.target_col, "label")):
+        if value != default:
+            command += f" {flag} {shlex.quote(value)}"
+    if config.group_col:
+        command += f" --group-col {shlex.quote(config.group_col)}"
+    result.finetune_command = command
+    result.blend_command = f"olymp blend runs/{head} runs/ft -o runs/blend"
