@@ -253,3 +253,38 @@ def test_audio_run_predicts_raw_clips_through_the_front_end_it_trained_on(tmp_pa
     expected = total / 2
     got = sub.loc[[f"t{i}" for i in range(3)], classes].to_numpy(dtype=float)
     assert np.allclose(got, expected, atol=5e-3), (got, expected)  # bf16 autocast where the CPU has it
+
+
+def test_audio_oof_averages_windows_as_predict_does(tmp_path):
+    """Clips of several windows: each OOF row is what the fold's network gives that clip through
+    extract + its classifier (logits of the clip's mean pre-logits), so OOF scores describe the
+    predictions a submission gets."""
+    import soundfile
+
+    from pipelines.backbones.finetuned import classify
+    from pipelines.data.embeddings import read_embeddings
+
+    rate = 16000
+    rng = np.random.default_rng(0)
+    clips, rows = tmp_path / "clips", []
+    clips.mkdir()
+    for i in range(8):
+        t = np.arange(int(3.0 * rate)) / rate
+        freq = 300.0 if i % 2 == 0 else 2500.0
+        wave = 0.3 * np.sin(2 * np.pi * freq * t) * (t > 1.0)  # a silent first window: windows differ
+        soundfile.write(clips / f"clip{i}.wav", (wave + 0.01 * rng.normal(size=len(t))).astype(np.float32), rate)
+        rows.append((f"clip{i}", "low" if i % 2 == 0 else "high"))
+    pd.DataFrame(rows, columns=["id", "label"]).to_csv(tmp_path / "clips.csv", index=False)
+    run = tmp_path / "run"
+    ok("finetune", clips, "--labels", tmp_path / "clips.csv", "-o", run, "--backbone", "test_efficientnet",
+       "--weights", "random", "--folds", "2", "--epochs", "4", "--lr", "0.01", "--resolution", "32", "--batch-size", "4",
+       "--train-layers", "all", "--window", "1", "--device", "cpu")
+    oof = pd.read_csv(run / "oof.csv", dtype={"id": str})
+    classes = json.loads((run / "manifest.json").read_text())["classes"]
+    ok("extract", clips, "-o", tmp_path / "emb", "--backbone", run / "fold-0", "--modality", "audio", *TINY)  # its 1 s windows
+    embedded = read_embeddings(tmp_path / "emb")
+    model, _ = load_network(run / "fold-0")
+    expected = pd.DataFrame(classify(model, embedded.vectors), columns=classes, index=[str(i) for i in embedded.ids])
+    mine = oof[oof["fold"] == 0]
+    got = mine[classes].to_numpy(dtype=float)
+    assert np.allclose(got, expected.loc[mine["id"], classes].to_numpy(), atol=5e-3), (got, expected)

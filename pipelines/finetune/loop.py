@@ -124,7 +124,9 @@ class Feeder:
 
     @torch.no_grad()
     def predict(self, rows: np.ndarray, batch_size: int) -> np.ndarray:
-        """(len(rows), n_classes) probabilities; a clip's windows averaged."""
+        """(len(rows), n_classes) probabilities: the softmax of a clip's logits averaged over its
+        windows, which is what predict computes (the network's linear classifier on the clip's
+        mean pre-logits, as extract pools them), so OOF and test predictions agree."""
         from pipelines.finetune.augment import EvalViews, collate_eval
 
         self.network.model.eval()
@@ -135,11 +137,11 @@ class Feeder:
             nonlocal sums
             with self._autocast():
                 logits = self.forward(self._to_device(x))
-            proba = logits.float().softmax(dim=1).cpu().numpy()
+            logits = logits.float().cpu().numpy()
             if sums is None:
-                sums = np.zeros((len(rows), proba.shape[1]))
+                sums = np.zeros((len(rows), logits.shape[1]))
             index = np.asarray([position[int(o)] for o in owners])
-            np.add.at(sums, index, proba)
+            np.add.at(sums, index, logits)
             np.add.at(counts, index, 1)
 
         if self.cached is not None:
@@ -152,7 +154,7 @@ class Feeder:
                                                  num_workers=self.runtime.workers, collate_fn=collate_eval)
             for x, owners in loader:
                 add(x, owners)
-        return sums / counts[:, None]
+        return torch.from_numpy(sums / counts[:, None]).softmax(dim=1).numpy()
 
     def _autocast(self):
         if self.runtime.amp_dtype is None:

@@ -84,12 +84,19 @@ def registered_networks() -> dict:
 def _build(name: str, weights: str | None):
     from pipelines.backbones.audio import logmel
     from pipelines.backbones.audio.base import AudioSpec, audio_entry, build_audio_backbone
+    from pipelines.backbones.finetuned import is_network_dir, read_meta
 
     registered_networks()
     entry = audio_entry(name) or find_entry(name)
     if entry is not None and (entry.audio_model or entry.modality == "both"):
         return build_audio_backbone(AudioSpec.from_entry(entry, name), weights)
-    # Any other timm image model on log-mel images, with the route's own sample rate and window.
+    # Any other timm image model on log-mel images, with the route's own sample rate and window;
+    # a fine-tuned network folder (RUN_DIR/fold-K) with the window it trained on.
+    window = logmel.IMAGE_WINDOW_SECONDS
+    if is_network_dir(name):
+        audio = read_meta(name).audio
+        if audio is not None:
+            window = audio.window_seconds
     spec = AudioSpec(name=name, entry="", loader="logmel.image", sample_rate=logmel.SAMPLE_RATE,
-                     window_seconds=logmel.IMAGE_WINDOW_SECONDS, embedding_dim=0, timm_name=name)
+                     window_seconds=window, embedding_dim=0, timm_name=name)
     return build_audio_backbone(spec, weights)
