@@ -628,6 +628,8 @@ def test_fine_tuning_is_advised_where_device_and_budget_make_it_pay():
     assert rec.finetune_advice(SMALL, 60.0, replace(cpu, time_budget_s=3600.0), None) is None  # ~2 h does not
     assert rec.finetune_advice(SMALL, 10.0, replace(gpu, time_budget_s=60.0), None) is None  # nor on a GPU
     assert rec.finetune_advice(CNN, 10.0, replace(gpu, modality="audio"), None) is None  # olymp's audio nets: no
+    assert rec.finetune_advice(SMALL, 10.0, replace(gpu, modality="audio"), None) is not None  # log-mel images on a GPU
+    assert rec.finetune_advice(SMALL, 10.0, replace(cpu, modality="audio", time_budget_s=3600.0), None) is None
     assert rec.finetune_advice(SMALL, 10.0, replace(gpu, task="detection"), None) is None
 
 

@@ -273,8 +273,10 @@ def finetune_passes(epochs: int = FINETUNE_EPOCHS, folds: int = FINETUNE_FOLDS) 
 
 def finetune_advice(entry, extract_seconds: float | None, c: Constraints, probe) -> FinetuneAdvice | None:
     """End-to-end fine-tuning of `entry` when the device and time budget make it pay: on a GPU
-    (within the budget, when one is given), or on a CPU when the estimate fits the budget. None
-    for backbones finetune cannot train (olymp's audio networks) and non-classification tasks."""
+    (within the budget, when one is given), or for images on a CPU when the estimate fits the
+    budget. Not for sound on a CPU: ESC-10's log-mel images fine-tuned there for 8 epochs (17 min)
+    scored 83.5% against the frozen probe's 92.2% (README, Fine-tuning). None for backbones
+    finetune cannot train (olymp's audio networks) and non-classification tasks."""
     if not entry.timm_name or c.task != "classification" or not extract_seconds:
         return None
     resolution = None
@@ -286,6 +288,8 @@ def finetune_advice(entry, extract_seconds: float | None, c: Constraints, probe)
     seconds = extract_seconds * scale * finetune_passes()
     fits = c.time_budget_s is not None and seconds <= c.time_budget_s
     if not (fits or (c.device == "cuda" and c.time_budget_s is None)):
+        return None
+    if c.modality == "audio" and c.device != "cuda":  # measured: ESC-10 fine-tuned on a CPU lost to the frozen probe
         return None
     return FinetuneAdvice(entry.name, c.modality, seconds, c.device, resolution)
 
