@@ -38,8 +38,9 @@ def scores_table(result) -> Table:
 
 
 def tuning_table(result) -> Table | None:
-    """Per fold: the parameters tuning chose, their inner-validation score next to the defaults',
-    how many candidates were scored and the seconds it took; None when the run was not tuned."""
+    """Per fold: the parameters tuning chose, how the search's best fared against the defaults,
+    its inner-validation score next to the defaults', how many candidates were scored (of how
+    many, under --time-budget) and the seconds it took; None when the run was not tuned."""
     from pipelines.heads.tuning import describe_params
 
     records = [(fold, record) for fold, record in enumerate(getattr(result, "tuning", None) or []) if record]
@@ -47,24 +48,35 @@ def tuning_table(result) -> Table | None:
         return None
     metric = records[0][1].get("metric", result.metric)
     table = Table(title=f"tuning (inner split of each fold's training part, {metric})", title_justify="left")
-    for name, justify in (("fold", "left"), ("chosen", "left"), (f"inner {metric}", "right"), ("defaults", "right"),
-                          ("tried", "right"), ("s", "right")):
+    for name, justify in (("fold", "left"), ("chosen", "left"), ("check", "left"), (f"inner {metric}", "right"),
+                          ("defaults", "right"), ("tried", "right"), ("s", "right")):
         table.add_column(name, justify=justify)
     for fold, record in records:
         chosen = record.get("skipped") or describe_params(record.get("params") or {})
-        proposed = record.get("proposed")
-        if proposed is not None and proposed != (record.get("params") or {}):
-            second = record.get("confirmation") or {}
-            why = "lost on a second inner split" if second and not second.get("confirmed") else "not clearly better"
-            chosen += f" (kept: {describe_params(proposed)} {why})"
-        tried = str(record.get("tried", ""))
-        if record.get("budget_s") is not None and "of" in record:
-            tried += f" of {record['of']} ({record['budget_s']:.0f} s budget)"
         table.add_row(
-            str(fold), chosen, score_text(record.get("inner_score")), score_text(record.get("default_inner_score")),
-            tried, f"{record.get('seconds', 0):.1f}",
+            str(fold), chosen, check_text(record), score_text(record.get("inner_score")),
+            score_text(record.get("default_inner_score")), tried_text(record), f"{record.get('seconds', 0):.1f}",
         )
     return table
+
+
+def check_text(record: dict) -> str:
+    """How the search's best fared against the defaults: "" (it was the defaults), "confirmed",
+    or why the defaults were kept: the best did not beat them on 84% of the bootstrap resamples
+    ("no clear win"), or did not again on a second inner split ("lost on 2nd split")."""
+    proposed, second = record.get("proposed"), record.get("confirmation") or {}
+    if not proposed:
+        return ""
+    if proposed == (record.get("params") or {}):
+        return "confirmed" if second else ""
+    return "lost on 2nd split" if second else "no clear win"
+
+
+def tried_text(record: dict) -> str:
+    tried = str(record.get("tried", ""))
+    if record.get("budget_s") is not None and "of" in record:
+        tried += f" of {record['of']}"
+    return tried
 
 
 def head_choice_table(result) -> Table | None:

@@ -286,3 +286,13 @@ def test_bad_time_budgets_are_refused_in_one_line(tmp_path, noisy, args, expecte
     assert result.exit_code == 1
     assert expected in flat(result.stderr) and "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_report_says_why_the_defaults_were_kept():
+    from cli.views import check_text
+
+    best = {"C": 0.01}
+    assert check_text({"params": {}, "proposed": {}}) == ""  # the defaults were the best
+    assert check_text({"params": {}, "proposed": best, "confirmation": None}) == "no clear win"
+    assert check_text({"params": {}, "proposed": best, "confirmation": {"confirmed": False}}) == "lost on 2nd split"
+    assert check_text({"params": best, "proposed": best, "confirmation": {"confirmed": True}}) == "confirmed"
