@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import json
 import signal
 import subprocess
@@ -333,3 +334,28 @@ def test_runner_takes_its_stage_and_writer_as_arguments(tmp_path):
     embeddings = read_embeddings(summary.output)
     assert summary.backbone == "constant" and sorted(seen) == sorted(embeddings.ids) and len(seen) == 3
     np.testing.assert_allclose(embeddings.vectors, 7.0)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator setting is glibc's")
+def test_large_freed_blocks_are_kept_for_reuse():
+    """extract and finetune raise glibc's mmap/trim thresholds (once per process), so large
+    activation blocks are reused instead of unmapped and faulted in again at every layer."""
+    import ctypes
+
+    from pipelines.core import hardware
+
+    assert hardware.keep_freed_memory() is True and hardware.keep_freed_memory() is True  # idempotent
+    libc = ctypes.CDLL("libc.so.6")
+
+    class MallInfo2(ctypes.Structure):  # glibc's struct mallinfo2: ten size_t counters
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+    libc.mallinfo2.restype = MallInfo2
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    mapped_before = libc.mallinfo2().hblks
+    block = libc.malloc(64 << 20)  # above glibc's default mmap ceiling (32 MB)
+    mapped_with = libc.mallinfo2().hblks
+    libc.free(block)
+    assert mapped_with == mapped_before  # from the arena (kept for reuse), not a block of its own mapping

@@ -48,7 +48,7 @@ from pipelines.extract.stages import Stage, audio_stage, image_stage
 from pipelines.extract.writer import (CommittedState, PartWriter, drop_records, merge_error_parts, scan_committed,
                                       write_manifest)
 from pipelines.core.io import check_output_dir, is_temp_name, json_ready, prepare_output_dir
-from pipelines.core.hardware import available_cores
+from pipelines.core.hardware import available_cores, keep_freed_memory
 from pipelines.core.hashing import file_fingerprint
 from pipelines.core.versions import package_versions
 
@@ -125,6 +125,7 @@ def run_extraction(
     """Extract `config.inputs` into `config.output`: the stage (reader → mapper, from
     `build_stage`, by default STAGE_BUILDERS[modality]) streams rows, the writer (`build_writer`,
     PartWriter's arguments) commits them; the seconds of each go into the manifest's `timings`."""
+    keep_freed_memory()  # large activation blocks reused, not unmapped and faulted in again (core/hardware)
     report = on_progress or (lambda event: None)
     modality = infer_modality(config.inputs, config.modality)
     listed = list_inputs(config.inputs, extensions_for(modality), with_unreachable=True)

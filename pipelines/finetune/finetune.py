@@ -218,6 +218,10 @@ def finetune(config: FinetuneConfig, on_progress: Notify | None = None,
     reads them (an assertion hook: tests check they never include the fold's validation rows)."""
     import torch
 
+    from pipelines.core.hardware import keep_freed_memory
+
+    keep_freed_memory()  # large activation blocks reused, not unmapped and faulted in again
+
     from pipelines.finetune import loop
     from pipelines.finetune.augment import AudioInputs, ImageInputs
     from pipelines.finetune.model import build_network
