@@ -152,14 +152,14 @@ def confirm(head_cls, task, n_classes, fixed, metric, seed, X, y, groups, chosen
     (the best of several noisy scores) and one split's bootstrap sees row noise but not the
     seed's: measured on the CIFAR-10 subset, an mlp candidate 0.036 ahead in inner log loss on
     the search's split was 0.002 ahead on a second one and 2 points behind on the outer fold
-    (README, "Tuned heads"). None when no second split can be drawn."""
+    (README, train-head's Tuning). None when no second split can be drawn."""
     split = inner_split(task, np.asarray(y), n_classes, seed + 1, groups)
     if split is None:
         return None
     inner = InnerData(np.asarray(X), np.asarray(y), groups, split[0], split[1], scorer(task, metric))
     again = run_search(head_cls, inner, [{}, dict(chosen)], task, n_classes, dict(fixed), metric, seed + 1)
     scored = {describe_params(c): (value, pred) for c, value, pred in again}
-    if len(scored) < 2:  # the budget ran out before both were scored
+    if len(scored) < 2:  # a head's search may score fewer than it is given
         return None
     (best, best_pred), (default, default_pred) = scored[describe_params(chosen)], scored["defaults"]
     share = beats_share(inner.score, inner.y[inner.held_rows], best_pred, default_pred, seed + 1)
