@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.core.errors import ConfigError, InputError
+from pipelines.core.hardware import keep_freed_memory
 from pipelines.core.io import is_temp_name, json_ready, write_atomic, write_json_atomic
 from pipelines.core.hashing import file_sha256, json_digest
 from pipelines.finetune.config import FinetuneConfig
@@ -218,10 +219,6 @@ def finetune(config: FinetuneConfig, on_progress: Notify | None = None,
     reads them (an assertion hook: tests check they never include the fold's validation rows)."""
     import torch
 
-    from pipelines.core.hardware import keep_freed_memory
-
-    keep_freed_memory()  # large activation blocks reused, not unmapped and faulted in again
-
     from pipelines.finetune import loop
     from pipelines.finetune.augment import AudioInputs, ImageInputs
     from pipelines.finetune.model import build_network
@@ -232,6 +229,7 @@ def finetune(config: FinetuneConfig, on_progress: Notify | None = None,
 
     notify = on_progress or (lambda kind, message, data: None)
     started = time.perf_counter()
+    keep_freed_memory()  # large activation blocks reused, not unmapped and faulted in again (core/hardware)
     config.check()
     run_dir = Path(config.output)
     if run_dir.is_dir() and _manifest_kind(run_dir / RUN_MANIFEST) == RUN_KIND and not config.overwrite:

@@ -13,11 +13,12 @@ part, then refits on the whole training part for the chosen number of rounds/epo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -96,13 +97,21 @@ class InnerData:
     held_rows: np.ndarray  # positions into X: candidates are scored here (early stopping watches them too)
     score: Callable[[np.ndarray, np.ndarray], float]  # (y_held, predictions) -> higher is better
     deadline: float | None = None  # time.perf_counter() by which the search should end (--time-budget); None: no limit
+    seconds: list[float] = field(default_factory=list)  # each candidate's fit-and-score time so far (`timed`)
 
-    def affords(self, seconds_each: list[float]) -> bool:
+    def affords(self) -> bool:
         """Whether one more candidate, taking as long as the mean of those so far, ends before the
-        deadline. The first candidate (the defaults) is always scored."""
-        if self.deadline is None or not seconds_each:
+        deadline. The first candidate is always scored."""
+        if self.deadline is None or not self.seconds:
             return True
-        return time.perf_counter() + sum(seconds_each) / len(seconds_each) <= self.deadline
+        return time.perf_counter() + sum(self.seconds) / len(self.seconds) <= self.deadline
+
+    @contextlib.contextmanager
+    def timed(self):
+        """Around one candidate's fit and score: its time goes into `seconds`."""
+        started = time.perf_counter()
+        yield
+        self.seconds.append(time.perf_counter() - started)
 
 
 class Head(ABC):
@@ -154,17 +163,16 @@ class Head(ABC):
         scored; a head may skip some (logreg stops a C path once it only gets worse), and stops
         when `inner.affords` says the next one would overrun --time-budget. Fits on
         `inner.fit_rows` only."""
-        scored, seconds = [], []
+        scored = []
         for candidate in candidates:
-            if not inner.affords(seconds):
+            if not inner.affords():
                 break
-            started = time.perf_counter()
-            head = cls(task, n_classes, {**fixed, **candidate}, metric, seed)
-            head.fit_for_tuning(inner.X, inner.y, inner.fit_rows, inner.held_rows, inner.groups)
-            held = inner.held_rows
-            pred = head.predict(inner.X[held])
-            scored.append((candidate, inner.score(inner.y[held], pred), pred))
-            seconds.append(time.perf_counter() - started)
+            with inner.timed():
+                head = cls(task, n_classes, {**fixed, **candidate}, metric, seed)
+                head.fit_for_tuning(inner.X, inner.y, inner.fit_rows, inner.held_rows, inner.groups)
+                held = inner.held_rows
+                pred = head.predict(inner.X[held])
+                scored.append((candidate, inner.score(inner.y[held], pred), pred))
         return scored
 
     def fit_for_tuning(self, X, y, fit_rows, held_rows, groups=None) -> Head:

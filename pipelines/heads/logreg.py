@@ -16,7 +16,6 @@ threads `threads_for` allows (one on small data or a busy machine: spinning thre
 from __future__ import annotations
 
 import json
-import time
 import warnings
 from pathlib import Path
 
@@ -127,22 +126,21 @@ class LogRegHead(Head):
             paths.setdefault(params["scaling"], []).append(i)
         X_fit, y_fit = inner.X[inner.fit_rows], inner.y[inner.fit_rows]
         X_held, y_held = inner.X[inner.held_rows], inner.y[inner.held_rows]
-        scored, seconds = [], []
+        scored = []
         with _threads(X_fit):
             for members in paths.values():
                 members.sort(key=lambda i: resolved[i][key] if key == "C" else -resolved[i][key])
                 head, best, since = cls(task, n_classes, resolved[members[0]], metric, seed), -np.inf, 0
                 head.warm = {}
                 for i in members:
-                    if not inner.affords(seconds):
+                    if not inner.affords():
                         return scored
-                    started = time.perf_counter()
-                    head.params = resolved[i]
-                    head._fit(X_fit, y_fit)
-                    pred = head.predict(X_held)
-                    value = inner.score(y_held, pred)
-                    scored.append((candidates[i], value, pred))
-                    seconds.append(time.perf_counter() - started)
+                    with inner.timed():
+                        head.params = resolved[i]
+                        head._fit(X_fit, y_fit)
+                        pred = head.predict(X_held)
+                        value = inner.score(y_held, pred)
+                        scored.append((candidates[i], value, pred))
                     best, since = (value, 0) if value > best else (best, since + 1)
                     if since >= PATH_PATIENCE:
                         break

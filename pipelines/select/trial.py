@@ -496,15 +496,24 @@ def commands(route: Route, head: str, data_path: str, labels: str | None, output
     extract = f"olymp extract {shlex.quote(data_path)} -o {output_dir} {route.extract_flags()}"
     if route.weights:
         extract += f" --weights {route.weights}"
+    source, columns = label_flags(labels, id_col, target_col, group_col)
+    return extract, f"olymp train-head {output_dir} {source} --head {head} -o runs/{head}{columns}"
+
+
+def label_flags(labels: str | None, id_col: str, target_col: str, group_col: str | None) -> tuple[str, str]:
+    """("--labels FILE" or "--labels-from-folders", " --id-col .. --target-col .. --group-col .." where
+    not the defaults): what the printed train-head and finetune commands share."""
+    import shlex
+
     source = "--labels-from-folders" if labels is None else f"--labels {shlex.quote(labels)}"
-    train = f"olymp train-head {output_dir} {source} --head {head} -o runs/{head}"
+    columns = ""
     if id_col != "id":
-        train += f" --id-col {shlex.quote(id_col)}"
+        columns += f" --id-col {shlex.quote(id_col)}"
     if target_col != "label":
-        train += f" --target-col {shlex.quote(target_col)}"
+        columns += f" --target-col {shlex.quote(target_col)}"
     if group_col:
-        train += f" --group-col {shlex.quote(group_col)}"
-    return extract, train
+        columns += f" --group-col {shlex.quote(group_col)}"
+    return source, columns
 
 
 def recommend_and_trial(config, on_progress: Callable[[str], None] | None = None):
@@ -550,14 +559,9 @@ def finetune_after_trial(result, trial: TrialResult, config) -> None:
     result.finetune, result.finetune_hint = advice, ""
     if advice is None:
         return
-    source = "--labels-from-folders" if config.trial_labels is None else f"--labels {shlex.quote(config.trial_labels)}"
+    source, columns = label_flags(config.trial_labels, config.id_col, config.target_col, config.group_col)
     command = f"olymp finetune {shlex.quote(config.data_path)} {source} -o runs/ft {advice.flags()} --folds-from runs/{head}"
     if route.weights:
         command += f" --weights {route.weights}"
-    for flag, value, default in (("--id-col", config.id_col, "id"), ("--target-col", config.target_col, "label")):
-        if value != default:
-            command += f" {flag} {shlex.quote(value)}"
-    if config.group_col:
-        command += f" --group-col {shlex.quote(config.group_col)}"
-    result.finetune_command = command
+    result.finetune_command = command + columns
     result.blend_command = f"olymp blend runs/{head} runs/ft -o runs/blend"

@@ -421,7 +421,7 @@ def fit_folds(
     its own rows (mean over seeds), save transform and models. A head sees the training part
     only (early-stopping heads split it themselves); the fold's rows are only predicted. With
     `key`, a fold an interrupted run finished under the same key is loaded instead of fitted again.
-    `budget_s`: the tuning seconds for all folds (default: --time-budget), each fold getting an
+    `budget_s`: the tuning seconds for all folds (None: no --time-budget), each fold getting an
     even share of what the earlier ones left."""
     y = target.y
     oof = np.zeros((len(y), target.n_classes)) if target.classes else np.zeros(len(y))
@@ -430,7 +430,7 @@ def fit_folds(
     spec = config.features
     scores, model_files, model_folds, notes, head_params, tunings = [], [], [], [], {}, []
     transform_files = None if spec.is_identity else []
-    budget_left = config.time_budget_s if budget_s is None else budget_s  # tuning seconds left to this head's folds
+    budget_left = budget_s  # tuning seconds left to this head's folds
     for k in range(config.folds):
         train_idx, valid_idx = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
         X_train, X_valid = X[train_idx], X[valid_idx]
@@ -723,7 +723,8 @@ def train(config: TrainConfig, on_progress: Progress | None = None) -> TrainResu
         config = replace(config, head=winner)
     else:
         key = fold_key(data, folds, config, params, names)
-        fitted = fit_folds(head_cls, target, data.X, folds, names, config, run_dir, notify, source_dims, key, data.groups)
+        fitted = fit_folds(head_cls, target, data.X, folds, names, config, run_dir, notify, source_dims, key, data.groups,
+                           config.time_budget_s)
         decide_threshold(target, folds, fitted, names, config.threshold)
     mean, std = metrics.summarize(fitted.scores, names)
     oof_scores = metrics.score(target.task, target.y, fitted.oof, names, fitted.decided_at)
