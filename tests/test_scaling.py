@@ -122,6 +122,32 @@ def test_errors_csv_lists_only_committed_parts(tmp_path):
     merged = merge_error_parts(tmp_path, state.error_records)
     assert state.errors == 1 and [e["id"] for e in read_errors(tmp_path)] == ["b"] and merged is not None
 
+
+def test_scan_ignores_a_part_another_shard_commits_while_it_runs(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.extract import writer
+    from pipelines.extract.writer import scan_committed, write_error_csv
+
+    (tmp_path / "_errors").mkdir()
+    pq.write_table(pa.table({"id": ["a"]}), tmp_path / "part-s00000of00002-00000.parquet")
+    write_error_csv(tmp_path / "_errors" / "part-s00000of00002-00000.csv", [{"id": "b", "path": "b.jpg", "error": "broken"}])
+    late = "part-s00001of00002-00000"
+    write_error_csv(tmp_path / "_errors" / f"{late}.csv", [{"id": "c", "path": "c.jpg", "error": "broken"}])
+    read_table = writer.pq.read_table
+
+    def commit_during_scan(path, **kwargs):  # shard 2 commits its part after the scan listed the parts
+        if not (tmp_path / f"{late}.parquet").exists():
+            pq.write_table(pa.table({"id": ["d"]}), tmp_path / f"{late}.parquet")
+        return read_table(path, **kwargs)
+
+    monkeypatch.setattr(writer.pq, "read_table", commit_during_scan)
+    state = scan_committed(tmp_path, "part-s00000of00002-")
+    assert (tmp_path / f"{late}.parquet").exists()  # the race happened
+    assert state.ids == {"a", "b"} and state.errors == 1  # a consistent snapshot without the late part
+    assert (tmp_path / "_errors" / f"{late}.csv").exists()  # not this shard's to delete
+
 @pytest.mark.slow
 def test_torchrun_two_processes_equal_one(tmp_path):
     write_images(tmp_path / "imgs", 11)

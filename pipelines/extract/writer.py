@@ -118,8 +118,11 @@ def scan_committed(output: Path, own_prefix: str | None = "part-") -> CommittedS
         if own_prefix is not None:
             remove_leftovers(error_dir, own_prefix)
         for error_file in sorted(error_dir.glob("part-*.csv")):
-            if not (output / f"{error_file.stem}.parquet").exists():
-                if own_prefix is not None and is_own_part(error_file.name, own_prefix):
+            # Keyed on the parts read above, not on what exists now: another shard may commit a
+            # part (errors file first, then the part) while this scan runs; that part is not in it.
+            if error_file.stem not in orders:
+                if (own_prefix is not None and is_own_part(error_file.name, own_prefix)
+                        and not (output / f"{error_file.stem}.parquet").exists()):
                     error_file.unlink()  # its part never committed: those inputs run again
                 continue
             records = read_error_csv(error_file)
