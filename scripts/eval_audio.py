@@ -140,7 +140,6 @@ def _extract(listing: Path, output: Path, settings: dict, ids, log):
 
 
 def _timing_clips(ids, files: dict):
-    import numpy as np
     import soundfile
 
     clips = []
@@ -234,16 +233,17 @@ def _append_csv(path: Path, rows: list[dict]) -> None:
 
 
 def main(argv=None) -> int:
+    from eval import CACHE, DEFAULT_DEVDATA  # scripts/ is on sys.path when this runs as a script
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devdata", type=Path, default=Path(os.environ.get("OLYMP_DEVDATA", REPO.parent / "shared" / "devdata")))
+    parser.add_argument("--devdata", type=Path, default=Path(os.environ.get("OLYMP_DEVDATA", DEFAULT_DEVDATA)))
     parser.add_argument("--heads", default="logreg,mlp")
     args = parser.parse_args(argv)
     if not args.devdata.is_dir():
         print(f"eval_audio: no devdata at {args.devdata}; nothing to do")
         return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    cache = Path(os.environ.get("OLYMP_EVAL_CACHE", REPO / ".bench" / "eval"))
-    run(args.devdata, cache, args)
+    run(args.devdata, CACHE, args)
     return 0
 
 

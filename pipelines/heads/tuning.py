@@ -79,9 +79,9 @@ class Tuned:
 def scorer(task: str, metric: str):
     """(y, predictions) -> the metric, signed so that higher is better; NaN (undefined on this
     inner part, e.g. AUC with one class) counts as the worst."""
-    from pipelines.data.metrics import GREATER_IS_BETTER, score
+    from pipelines.data.metrics import score
 
-    sign = 1.0 if GREATER_IS_BETTER[metric] else -1.0
+    sign = metric_sign(metric)
 
     def signed(y_true, pred) -> float:
         value = score(task, y_true, pred, [metric])[metric]
@@ -130,7 +130,7 @@ def tune(
             confirmation = confirm(head_cls, task, n_classes, fixed, metric, seed, X, y, groups, chosen)
             if confirmation is not None and not confirmation["confirmed"]:
                 chosen, best_score = {}, default[1]
-    sign = 1.0 if scorer_sign(metric) else -1.0
+    sign = metric_sign(metric)
     if progress is not None:
         progress(f"tuned: {describe_params(chosen)} (inner {metric} {sign * best_score:.4f}, {len(scored)} tried)")
     return Tuned(dict(chosen), {
@@ -163,7 +163,7 @@ def confirm(head_cls, task, n_classes, fixed, metric, seed, X, y, groups, chosen
         return None
     (best, best_pred), (default, default_pred) = scored[describe_params(chosen)], scored["defaults"]
     share = beats_share(inner.score, inner.y[inner.held_rows], best_pred, default_pred, seed + 1)
-    sign = 1.0 if scorer_sign(metric) else -1.0
+    sign = metric_sign(metric)
     return {"score": sign * best, "default_score": sign * default, "beats_defaults": share,
             "confirmed": bool(best > default and share >= SWITCH_CONFIDENCE)}
 
@@ -185,10 +185,11 @@ def run_search(head_cls, inner: InnerData, candidates, task, n_classes, fixed, m
     return head_cls.search(inner, candidates, task, n_classes, fixed, metric, seed)
 
 
-def scorer_sign(metric: str) -> bool:
+def metric_sign(metric: str) -> float:
+    """+1 where higher is better, -1 where lower is (scores are compared signed, shown unsigned)."""
     from pipelines.data.metrics import GREATER_IS_BETTER
 
-    return GREATER_IS_BETTER[metric]
+    return 1.0 if GREATER_IS_BETTER[metric] else -1.0
 
 
 def describe_params(params: dict) -> str:
